@@ -1,0 +1,176 @@
+"""The CDF gateway: the only module that talks to CDF, through cognite-sdk.
+
+It reads executions, creates sessions and calls retry with raw ``get``/``post`` on the SDK's async
+client, so that the caller gets the API's JSON unchanged (``engineExecutionId`` kept, status in upper
+case: the SDK's ``WorkflowExecution`` drops the first and lower-cases the second), and so that our
+own bounded concurrency, not the SDK's per-API throttle, decides how many requests run at once.
+Auth, token refresh, gzip, connection pooling and retries of 429/5xx stay the SDK's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from cognite.client import AsyncCogniteClient, CogniteClient, global_config
+from cognite.client.exceptions import (
+    CogniteAPIError,
+    CogniteException,
+    CogniteProjectAccessError,
+    CogniteRequestError,
+)
+
+from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError
+from workflow_retry.ids import ExecutionId
+from workflow_retry.settings import Settings
+
+T = TypeVar("T")
+_MAX_MESSAGE_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """Client credentials for creating retry sessions; the secret never shows in a repr."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+class Nonce:
+    """A session nonce: single use, short-lived, and never printed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Nonce(<redacted>)"
+
+    __str__ = __repr__
+
+
+class CdfGateway(Protocol):
+    """What the core needs from CDF. Every method raises :class:`CdfRequestError` on failure."""
+
+    async def get_execution(self, execution_id: ExecutionId) -> dict[str, Any]:
+        """The detailed execution; :class:`ExecutionNotFoundError` when CDF does not know it."""
+        ...
+
+    async def create_nonce(self) -> Nonce:
+        """A fresh session nonce for one retry."""
+        ...
+
+    async def retry_execution(self, execution_id: ExecutionId, nonce: Nonce) -> dict[str, Any]:
+        """Retry the execution from its point of failure; the updated execution as CDF answered it."""
+        ...
+
+
+class SdkCdfGateway:
+    """:class:`CdfGateway` over cognite-sdk's async client."""
+
+    def __init__(self, client: CogniteClient | AsyncCogniteClient, credentials: ClientCredentials | None) -> None:
+        self._client = client.get_async_client() if isinstance(client, CogniteClient) else client
+        self._session_item: dict[str, Any] = (
+            {"clientId": credentials.client_id, "clientSecret": credentials.client_secret}
+            if credentials
+            else {"tokenExchange": True}
+        )
+
+    @property
+    def session_type(self) -> str:
+        return "client credentials" if "clientId" in self._session_item else "token exchange"
+
+    async def get_execution(self, execution_id: ExecutionId) -> dict[str, Any]:
+        try:
+            response = await self._client.get(f"/workflows/executions/{execution_id}")
+        except CogniteAPIError as exc:
+            # The API has been seen answering 400 as well as 404 for an unknown execution
+            # (the SDK's own retrieve_detailed treats both as "not found").
+            if exc.code in (400, 404):
+                raise ExecutionNotFoundError(exc.code, _api_message(exc), retryable=False) from None
+            raise _as_request_error(exc) from None
+        except CogniteException as exc:
+            raise _as_request_error(exc) from None
+        return _json_object(response.json())
+
+    async def create_nonce(self) -> Nonce:
+        try:
+            response = await self._client.post("/sessions", json={"items": [self._session_item]})
+        except CogniteException as exc:
+            error = _as_request_error(exc)
+            raise CdfRequestError(error.code, f"creating a session failed: {error}", error.retryable) from None
+        items = _json_object(response.json()).get("items") or [{}]
+        nonce = items[0].get("nonce")
+        if not isinstance(nonce, str) or not nonce:
+            raise CdfRequestError(response.status_code, "the session response held no nonce", retryable=True)
+        return Nonce(nonce)
+
+    async def retry_execution(self, execution_id: ExecutionId, nonce: Nonce) -> dict[str, Any]:
+        body = {"authentication": {"nonce": nonce.reveal()}}
+        try:
+            response = await self._client.post(f"/workflows/executions/{execution_id}/retry", json=body)
+        except CogniteException as exc:
+            raise _as_request_error(exc) from None
+        return _json_object(response.json())
+
+
+def bound_sdk_retries(settings: Settings) -> None:
+    """Bound the SDK's retries and backoff (process-wide settings) so a call can keep its deadline.
+
+    With the SDK's defaults (10 retries, backoff up to 60 s) one request can take minutes when CDF
+    answers 429 to everything; these bounds keep one request to well under the deadline.
+    """
+    global_config.max_retries = settings.sdk_max_retries
+    global_config.max_retries_connect = min(settings.sdk_max_retries, 3)
+    global_config.max_retry_backoff = settings.sdk_max_backoff_seconds
+
+
+def apply_request_timeout(client: CogniteClient | AsyncCogniteClient, settings: Settings) -> None:
+    """Bound one HTTP request's timeout on the client we were given."""
+    client.config.timeout = min(client.config.timeout, settings.request_timeout_seconds)
+
+
+def run_on_sdk_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on cognite-sdk's own background event loop, as its sync client does.
+
+    The SDK keeps one HTTP connection pool per event loop; using its loop reuses that pool across
+    warm invocations and works whether or not the caller already runs an event loop.
+    """
+    from cognite.client.utils._async_helpers import run_sync  # the SDK's own bridge (pinned SDK)
+
+    result: T = run_sync(coroutine)
+    return result
+
+
+def _as_request_error(exc: CogniteException) -> CdfRequestError:
+    match exc:
+        case CogniteAPIError():
+            retryable = exc.code == 429 or exc.code >= 500
+            return CdfRequestError(exc.code, _api_message(exc), retryable)
+        case CogniteProjectAccessError():
+            return CdfRequestError(401, "unauthorized: the token is invalid, expired or has no project access", False)
+        case CogniteRequestError():
+            # Timeouts, refused and dropped connections, left after the SDK's own retries.
+            return CdfRequestError(None, f"no response from CDF: {type(exc).__name__}", retryable=True)
+        case _:
+            return CdfRequestError(None, f"{type(exc).__name__}: {_truncate(str(exc))}", retryable=False)
+
+
+def _api_message(exc: CogniteAPIError) -> str:
+    message = _truncate(str(exc.message))
+    return f"{message} (x-request-id: {exc.x_request_id})" if exc.x_request_id else message
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE_LENGTH else text[:_MAX_MESSAGE_LENGTH] + "..."
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CdfRequestError(None, "CDF answered something other than a JSON object", retryable=True)
+    return value

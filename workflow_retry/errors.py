@@ -1,0 +1,68 @@
+"""The exceptions this package raises, in one place.
+
+::
+
+    RetryToolError                 base class: catch this to catch everything raised on purpose
+    ├── PayloadError               the call's data holds no readable execution ID, or is malformed
+    │                              (too many IDs, wrong types): nothing was sent to CDF
+    ├── ConfigurationError         settings from the call, the environment or defaults are invalid:
+    │                              raised before any request to CDF
+    ├── TransientFailuresError     raised by asynchronous entrypoints *after* every ID was handled,
+    │                              when at least one ID failed with ``retryable: true``, so that the
+    │                              platform's own redelivery takes over; ``report`` holds the result
+    └── CdfRequestError            internal: one request to CDF failed (``code``, ``retryable``); the
+        │                          service turns it into a ``failed`` result, it never escapes
+        └── ExecutionNotFoundError internal: CDF does not know the execution (a ``not_found`` result)
+
+Per-ID problems (an invalid ID, a 404, a 503) never raise: they are results. Messages never hold a
+token, a client secret or a nonce.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workflow_retry.models import RetryReport
+
+
+class RetryToolError(Exception):
+    """Base class of every exception this package raises on purpose."""
+
+
+class PayloadError(RetryToolError, ValueError):
+    """The payload cannot be read: no execution ID in it, a field of the wrong type, or too many IDs."""
+
+
+class ConfigurationError(RetryToolError, ValueError):
+    """A setting is invalid. Raised before any request to CDF."""
+
+
+class TransientFailuresError(RetryToolError):
+    """Some IDs failed for a reason that may pass; the platform should deliver the event again."""
+
+    def __init__(self, report: RetryReport) -> None:
+        self.report = report
+        failed = [r.execution_id for r in report.results if r.error is not None and r.error.retryable]
+        super().__init__(f"{len(failed)} execution(s) failed transiently and may succeed later: {failed[:20]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.report.to_dict()
+
+
+class CdfRequestError(RetryToolError):
+    """Internal: one request to CDF failed. The service turns it into a ``failed`` result; it never escapes.
+
+    ``code`` is the HTTP status (None when no response came); ``retryable`` is True for 429, 5xx,
+    timeouts and dropped connections left after the SDK's own retries.
+    """
+
+    def __init__(self, code: int | None, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class ExecutionNotFoundError(CdfRequestError):
+    """Internal: CDF does not know the execution (404, or the 400 it has been seen to answer)."""

@@ -1,0 +1,55 @@
+"""One typed settings object, read from the environment once per process.
+
+Every variable is optional; defaults are chosen for a Cognite Function (10-minute limit, 1 CPU).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workflow_retry.errors import ConfigurationError
+from workflow_retry.payloads import describe_validation_error
+
+# Keys of a Cognite Function's secrets that hold client credentials for the retry sessions.
+SECRET_CLIENT_ID = "client-id"  # noqa: S105 (a key name)
+SECRET_CLIENT_SECRET = "client-secret"  # noqa: S105 (a key name)
+
+
+class Settings(BaseSettings):
+    """Run-time settings. Environment variables are upper case with the ``RETRY_`` prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="RETRY_", frozen=True, extra="ignore")
+
+    deadline_seconds: float = Field(
+        default=240.0,
+        gt=0,
+        le=3600,
+        description="Wall-clock budget of one call; IDs not reached fail retryably",
+    )
+    concurrency: int = Field(default=16, ge=1, le=50, description="Executions handled at the same time")
+    request_timeout_seconds: int = Field(default=20, ge=1, le=300, description="Timeout of one HTTP request")
+    sdk_max_retries: int = Field(default=3, ge=0, le=10, description="cognite-sdk retries of one request")
+    sdk_max_backoff_seconds: int = Field(default=4, ge=0, le=60, description="Cap of the SDK's backoff")
+
+    @model_validator(mode="after")
+    def _requests_fit_in_deadline(self) -> Settings:
+        if self.request_timeout_seconds >= self.deadline_seconds:
+            raise ValueError("request_timeout_seconds must be shorter than deadline_seconds")
+        return self
+
+
+def settings_from_environment() -> Settings:
+    """Read the settings from the environment, raising :class:`ConfigurationError` when invalid."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc, "settings")) from None
+
+
+@lru_cache(maxsize=1)
+def cached_settings() -> Settings:
+    """The process's settings, read once (a warm container reuses them)."""
+    return settings_from_environment()
