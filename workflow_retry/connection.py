@@ -1,0 +1,79 @@
+"""Building a CogniteClient from the environment (Toolkit variable names), for AWS Lambda and the CLI.
+
+A Cognite Function gets its client from the runtime and never uses this module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workflow_retry.errors import ConfigurationError
+from workflow_retry.payloads import describe_validation_error
+
+if TYPE_CHECKING:
+    from cognite.client import CogniteClient
+
+CLIENT_NAME = "workflow-retry"
+
+
+class CdfConnectionSettings(BaseSettings):
+    """Where CDF is and who we are: ``CDF_PROJECT``, ``CDF_CLUSTER`` or ``CDF_URL``, ``IDP_*``.
+
+    The client secret itself is not read here: it comes from ``IDP_CLIENT_SECRET`` or a secret store
+    (see ``IDP_CLIENT_SECRET_REF``), resolved by the caller.
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    project: str = Field(validation_alias=AliasChoices("CDF_PROJECT", "project"), min_length=1)
+    cluster: str | None = Field(default=None, validation_alias=AliasChoices("CDF_CLUSTER", "cluster"))
+    url: str | None = Field(default=None, validation_alias=AliasChoices("CDF_URL", "url"))
+    client_id: str = Field(validation_alias=AliasChoices("IDP_CLIENT_ID", "client_id"), min_length=1)
+    token_url: str = Field(validation_alias=AliasChoices("IDP_TOKEN_URL", "token_url"), min_length=1)
+    scopes: str | None = Field(default=None, validation_alias=AliasChoices("IDP_SCOPES", "scopes"))
+
+    @model_validator(mode="after")
+    def _one_location(self) -> CdfConnectionSettings:
+        if not self.url and not self.cluster:
+            raise ValueError("set CDF_URL (a full base URL) or CDF_CLUSTER")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return (self.url or f"https://{self.cluster}.cognitedata.com").rstrip("/")
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scopes.split() if self.scopes else [f"{self.base_url}/.default"]
+
+
+def connection_settings_from_environment() -> CdfConnectionSettings:
+    try:
+        return CdfConnectionSettings()
+    except ValidationError as exc:
+        raise ConfigurationError(describe_validation_error(exc, "CDF connection settings")) from None
+
+
+def build_client(settings: CdfConnectionSettings, client_secret: str, timeout_seconds: int = 20) -> CogniteClient:
+    """A CogniteClient authenticated with client credentials. Build once per process and reuse it."""
+    from cognite.client import ClientConfig, CogniteClient, global_config
+    from cognite.client.credentials import OAuthClientCredentials
+
+    global_config.disable_pypi_version_check = True  # no network call at start-up
+    credentials = OAuthClientCredentials(
+        token_url=settings.token_url,
+        client_id=settings.client_id,
+        client_secret=client_secret,
+        scopes=settings.scope_list,
+    )
+    config = ClientConfig(
+        client_name=CLIENT_NAME,
+        project=settings.project,
+        credentials=credentials,
+        base_url=settings.base_url,
+        timeout=timeout_seconds,
+    )
+    return CogniteClient(config)
