@@ -1,0 +1,100 @@
+"""`make demo`: the main job end to end on the embedded CDF emulator.
+
+Starts the emulator, seeds failed (and some not-failed) workflow executions, retries them through
+``handler.handle`` exactly as a Cognite Function call would, prints a before/after table and exits 0
+when every ID got the outcome it should.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import uuid
+from typing import Any
+
+from cognite.client import ClientConfig, CogniteClient, global_config
+from cognite.client.credentials import OAuthClientCredentials
+
+import handler
+from emulator import CdfEmulator
+
+EXPECTED = {
+    "FAILED": "retried",
+    "TIMED_OUT": "retried",
+    "TERMINATED": "retried",
+    "RUNNING": "skipped",
+    "COMPLETED": "skipped",
+}
+
+
+def main() -> int:
+    global_config.disable_pypi_version_check = True
+    client_id, client_secret = "demo-function", secrets.token_urlsafe(24)
+    with CdfEmulator(project="demo") as emu:
+        emu.add_client(client_id, client_secret)
+        seeded = [
+            emu.seed_execution("nightly-ingest", "1", "FAILED", reason="Task 'load' failed: connection reset"),
+            emu.seed_execution("nightly-ingest", "1", "TIMED_OUT", reason="Task 'transform' timed out"),
+            emu.seed_execution("hourly-sync", "3", "TERMINATED", reason="Cancelled by user"),
+            emu.seed_execution("hourly-sync", "3", "RUNNING", reason=None),
+            emu.seed_execution("weekly-report", "2", "COMPLETED", reason=None),
+        ]
+        before = {e["id"]: e for e in seeded}
+        unknown = str(uuid.uuid4())
+        data = {"executionIds": [*before, unknown, "not-an-execution-id"]}
+
+        client = CogniteClient(
+            ClientConfig(
+                client_name="workflow-retry-demo",
+                project=emu.project,
+                base_url=emu.base_url,
+                credentials=OAuthClientCredentials(
+                    token_url=emu.token_url,
+                    client_id=client_id,
+                    client_secret=client_secret,
+                    scopes=[f"{emu.base_url}/.default"],
+                ),
+            )
+        )
+        result = handler.handle(data, client, secrets={"client-id": client_id, "client-secret": client_secret})
+        after = {e: emu.get_execution(e) for e in before}
+
+    _print_table(result["results"], before, after)
+    print("\ncounts:", ", ".join(f"{k}={v}" for k, v in result["counts"].items() if v))
+    wrong = [
+        r["executionId"]
+        for r in result["results"]
+        if r["executionId"] in before and r["outcome"] != EXPECTED[before[r["executionId"]]["status"]]
+    ]
+    extras_ok = [r["outcome"] for r in result["results"][len(before) :]] == ["not_found", "invalid"]
+    if wrong or not extras_ok:
+        print(f"\nunexpected outcomes for: {wrong or 'the unknown/invalid IDs'}", file=sys.stderr)
+        return 1
+    print("\ndemo ok: every failed execution is RUNNING again; nothing else was touched.")
+    return 0
+
+
+def _print_table(results: list[dict[str, Any]], before: dict[str, Any], after: dict[str, Any]) -> None:
+    rows = [("execution", "workflow", "before", "outcome", "after", "reason")]
+    for r in results:
+        eid = r["executionId"]
+        was, now = before.get(eid), after.get(eid)
+        rows.append(
+            (
+                eid[:13] + ("..." if len(eid) > 13 else ""),
+                f"{was['workflowExternalId']}:{was['version']}" if was else "-",
+                was["status"] if was else "-",
+                r["outcome"],
+                now["status"] if now else "-",
+                r["reason"][:60],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
