@@ -1,0 +1,36 @@
+"""A CDF API emulator: a real HTTP server on loopback that the real cognite-sdk talks to.
+
+It serves the OAuth token endpoint, token inspection, sessions, workflow executions (get, list,
+retry, cancel, run) and RAW, in CDF's JSON shapes, records every request and injects faults::
+
+    from emulator import CdfEmulator, Fault
+
+    with CdfEmulator(project="test-project") as emu:
+        emu.add_client("my-client", "my-secret")
+        execution = emu.seed_execution("wf", "1", "FAILED")
+        emu.add_fault(Fault(path_regex=r"/retry$", statuses=[503]))
+        ...  # a CogniteClient with base_url=emu.base_url and token_url=emu.token_url
+"""
+
+from emulator.auth import (
+    DEFAULT_CAPABILITIES,
+    RAW_READ,
+    RAW_WRITE,
+    SESSIONS_CREATE,
+    WORKFLOW_READ,
+    WORKFLOW_WRITE,
+)
+from emulator.faults import Fault
+from emulator.server import CdfEmulator, RecordedRequest
+
+__all__ = [
+    "DEFAULT_CAPABILITIES",
+    "RAW_READ",
+    "RAW_WRITE",
+    "SESSIONS_CREATE",
+    "WORKFLOW_READ",
+    "WORKFLOW_WRITE",
+    "CdfEmulator",
+    "Fault",
+    "RecordedRequest",
+]

@@ -1,0 +1,719 @@
+"""The HTTP side of the CDF emulator: a real server on loopback that the real cognite-sdk talks to.
+
+:class:`CdfEmulator` runs a ``ThreadingHTTPServer`` (HTTP/1.1 keep-alive) in a daemon thread, routes
+``/oauth2/token``, ``/api/v1/token/inspect`` and ``/api/v1/projects/{project}/...`` to the state in
+:mod:`emulator.state`, records every request, and applies the injected :class:`~emulator.faults.Fault`s
+and latency.  One lock guards all state; sleeps for latency happen outside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import logging
+import re
+import socket
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from operator import itemgetter
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from emulator.auth import (
+    DEFAULT_CAPABILITIES,
+    RAW_READ,
+    RAW_WRITE,
+    SESSIONS_CREATE,
+    WORKFLOW_READ,
+    WORKFLOW_WRITE,
+    Client,
+)
+from emulator.errors import ApiError, error_body
+from emulator.faults import DROP, Fault, FaultAction
+from emulator.state import EmulatorState, Json, copy_json
+
+logger = logging.getLogger(__name__)
+
+_PROJECTS_PREFIX = "/api/v1/projects/"
+_TOKEN_PATH = "/oauth2/token"
+_INSPECT_PATH = "/api/v1/token/inspect"
+_PROJECT_PATH_RE = re.compile(r"^/api/v1/projects/[^/]*")
+
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    409: "Conflict",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the emulator received, as the test sees it afterwards.
+
+    ``path`` is exactly as received (no query string, not URL-decoded); ``body`` is the parsed JSON
+    (after gunzip), the form dict for the token endpoint, the raw text when it was not valid JSON,
+    or None when empty; ``status`` is what was answered (0 when the connection was dropped); ``time``
+    is ``time.monotonic()`` when the request arrived; ``client_id`` is the authenticated caller, if any.
+    """
+
+    method: str
+    path: str
+    raw_path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+    status: int
+    time: float
+    client_id: str | None = None
+
+
+@dataclass
+class _Ctx:
+    """What a route handler gets: the authenticated client, path parameters, query and JSON body."""
+
+    client: Client
+    params: list[str]
+    query: dict[str, list[str]]
+    body: Json
+
+
+@dataclass
+class _Answer:
+    status: int
+    payload: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    client_id: str | None = None
+
+
+_Handler = Callable[[EmulatorState, _Ctx], tuple[int, Json]]
+
+
+@dataclass(frozen=True)
+class _Route:
+    pattern: tuple[str | None, ...]  # literal segment, or None for a parameter
+    method: str
+    capability: str
+    handler: _Handler
+
+    def match(self, segments: list[str]) -> list[str] | None:
+        if len(segments) != len(self.pattern):
+            return None
+        params = []
+        for want, got in zip(self.pattern, segments, strict=True):
+            if want is None:
+                params.append(got)
+            elif want != got:
+                return None
+        return params
+
+
+def _routes() -> list[_Route]:
+    """The project-scoped endpoints: literal routes first so ``.../delete`` wins over a name."""
+    ex, raw = "executions", "raw"
+
+    def r(pattern: tuple[str | None, ...], method: str, capability: str, handler: _Handler) -> _Route:
+        return _Route(pattern, method, capability, handler)
+
+    return [
+        r(("sessions",), "POST", SESSIONS_CREATE, lambda s, c: (200, s.sessions.create(c.body, c.client, s.auth))),
+        r(("workflows", ex, "list"), "POST", WORKFLOW_READ, lambda s, c: (200, s.executions.list_page(c.body))),
+        r(
+            ("workflows", ex, None),
+            "GET",
+            WORKFLOW_READ,
+            lambda s, c: (200, s.executions.require(c.params[0]).detailed_json()),
+        ),
+        r(("workflows", ex, None, "retry"), "POST", WORKFLOW_WRITE, lambda s, c: (200, s.retry(c.params[0], c.body))),
+        r(
+            ("workflows", ex, None, "cancel"),
+            "POST",
+            WORKFLOW_WRITE,
+            lambda s, c: (200, s.cancel(c.params[0], c.body)),
+        ),
+        r(
+            ("workflows", None, "versions", None, "run"),
+            "POST",
+            WORKFLOW_WRITE,
+            lambda s, c: (201, s.run(c.params[0], c.params[1], c.body)),
+        ),
+        r((raw, "dbs"), "GET", RAW_READ, lambda s, c: (200, s.raw.list_dbs(c.query))),
+        r((raw, "dbs"), "POST", RAW_WRITE, lambda s, c: (201, s.raw.create_dbs(c.body))),
+        r((raw, "dbs", "delete"), "POST", RAW_WRITE, lambda s, c: (200, s.raw.delete_dbs(c.body))),
+        r(
+            (raw, "dbs", None, "tables", "delete"),
+            "POST",
+            RAW_WRITE,
+            lambda s, c: (200, s.raw.delete_tables(c.params[0], c.body)),
+        ),
+        r((raw, "dbs", None, "tables"), "GET", RAW_READ, lambda s, c: (200, s.raw.list_tables(c.params[0], c.query))),
+        r(
+            (raw, "dbs", None, "tables"),
+            "POST",
+            RAW_WRITE,
+            lambda s, c: (201, s.raw.create_tables(c.params[0], c.body, c.query)),
+        ),
+        r(
+            (raw, "dbs", None, "tables", None, "rows", "delete"),
+            "POST",
+            RAW_WRITE,
+            lambda s, c: (200, s.raw.delete_rows(c.params[0], c.params[1], c.body)),
+        ),
+        r(
+            (raw, "dbs", None, "tables", None, "rows"),
+            "GET",
+            RAW_READ,
+            lambda s, c: (200, s.raw.list_rows(c.params[0], c.params[1], c.query)),
+        ),
+        r(
+            (raw, "dbs", None, "tables", None, "rows"),
+            "POST",
+            RAW_WRITE,
+            lambda s, c: (201, s.raw.insert_rows(c.params[0], c.params[1], c.body, c.query)),
+        ),
+        r(
+            (raw, "dbs", None, "tables", None, "rows", None),
+            "GET",
+            RAW_READ,
+            lambda s, c: (200, s.raw.retrieve_row(c.params[0], c.params[1], c.params[2])),
+        ),
+        r(
+            (raw, "dbs", None, "tables", None, "cursors"),
+            "GET",
+            RAW_READ,
+            lambda s, c: (200, s.raw.cursors(c.params[0], c.params[1], c.query)),
+        ),
+    ]
+
+
+_ROUTES = _routes()
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its emulator and can cut its open keep-alive connections."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+    def __init__(self, address: tuple[str, int], emulator: CdfEmulator) -> None:
+        self.emulator = emulator
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, _RequestHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_open_connections(self) -> None:
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("connection error from %s", client_address, exc_info=True)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    """Reads one request, lets the emulator answer it, writes the answer (or drops the connection)."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "cdf-emulator"
+    sys_version = ""
+    timeout = 120
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s - %s", self.address_string(), format % args)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size_line = self.rfile.readline(65537).split(b";", 1)[0].strip()
+                size = int(size_line, 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(65537)
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length < 0:
+            raise ValueError("negative Content-Length")
+        return self.rfile.read(length) if length else b""
+
+    def _handle(self) -> None:
+        arrived = time.monotonic()
+        try:
+            data = self._read_body()
+        except ValueError:
+            self.close_connection = True
+            self._write(400, error_body(400, "Invalid request framing"), {})
+            return
+        answer = self.server.emulator._serve(self.command, self.path, dict(self.headers.items()), data, arrived)
+        if answer.status == DROP:
+            self.close_connection = True
+            return
+        self._write(answer.status, answer.payload, answer.headers)
+
+    def _write(self, status: int, payload: Any, headers: dict[str, str]) -> None:
+        data = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        self.send_response(status, _REASONS.get(status))
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-request-id", uuid.uuid4().hex)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+
+class CdfEmulator:
+    """A CDF API emulator for tests, the demo and benchmarks: see the package docstring.
+
+    ``CdfEmulator(project=...)`` is not started; ``start()`` (or ``with CdfEmulator() as emu``) binds a
+    free loopback port.  Knobs for one test: ``latency``, ``add_fault``, ``auto_fail_after_retry``,
+    ``unknown_execution_status``, ``nonce_ttl``; ``reset()`` puts them back.
+    """
+
+    def __init__(self, project: str = "test-project", *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.project = project
+        self._host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._state = EmulatorState()
+        self._faults: list[Fault] = []
+        self._requests: list[tuple[int, RecordedRequest]] = []
+        self._request_seq = 0
+        self._server: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.latency: float = 0.0
+        """Seconds added to every request (slept in the handler thread, outside the lock)."""
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> CdfEmulator:
+        """Bind the port and serve in a daemon thread; returns self."""
+        if self._server is not None:
+            return self
+        server = _HTTPServer((self._host, self._port), self)
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="cdf-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the port and every open connection."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_open_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> CdfEmulator:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound port (after ``start()``)."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``, for ``ClientConfig(base_url=...)``."""
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def token_url(self) -> str:
+        """The OAuth token endpoint, for ``OAuthClientCredentials(token_url=...)``."""
+        return f"{self.base_url}{_TOKEN_PATH}"
+
+    # --- identities -----------------------------------------------------------------------------
+
+    def add_client(
+        self, client_id: str, client_secret: str, capabilities: Iterable[str] = DEFAULT_CAPABILITIES
+    ) -> None:
+        """Register a client (service principal) with capabilities like ``"sessionsACL:CREATE"``."""
+        with self._lock:
+            self._state.auth.add_client(client_id, client_secret, capabilities)
+
+    def issue_token(self, client_id: str) -> str:
+        """A valid bearer token for a registered client, without the OAuth round trip."""
+        with self._lock:
+            return self._state.auth.issue_token(client_id)
+
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Every access token ever issued (for leak scans)."""
+        with self._lock:
+            return list(self._state.auth.issued_tokens)
+
+    @property
+    def issued_nonces(self) -> list[str]:
+        """Every session nonce ever issued (for leak scans)."""
+        with self._lock:
+            return list(self._state.sessions.issued_nonces)
+
+    # --- executions -----------------------------------------------------------------------------
+
+    def seed_execution(
+        self,
+        workflow_external_id: str = "wf",
+        version: str = "1",
+        status: str = "FAILED",
+        *,
+        tasks: list[dict[str, Any]] | None = None,
+        reason: str | None = "task failed",
+        created_time: int | None = None,
+        start_time: int | None = None,
+        end_time: int | None = None,
+        metadata: dict[str, str] | None = None,
+        execution_id: str | None = None,
+        input: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Add an execution and return its detailed JSON, as ``GET /workflows/executions/{id}`` would.
+
+        ``tasks``: executed-task specs, each a dict with ``externalId`` (default ``task-N``), ``status``
+        (default COMPLETED), and optionally ``taskType`` (default "function"), ``onFailure``
+        ("skipTask" makes the task optional), ``dependsOn`` (list of external ids), ``input``,
+        ``output``, ``reasonForIncompletion``, ``startTime``, ``endTime``, ``parentTaskExternalId``.
+        Without ``tasks``: ``task-1`` COMPLETED and ``task-2`` in the status matching the execution.
+        """
+        with self._lock:
+            execution = self._state.executions.seed(
+                workflow_external_id,
+                version,
+                status,
+                tasks=tasks,
+                reason=reason,
+                created_time=created_time,
+                start_time=start_time,
+                end_time=end_time,
+                metadata=metadata,
+                execution_id=execution_id,
+                input=input,
+            )
+            return execution.detailed_json()
+
+    def seed_many(self, n: int, **kwargs: Any) -> list[str]:
+        """Add ``n`` executions quickly (one index sort); same keyword arguments as ``seed_execution``
+        except ``execution_id``.  Without ``created_time`` they are 1 ms apart, the last one now."""
+        with self._lock:
+            return self._state.executions.seed_many(n, **kwargs)
+
+    def get_execution(self, execution_id: str) -> dict[str, Any] | None:
+        """The detailed execution JSON (a copy), or None."""
+        with self._lock:
+            execution = self._state.executions.get(execution_id)
+            return None if execution is None else execution.detailed_json()
+
+    def _execution(self, execution_id: str) -> Any:
+        execution = self._state.executions.get(execution_id)
+        if execution is None:
+            raise KeyError(f"unknown execution {execution_id}")
+        return execution
+
+    def fail_execution(self, execution_id: str, reason: str = "task failed", task_status: str = "FAILED") -> None:
+        """Make a RUNNING execution FAILED again; its unfinished tasks get ``task_status``."""
+        with self._lock:
+            self._state.executions.fail(self._execution(execution_id), reason, task_status)
+
+    def complete_execution(self, execution_id: str) -> None:
+        """Make an execution COMPLETED (all unfinished tasks complete)."""
+        with self._lock:
+            self._state.executions.complete(self._execution(execution_id))
+
+    def retry_count(self, execution_id: str) -> int:
+        """How many retries were applied (state changed) to the execution."""
+        with self._lock:
+            return int(self._execution(execution_id).retries)
+
+    @property
+    def execution_count(self) -> int:
+        """How many executions the project holds."""
+        with self._lock:
+            return len(self._state.executions)
+
+    @property
+    def auto_fail_after_retry(self) -> bool:
+        """When True, an applied retry answers RUNNING but leaves the execution FAILED right after."""
+        return self._state.executions.auto_fail_after_retry
+
+    @auto_fail_after_retry.setter
+    def auto_fail_after_retry(self, value: bool) -> None:
+        with self._lock:
+            self._state.executions.auto_fail_after_retry = value
+
+    @property
+    def unknown_execution_status(self) -> int:
+        """Status answered for an unknown execution id (404, or 400 as the real API has been seen to)."""
+        return self._state.executions.unknown_execution_status
+
+    @unknown_execution_status.setter
+    def unknown_execution_status(self, value: int) -> None:
+        with self._lock:
+            self._state.executions.unknown_execution_status = value
+
+    @property
+    def nonce_ttl(self) -> float:
+        """Seconds a session nonce stays valid (60 by default)."""
+        return self._state.sessions.nonce_ttl
+
+    @nonce_ttl.setter
+    def nonce_ttl(self, value: float) -> None:
+        with self._lock:
+            self._state.sessions.nonce_ttl = value
+
+    # --- RAW inspection -------------------------------------------------------------------------
+
+    def raw_rows(self, db_name: str, table_name: str) -> dict[str, dict[str, Any]]:
+        """The columns of every row of a RAW table by key (a copy; empty when the table does not exist)."""
+        with self._lock:
+            db = self._state.raw.dbs.get(db_name)
+            table = None if db is None else db.tables.get(table_name)
+            if table is None:
+                return {}
+            return {key: copy_json(row.columns) for key, row in table.rows.items()}
+
+    # --- recording ------------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received, in order of arrival (a snapshot)."""
+        with self._lock:
+            entries = list(self._requests)
+        entries.sort(key=itemgetter(0))
+        return [rec for _, rec in entries]
+
+    def requests_matching(self, method: str | None = None, path_regex: str | None = None) -> list[RecordedRequest]:
+        """Recorded requests with this method (None = any) whose full path ``re.search``-matches."""
+        pattern = re.compile(path_regex) if path_regex is not None else None
+        return [
+            rec
+            for rec in self.requests
+            if (method is None or rec.method == method.upper())
+            and (pattern is None or pattern.search(rec.path) is not None)
+        ]
+
+    def clear_requests(self) -> None:
+        """Forget the recorded requests."""
+        with self._lock:
+            self._requests.clear()
+
+    def reset(self) -> None:
+        """Clear executions, sessions, RAW, requests, faults and latency; keep clients and their tokens."""
+        with self._lock:
+            self._state.reset()
+            self._requests.clear()
+            self._faults.clear()
+            self.latency = 0.0
+
+    # --- faults ---------------------------------------------------------------------------------
+
+    def add_fault(self, fault: Fault) -> Fault:
+        """Activate a fault (after the ones already active); returns it, to inspect ``applied`` later."""
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        """Deactivate every fault."""
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, method: str, path: str) -> FaultAction | None:
+        for fault in self._faults:
+            if fault.matches(method, path):
+                action = fault.take()
+                if action is not None:
+                    return action
+        return None
+
+    # --- serving (called from handler threads) --------------------------------------------------
+
+    def _serve(self, method: str, raw_path: str, raw_headers: dict[str, str], data: bytes, arrived: float) -> _Answer:
+        """Answer one request: faults and latency, then routing; records it before it is answered."""
+        path, _, query_string = raw_path.partition("?")
+        query = parse_qs(query_string, keep_blank_values=True)
+        headers = {k.lower(): v for k, v in raw_headers.items()}
+        body, body_error = self._parse_body(path, headers, data)
+        fault_path = _PROJECT_PATH_RE.sub("", path, count=1) if path.startswith(_PROJECTS_PREFIX) else path
+        with self._lock:
+            self._request_seq += 1
+            seq = self._request_seq
+            action = self._take_fault(method, fault_path)
+        delay = self.latency + (action.latency if action is not None else 0.0)
+        if delay > 0:
+            time.sleep(delay)
+
+        answer: _Answer | None = None
+        if action is None or not action.fails or action.apply_then_fail:
+            try:
+                with self._lock:
+                    answer = self._dispatch(method, path, query, headers, body, body_error)
+            except Exception:
+                logger.exception("emulator failed on %s %s", method, raw_path)
+                answer = _Answer(500, error_body(500, "Internal emulator error"))
+        if action is not None and action.fails and action.status is not None:
+            client_id = answer.client_id if answer is not None else None
+            answer = self._fault_answer(action.status, action.retry_after)
+            answer.client_id = client_id
+        assert answer is not None
+
+        record = RecordedRequest(
+            method=method,
+            path=path,
+            raw_path=raw_path,
+            query=query,
+            headers=headers,
+            body=body,
+            status=answer.status,
+            time=arrived,
+            client_id=answer.client_id,
+        )
+        with self._lock:
+            self._requests.append((seq, record))
+        return answer
+
+    @staticmethod
+    def _fault_answer(status: int, retry_after: float | None) -> _Answer:
+        if status == DROP:
+            return _Answer(DROP, None)
+        headers = {}
+        if retry_after is not None:
+            headers["Retry-After"] = f"{retry_after:g}"
+        message = _REASONS.get(status, "Injected fault")
+        return _Answer(status, error_body(status, f"{message} (injected fault)"), headers)
+
+    @staticmethod
+    def _parse_body(path: str, headers: dict[str, str], data: bytes) -> tuple[Any, str | None]:
+        """(parsed body, error message); gunzips, parses the token form or JSON."""
+        encoding = headers.get("content-encoding", "").strip().lower()
+        if encoding in ("gzip", "x-gzip", "deflate") and data:
+            try:
+                data = gzip.decompress(data) if encoding != "deflate" else zlib.decompress(data)
+            except (OSError, EOFError, zlib.error):
+                return None, f"Request body is not valid {encoding}"
+        if not data:
+            return None, None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "Request body is not valid UTF-8"
+        if path == _TOKEN_PATH:
+            return {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}, None
+        try:
+            return json.loads(text), None
+        except ValueError as e:
+            return text, f"Malformed JSON in request body: {e}"
+
+    def _dispatch(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        body: Any,
+        body_error: str | None,
+    ) -> _Answer:
+        """Route one request (lock held)."""
+        state = self._state
+        if path == _TOKEN_PATH:
+            if method != "POST":
+                return _Answer(405, error_body(405, f"Method {method} not allowed"))
+            return self._token(body)
+        client: Client | None = None
+        try:
+            if path == _INSPECT_PATH:
+                if method != "GET":
+                    raise ApiError(405, f"Method {method} not allowed")
+                client = state.auth.authenticate(headers.get("authorization"))
+                return _Answer(200, state.auth.inspect(client, self.project), client_id=client.client_id)
+            if not path.startswith(_PROJECTS_PREFIX):
+                raise ApiError(404, f"Path not found: {path}")
+            project_segment, _, rest = path[len(_PROJECTS_PREFIX) :].partition("/")
+            client = state.auth.authenticate(headers.get("authorization"))
+            if unquote(project_segment) != self.project:
+                raise ApiError(403, f"No access to project {unquote(project_segment)!r}")
+            segments = [unquote(s) for s in rest.split("/")]
+            candidates = [(route, params) for route in _ROUTES if (params := route.match(segments)) is not None]
+            chosen = next(((r, p) for r, p in candidates if r.method == method), None)
+            if chosen is None:
+                if candidates:
+                    raise ApiError(405, f"Method {method} not allowed on {path}")
+                raise ApiError(404, f"Path not found: {path}")
+            route, params = chosen
+            state.auth.require(client, route.capability)
+            if route.method == "GET":
+                json_body: Json = {}
+            else:
+                if body_error is not None:
+                    raise ApiError(400, body_error)
+                if body is None:
+                    body = {}
+                if not isinstance(body, dict):
+                    raise ApiError(400, "Request body must be a JSON object")
+                json_body = body
+            status, payload = route.handler(state, _Ctx(client, params, query, json_body))
+            return _Answer(status, payload, client_id=client.client_id)
+        except ApiError as e:
+            return _Answer(e.status, e.body(), client_id=client.client_id if client else None)
+
+    def _token(self, form: Any) -> _Answer:
+        if not isinstance(form, dict):
+            return _Answer(400, {"error": "invalid_request", "error_description": "form body required"})
+        if form.get("grant_type") != "client_credentials":
+            return _Answer(
+                400,
+                {"error": "unsupported_grant_type", "error_description": "only client_credentials is supported"},
+            )
+        client = self._state.auth.check_credentials(str(form.get("client_id", "")), str(form.get("client_secret", "")))
+        if client is None:
+            return _Answer(401, {"error": "invalid_client", "error_description": "Invalid client id or secret"})
+        token = self._state.auth.issue_token(client.client_id)
+        return _Answer(
+            200,
+            {"access_token": token, "expires_in": 3600, "token_type": "Bearer"},
+            client_id=client.client_id,
+        )
