@@ -275,7 +275,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._write(400, error_body(400, "Invalid request framing"), {})
             return
-        answer = self.server.emulator._serve(self.command, self.path, dict(self.headers.items()), data, arrived)
+        emulator = self.server.emulator
+        emulator._enter_request()
+        try:
+            answer = emulator._serve(self.command, self.path, dict(self.headers.items()), data, arrived)
+        finally:
+            emulator._leave_request()
         if answer.status == DROP:
             self.close_connection = True
             return
@@ -317,6 +322,9 @@ class CdfEmulator:
         self._thread: threading.Thread | None = None
         self.latency: float = 0.0
         """Seconds added to every request (slept in the handler thread, outside the lock)."""
+        self._in_flight = 0
+        self.max_in_flight = 0
+        """The most requests being answered at the same time since the last reset (shows concurrency)."""
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -548,6 +556,16 @@ class CdfEmulator:
             self._requests.clear()
             self._faults.clear()
             self.latency = 0.0
+            self.max_in_flight = 0
+
+    def _enter_request(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def _leave_request(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     # --- faults ---------------------------------------------------------------------------------
 

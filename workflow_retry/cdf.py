@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
 from cognite.client import AsyncCogniteClient, CogniteClient, global_config
 from cognite.client.exceptions import (
@@ -75,6 +76,8 @@ class SdkCdfGateway:
 
     def __init__(self, client: CogniteClient | AsyncCogniteClient, credentials: ClientCredentials | None) -> None:
         self._client = client.get_async_client() if isinstance(client, CogniteClient) else client
+        # The client's raw get/post resolve paths against the base URL only, not the project's API path.
+        self._api = f"/api/v1/projects/{quote(self._client.config.project, safe='')}"
         self._session_item: dict[str, Any] = (
             {"clientId": credentials.client_id, "clientSecret": credentials.client_secret}
             if credentials
@@ -87,7 +90,7 @@ class SdkCdfGateway:
 
     async def get_execution(self, execution_id: ExecutionId) -> dict[str, Any]:
         try:
-            response = await self._client.get(f"/workflows/executions/{execution_id}")
+            response = await self._client.get(f"{self._api}/workflows/executions/{execution_id}")
         except CogniteAPIError as exc:
             # The API has been seen answering 400 as well as 404 for an unknown execution
             # (the SDK's own retrieve_detailed treats both as "not found").
@@ -100,7 +103,7 @@ class SdkCdfGateway:
 
     async def create_nonce(self) -> Nonce:
         try:
-            response = await self._client.post("/sessions", json={"items": [self._session_item]})
+            response = await self._client.post(f"{self._api}/sessions", json={"items": [self._session_item]})
         except CogniteException as exc:
             error = _as_request_error(exc)
             raise CdfRequestError(error.code, f"creating a session failed: {error}", error.retryable) from None
@@ -113,7 +116,7 @@ class SdkCdfGateway:
     async def retry_execution(self, execution_id: ExecutionId, nonce: Nonce) -> dict[str, Any]:
         body = {"authentication": {"nonce": nonce.reveal()}}
         try:
-            response = await self._client.post(f"/workflows/executions/{execution_id}/retry", json=body)
+            response = await self._client.post(f"{self._api}/workflows/executions/{execution_id}/retry", json=body)
         except CogniteException as exc:
             raise _as_request_error(exc) from None
         return _json_object(response.json())

@@ -1,43 +1,391 @@
-"""Pure decisions about one execution: retry it, skip it, or only report it (no I/O here)."""
+"""The retry policy and the pure decision it makes about one execution (no I/O here).
+
+:class:`RetryPolicy` is one typed configuration, the same on every platform. It is built from three
+layers, the first that sets a field wins: the call's data (``{"policy": {...}}`` in a payload), the
+environment (``RETRY_*`` variables, see :data:`ENVIRONMENT_VARIABLES`), then the defaults below.
+:func:`resolve_policy` merges them and raises :class:`ConfigurationError` for anything invalid, so
+a bad setting is refused before any request to CDF.
+
+:func:`decide` turns an execution (as CDF reports it) and its attempt history (from the ledger) into
+one :class:`Decision`. The checks run in a fixed order, and the first that applies decides:
+
+1. status: only FAILED, TIMED_OUT and TERMINATED can be retried -> ``skip``
+2. workflow: not in ``includeWorkflows`` (when set) or in ``excludeWorkflows`` -> ``skip``
+3. age: ended longer ago than ``maxAgeHours`` -> ``skip``
+4. reason: a ``reasonForIncompletion`` (of the execution or a failed task) matches one of
+   ``skipReasonPatterns`` -> ``skip``, naming the pattern
+5. terminal errors: every failed task is FAILED_WITH_TERMINAL_ERROR (and ``retryTerminalErrors`` is
+   false) -> ``skip``
+6. cap: already retried ``maxAttempts`` times -> ``exhausted``
+7. cooldown: the last retry was less than the cooldown ago -> ``defer``
+8. ``dryRun`` -> ``report_only``; otherwise ``retry``.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from workflow_retry.errors import ConfigurationError
 
 RETRYABLE_STATUSES = frozenset({"FAILED", "TIMED_OUT", "TERMINATED"})
 """The execution statuses CDF's retry endpoint accepts."""
+
+FAILED_TASK_STATUSES = frozenset({"FAILED", "FAILED_WITH_TERMINAL_ERROR", "TIMED_OUT"})
+"""Task statuses that count as a failure of the task (CANCELED tasks are collateral, not causes)."""
+
+TERMINAL_TASK_STATUS = "FAILED_WITH_TERMINAL_ERROR"
+
+_MS_PER_HOUR = 3_600_000
 
 
 class Action(StrEnum):
     RETRY = "retry"
     SKIP = "skip"
     REPORT_ONLY = "report_only"
+    DEFER = "defer"
+    EXHAUSTED = "exhausted"
 
 
 @dataclass(frozen=True)
 class Decision:
+    """What to do with one execution, and why (the reason is shown to the user as is)."""
+
     action: Action
     reason: str
+    attempt: int | None = None
+    """For ``retry`` and ``report_only``: the number this attempt would have (1 = first retry)."""
+    not_before_ms: int | None = None
+    """For ``defer``: the earliest time (epoch ms) the next retry is allowed."""
 
 
-def decide(execution: dict[str, Any], *, dry_run: bool) -> Decision:
-    """What to do with an execution, given its current state as CDF reports it."""
+def _split_list(value: object) -> object:
+    """Environment values: a JSON array, or a comma-separated list."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise ValueError("is not a valid JSON array") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class WorkflowSelector(BaseModel):
+    """A workflow, optionally one version of it: ``"wf"``, ``"wf:2"`` or ``{"externalId": "wf", "version": "2"}``.
+
+    The string form splits on the last ``:``; use the object form for an external ID that contains one.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    external_id: str = Field(min_length=1, max_length=255)
+    version: str | None = Field(default=None, min_length=1, max_length=255)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: object) -> object:
+        if isinstance(value, str):
+            external_id, sep, version = value.rpartition(":")
+            return {"externalId": external_id, "version": version} if sep else {"externalId": value}
+        return value
+
+    def matches(self, workflow_external_id: object, version: object) -> bool:
+        if workflow_external_id != self.external_id:
+            return False
+        return self.version is None or str(version) == self.version
+
+    def __str__(self) -> str:
+        return self.external_id if self.version is None else f"{self.external_id}:{self.version}"
+
+    def as_filter(self) -> dict[str, str]:
+        """The ``workflowFilters`` item of the executions list endpoint."""
+        return {"externalId": self.external_id} | ({"version": self.version} if self.version else {})
+
+
+WorkflowList = Annotated[tuple[WorkflowSelector, ...], BeforeValidator(_split_list)]
+
+
+def _pattern_list(value: object) -> object:
+    """Environment values: a JSON array, or one pattern (a regular expression may hold commas)."""
+    if isinstance(value, str) and not value.strip().startswith("["):
+        return [value]
+    return _split_list(value)
+
+
+PatternList = Annotated[tuple[str, ...], BeforeValidator(_pattern_list)]
+
+
+class RetryPolicy(BaseModel):
+    """Which failed executions are retried, how often and how soon. Keys are camelCase in payloads."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    max_attempts: int = Field(
+        default=3, ge=1, le=100, description="Retries of one execution; then its outcome is `exhausted`"
+    )
+    cooldown_seconds: float = Field(
+        default=300.0, ge=0, le=7 * 86_400, description="Minimum time between the first and second retry"
+    )
+    cooldown_factor: float = Field(
+        default=2.0, ge=1, le=10, description="Each further retry waits this many times longer than the one before"
+    )
+    cooldown_max_seconds: float = Field(
+        default=3600.0, ge=0, le=7 * 86_400, description="The wait between two retries never exceeds this"
+    )
+    include_workflows: WorkflowList = Field(
+        default=(), description="Only these workflows (`wf` or `wf:version`) are retried; empty: all"
+    )
+    exclude_workflows: WorkflowList = Field(default=(), description="These workflows are never retried")
+    skip_reason_patterns: PatternList = Field(
+        default=(),
+        description="Regular expressions (case-insensitive, searched) on reasonForIncompletion of the "
+        "execution and its failed tasks: a match means the failure is not worth retrying",
+    )
+    retry_terminal_errors: bool = Field(
+        default=False, description="Retry executions whose failed tasks are all FAILED_WITH_TERMINAL_ERROR"
+    )
+    max_age_hours: float = Field(
+        default=24.0, gt=0, le=24 * 90, description="Executions that ended longer ago than this are not retried"
+    )
+
+    @field_validator("skip_reason_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            if not pattern:
+                raise ValueError("a skip reason pattern is empty (it would match every failure)")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from None
+        return patterns
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RetryPolicy:
+        if self.cooldown_max_seconds < self.cooldown_seconds:
+            raise ValueError("cooldownMaxSeconds must not be smaller than cooldownSeconds")
+        overlap = {str(s) for s in self.include_workflows} & {str(s) for s in self.exclude_workflows}
+        if overlap:
+            raise ValueError(f"workflows both included and excluded: {sorted(overlap)}")
+        return self
+
+    def cooldown_after(self, attempts: int) -> float:
+        """Seconds to wait after retry number ``attempts`` before the next one (0 before the first)."""
+        if attempts <= 0:
+            return 0.0
+        return float(min(self.cooldown_seconds * self.cooldown_factor ** (attempts - 1), self.cooldown_max_seconds))
+
+    def workflow_filters(self) -> list[dict[str, str]]:
+        """``includeWorkflows`` as list-endpoint filters (empty: every workflow)."""
+        return [selector.as_filter() for selector in self.include_workflows]
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+ENVIRONMENT_VARIABLES: Mapping[str, str] = {
+    "RETRY_MAX_ATTEMPTS": "max_attempts",
+    "RETRY_COOLDOWN_SECONDS": "cooldown_seconds",
+    "RETRY_COOLDOWN_FACTOR": "cooldown_factor",
+    "RETRY_COOLDOWN_MAX_SECONDS": "cooldown_max_seconds",
+    "RETRY_INCLUDE_WORKFLOWS": "include_workflows",
+    "RETRY_EXCLUDE_WORKFLOWS": "exclude_workflows",
+    "RETRY_SKIP_REASON_PATTERNS": "skip_reason_patterns",
+    "RETRY_TERMINAL_ERRORS": "retry_terminal_errors",
+    "RETRY_MAX_AGE_HOURS": "max_age_hours",
+}
+"""Environment variable -> policy field. Lists: a JSON array or comma-separated values."""
+
+
+def policy_overrides(data: object) -> dict[str, Any]:
+    """Validate the ``policy`` object of a call's data on its own; the fields it sets, by field name.
+
+    Raises :class:`ConfigurationError` naming the bad key (unknown keys are refused: a typo must not
+    silently leave a default in force).
+    """
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigurationError("invalid policy: 'policy' must be an object")
+    try:
+        partial = RetryPolicy.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc, "policy")) from None
+    return {name: getattr(partial, name) for name in partial.model_fields_set}
+
+
+def resolve_policy(call: Mapping[str, Any] | None, environment: Mapping[str, str]) -> RetryPolicy:
+    """The policy in force: the call's fields over the environment's over the defaults.
+
+    ``call`` holds field names (from :func:`policy_overrides`); ``environment`` is
+    passed in (e.g. ``os.environ``) so that this stays free of I/O.
+    """
+    from_environment: dict[str, Any] = {}
+    for variable, field in ENVIRONMENT_VARIABLES.items():
+        value = environment.get(variable)
+        if value is not None and value.strip() != "":
+            from_environment[field] = value.strip()
+    try:
+        environment_layer = RetryPolicy.model_validate(from_environment)
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc, "policy from the environment", ENVIRONMENT_VARIABLES)) from None
+    explicit = {name: getattr(environment_layer, name) for name in from_environment}
+    try:
+        return RetryPolicy.model_validate({**explicit, **(call or {})})
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc, "policy")) from None
+
+
+def _describe(exc: ValidationError, what: str, variables: Mapping[str, str] | None = None) -> str:
+    by_field = {field: variable for variable, field in (variables or {}).items()}
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False)[:5]:
+        location = [str(part) for part in error["loc"]]
+        if location and location[0] in by_field:
+            location[0] = by_field[location[0]]
+        elif location and location[0] in RetryPolicy.model_fields:
+            location[0] = to_camel(location[0])
+        parts.append(f"{'.'.join(location) or what}: {error['msg']}")
+    return f"invalid {what}: " + "; ".join(parts)
+
+
+# -- decisions --------------------------------------------------------------------------------------
+
+
+def screen(execution: Mapping[str, Any], policy: RetryPolicy, now_ms: int) -> str | None:
+    """The checks that need only the execution (1-5): why it must not be retried, or None.
+
+    Works on a list item too (no ``executedTasks``): the task checks then pass, and run again later
+    on the detailed execution.
+    """
     status = str(execution.get("status", "")).upper()
     if status not in RETRYABLE_STATUSES:
+        return f"status is {status or 'unknown'}; only FAILED, TIMED_OUT and TERMINATED are retried"
+    workflow, version = execution.get("workflowExternalId"), execution.get("version")
+    shown = f"{workflow}:{version}" if version is not None else str(workflow)
+    if policy.include_workflows and not any(s.matches(workflow, version) for s in policy.include_workflows):
+        return f"workflow {shown} is not in includeWorkflows"
+    excluded = next((s for s in policy.exclude_workflows if s.matches(workflow, version)), None)
+    if excluded is not None:
+        return f"workflow {shown} is excluded (excludeWorkflows '{excluded}')"
+    ended = _int(execution.get("endTime")) or _int(execution.get("createdTime"))
+    if ended is not None and now_ms - ended > policy.max_age_hours * _MS_PER_HOUR:
+        hours = (now_ms - ended) / _MS_PER_HOUR
+        return f"ended {hours:.1f} h ago, longer ago than maxAgeHours ({policy.max_age_hours:g} h)"
+    for source, reason in _failure_reasons(execution):
+        for pattern in policy.skip_reason_patterns:
+            if re.search(pattern, reason, re.IGNORECASE):
+                return f"reasonForIncompletion of {source} matches skip pattern '{pattern}'"
+    failed = failed_tasks(execution)
+    if failed and not policy.retry_terminal_errors and all(t.get("status") == TERMINAL_TASK_STATUS for t in failed):
+        names = ", ".join(str(t.get("externalId")) for t in failed[:5])
+        return f"every failed task ended FAILED_WITH_TERMINAL_ERROR ({names}); set retryTerminalErrors to retry them"
+    return None
+
+
+def decide(
+    execution: Mapping[str, Any],
+    *,
+    dry_run: bool,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    attempts: int = 0,
+    last_attempt_ms: int | None = None,
+    now_ms: int | None = None,
+) -> Decision:
+    """What to do with an execution, given its state in CDF and its attempts so far (from the ledger)."""
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    problem = screen(execution, policy, now)
+    if problem is not None:
+        return Decision(Action.SKIP, problem)
+    status = str(execution.get("status", "")).upper()
+    if attempts >= policy.max_attempts:
+        when = f"; last at {format_time(last_attempt_ms)}" if last_attempt_ms else ""
+        return Decision(Action.EXHAUSTED, f"retried {attempts} time(s), maxAttempts is {policy.max_attempts}{when}")
+    wait_ms = int(policy.cooldown_after(attempts) * 1000)
+    if last_attempt_ms is not None and wait_ms > 0 and now < last_attempt_ms + wait_ms:
+        not_before = last_attempt_ms + wait_ms
         return Decision(
-            Action.SKIP, f"status is {status or 'unknown'}; only FAILED, TIMED_OUT and TERMINATED are retried"
+            Action.DEFER,
+            f"cooling down: retry {attempts + 1} of {policy.max_attempts} is allowed from "
+            f"{format_time(not_before)} (in {_duration(not_before - now)})",
+            not_before_ms=not_before,
         )
+    attempt = attempts + 1
     if dry_run:
-        return Decision(Action.REPORT_ONLY, f"would retry: status is {status}")
-    return Decision(Action.RETRY, f"retried from the point of failure (status was {status})")
+        return Decision(
+            Action.REPORT_ONLY, f"would retry: status is {status} (attempt {attempt} of {policy.max_attempts})", attempt
+        )
+    return Decision(Action.RETRY, f"retried from the point of failure (status was {status})", attempt)
 
 
-def retry_was_applied(execution_after: dict[str, Any]) -> bool:
-    """After a retry request whose answer was lost or refused, whether CDF shows it applied.
+def retry_was_applied(execution_after: Mapping[str, Any]) -> bool:
+    """After a retry request that failed, whether CDF shows the execution restarted anyway.
 
-    An execution that was FAILED, TIMED_OUT or TERMINATED when we read it and is RUNNING now has
-    been restarted: a second request must not restart it again.
+    An execution that was FAILED, TIMED_OUT or TERMINATED when we read it and is RUNNING now has been
+    restarted (by our request whose answer was lost, or by a concurrent caller): it must not be
+    restarted again.
     """
     return str(execution_after.get("status", "")).upper() == "RUNNING"
+
+
+def failed_tasks(execution: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The executed tasks that failed (empty when the execution holds no ``executedTasks``)."""
+    tasks = execution.get("executedTasks")
+    if not isinstance(tasks, list):
+        return []
+    return [t for t in tasks if isinstance(t, Mapping) and t.get("status") in FAILED_TASK_STATUSES]
+
+
+def failure_key(execution: Mapping[str, Any]) -> int | None:
+    """When the execution failed (epoch ms; ``endTime``, else ``createdTime``): oldest first in sweeps."""
+    return _int(execution.get("endTime")) or _int(execution.get("createdTime"))
+
+
+def _failure_reasons(execution: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+    reason = execution.get("reasonForIncompletion")
+    if isinstance(reason, str) and reason:
+        yield "the execution", reason
+    for task in failed_tasks(execution):
+        task_reason = task.get("reasonForIncompletion")
+        if isinstance(task_reason, str) and task_reason:
+            yield f"task '{task.get('externalId')}'", task_reason
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def format_time(epoch_ms: int | None) -> str:
+    """An epoch-ms time as ISO 8601 UTC to the second (``-`` for None)."""
+    if epoch_ms is None:
+        return "-"
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _duration(ms: int) -> str:
+    seconds = max(0, round(ms / 1000))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"

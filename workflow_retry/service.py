@@ -73,22 +73,23 @@ async def retry_one(execution_id: ExecutionId, gateway: CdfGateway, *, dry_run: 
 async def _after_failed_retry(
     execution_id: ExecutionId, gateway: CdfGateway, error: CdfRequestError, before: dict[str, Any]
 ) -> ExecutionResult:
-    """A retry request failed: find out whether CDF applied it anyway before calling it a failure.
+    """A retry request failed: find out whether the execution runs again before calling it a failure.
 
-    A 5xx or timeout may come after CDF restarted the execution (the answer was lost), and the SDK's
-    own repeat of the POST is then refused because the nonce was already used. Reading the execution
-    again tells the two apart, so the ID is never reported failed (and retried again) when it runs.
+    A 5xx or timeout may come after CDF restarted the execution (the answer was lost); the SDK then
+    repeats the POST, which CDF refuses (the nonce was used, the execution is RUNNING). Reading the
+    execution again tells these apart from a real failure, so an ID that runs again is never reported
+    as failed, and so never retried a second time by whoever acts on the report.
     """
-    ambiguous = error.retryable or (error.code == 400 and "nonce" in error.message.lower())
-    if ambiguous:
-        try:
-            after = await gateway.get_execution(execution_id)
-        except CdfRequestError:
-            after = None
-        if after is not None and retry_was_applied(after):
-            reason = f"retried (CDF's answer was lost: {error.message}; the execution is RUNNING again)"
-            return _result(execution_id, Outcome.RETRIED, reason, after)
-    return _failed(execution_id, error, "the retry request failed", before)
+    try:
+        after = await gateway.get_execution(execution_id)
+    except CdfRequestError:
+        after = None
+    if after is not None and retry_was_applied(after):
+        reason = (
+            f"retried: the execution is RUNNING again, though CDF's answer to the retry request was: {error.message}"
+        )
+        return _result(execution_id, Outcome.RETRIED, reason, after)
+    return _failed(execution_id, error, "the retry request failed", after or before)
 
 
 def _result(

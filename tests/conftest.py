@@ -1,0 +1,114 @@
+"""Shared fixtures: the CDF emulator over real HTTP, real CogniteClients, and a suite-wide secret scan."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from cognite.client import ClientConfig, CogniteClient, global_config
+from cognite.client.credentials import OAuthClientCredentials, Token
+
+from emulator import CdfEmulator
+from tests.support.leaks import CapturingHandler, find_leaks
+from workflow_retry.settings import cached_settings
+
+global_config.disable_pypi_version_check = True
+
+FUNCTION_CLIENT_ID = "test-function"
+FUNCTION_CLIENT_SECRET = secrets.token_urlsafe(32)
+
+_captured_logs = CapturingHandler()
+_known_secrets: set[str] = {FUNCTION_CLIENT_SECRET}
+_emulators: list[CdfEmulator] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    logging.getLogger().addHandler(_captured_logs)
+    for name in ("workflow_retry", "cognite", "emulator"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No token, client secret or nonce in any log record of the whole suite."""
+    for emu in _emulators:
+        _known_secrets.update(emu.issued_tokens, emu.issued_nonces)
+    leaks = find_leaks(_captured_logs.texts, _known_secrets)
+    if leaks:
+        print(f"\nSECRET LEAK: {len(leaks)} log record(s) hold a token, secret or nonce, e.g. {leaks[:3]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def register_secret(value: str) -> None:
+    """Tell the suite-wide scan about a secret a test made (webhook secrets, other clients)."""
+    _known_secrets.add(value)
+
+
+def track_emulator(emu: CdfEmulator) -> CdfEmulator:
+    """Include an emulator started by a test module in the suite-wide secret scan."""
+    _emulators.append(emu)
+    return emu
+
+
+@pytest.fixture(scope="session")
+def cdf_emulator() -> Iterator[CdfEmulator]:
+    with CdfEmulator(project="test-project") as emu:
+        track_emulator(emu)
+        emu.add_client(FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET)
+        yield emu
+
+
+@pytest.fixture
+def emu(cdf_emulator: CdfEmulator) -> Iterator[CdfEmulator]:
+    """The session's emulator, emptied before each test (clients are kept)."""
+    cdf_emulator.reset()
+    yield cdf_emulator
+    cdf_emulator.reset()
+
+
+@pytest.fixture
+def client(emu: CdfEmulator) -> CogniteClient:
+    """A client authenticated with client credentials against the emulator."""
+    return make_client(emu, FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET)
+
+
+@pytest.fixture
+def function_client(emu: CdfEmulator) -> CogniteClient:
+    """A client holding a bearer token, like the one a Cognite Function's runtime passes to ``handle``."""
+    token = emu.issue_token(FUNCTION_CLIENT_ID)
+    return CogniteClient(
+        ClientConfig(
+            client_name="test-function-runtime",
+            project=emu.project,
+            base_url=emu.base_url,
+            credentials=Token(token),
+        )
+    )
+
+
+@pytest.fixture
+def fast_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Settings for tests: no SDK backoff waits, short request timeout; read afresh for the test."""
+    monkeypatch.setenv("RETRY_SDK_MAX_BACKOFF_SECONDS", "0")
+    monkeypatch.setenv("RETRY_REQUEST_TIMEOUT_SECONDS", "5")
+    monkeypatch.setenv("RETRY_DEADLINE_SECONDS", "60")
+    cached_settings.cache_clear()
+    yield
+    cached_settings.cache_clear()
+
+
+def make_client(emu: CdfEmulator, client_id: str, client_secret: str) -> CogniteClient:
+    return CogniteClient(
+        ClientConfig(
+            client_name="test",
+            project=emu.project,
+            base_url=emu.base_url,
+            credentials=OAuthClientCredentials(
+                token_url=emu.token_url,
+                client_id=client_id,
+                client_secret=client_secret,
+                scopes=[f"{emu.base_url}/.default"],
+            ),
+        )
+    )

@@ -1,0 +1,39 @@
+"""Scanning for secrets: every token, client secret, webhook secret and nonce the tests know of."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable
+
+
+class CapturingHandler(logging.Handler):
+    """Keeps every log record rendered as text: message, arguments, exception and extra fields."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self._lock_texts = threading.Lock()
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a record whose arguments do not format is still scanned raw
+            text = f"{record.msg!r} {record.args!r}"
+        parts = [text, json.dumps(record.__dict__, default=repr)]
+        if record.exc_info and record.exc_info[1] is not None:
+            parts.append(repr(record.exc_info[1]))
+        with self._lock_texts:
+            self.texts.append("\n".join(parts))
+
+
+def find_leaks(texts: Iterable[str], secrets: Iterable[str]) -> list[str]:
+    """Which secrets appear in which texts (each hit shortened, the secret itself masked)."""
+    wanted = [s for s in set(secrets) if s and len(s) >= 8]
+    hits = []
+    for text in texts:
+        for secret in wanted:
+            if secret in text:
+                hits.append(text[:200].replace(secret, "<SECRET>"))
+    return hits
