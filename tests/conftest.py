@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from cognite.client import ClientConfig, CogniteClient, global_config
@@ -31,7 +33,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """No token, client secret or nonce in any log record of the whole suite."""
+    """No token, client secret or nonce in any log record, result or error of ``handle`` in the whole suite."""
     for emu in _emulators:
         _known_secrets.update(emu.issued_tokens, emu.issued_nonces)
     leaks = find_leaks(_captured_logs.texts, _known_secrets)
@@ -49,6 +51,25 @@ def track_emulator(emu: CdfEmulator) -> CdfEmulator:
     """Include an emulator started by a test module in the suite-wide secret scan."""
     _emulators.append(emu)
     return emu
+
+
+@pytest.fixture(autouse=True)
+def _scan_every_handle_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Add every result and exception message of ``handle`` in the suite to the secret scan (a spy only)."""
+    from workflow_retry import function
+
+    real_handle = function.handle
+
+    def spying_handle(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            result = real_handle(*args, **kwargs)
+        except Exception as exc:
+            _captured_logs.texts.append(f"{type(exc).__name__}: {exc}")
+            raise
+        _captured_logs.texts.append(json.dumps(result, default=repr))
+        return result
+
+    monkeypatch.setattr(function, "handle", spying_handle)
 
 
 @pytest.fixture(scope="session")
