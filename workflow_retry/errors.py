@@ -4,7 +4,18 @@
 
     RetryToolError                 base class: catch this to catch everything raised on purpose
     ├── PayloadError               the call's data holds no readable execution ID, or is malformed
-    │                              (too many IDs, wrong types): nothing was sent to CDF
+    │   │                          (too many IDs, wrong types): nothing was sent to CDF
+    │   └── UnsupportedEventError  Lambda: the event is from no source this function knows (the
+    │                              message names what it saw)
+    ├── AuthenticationError        Lambda HTTP: the request could not be authenticated; nothing was
+    │   │                          sent to CDF
+    │   ├── SignatureError         missing, malformed, expired or wrong signature (HTTP 401)
+    │   ├── SenderNotAllowedError  validly signed, but by a sender not configured (HTTP 403)
+    │   └── SignatureCheckUnavailableError  the signing certificate could not be fetched (HTTP 503)
+    ├── DeliveryInProgressError    Lambda: the same delivery is being handled by another invocation
+    │                              right now; the platform should deliver it again later
+    ├── IdempotencyStoreError      Lambda: the idempotency table could not be read or written; the
+    │                              delivery was not handled and should come again
     ├── ConfigurationError         settings from the call, the environment or defaults are invalid:
     │                              raised before any request to CDF
     ├── TransientFailuresError     raised by asynchronous entrypoints *after* every ID was handled,
@@ -34,8 +45,36 @@ class PayloadError(RetryToolError, ValueError):
     """The payload cannot be read: no execution ID in it, a field of the wrong type, or too many IDs."""
 
 
+class UnsupportedEventError(PayloadError):
+    """The Lambda event comes from no source this function knows; the message names what it saw."""
+
+
 class ConfigurationError(RetryToolError, ValueError):
     """A setting is invalid. Raised before any request to CDF."""
+
+
+class AuthenticationError(RetryToolError):
+    """An HTTP delivery could not be authenticated; nothing was sent to CDF. Messages hold no secret."""
+
+
+class SignatureError(AuthenticationError):
+    """A missing, malformed, expired or non-matching signature (HTTP 401)."""
+
+
+class SenderNotAllowedError(AuthenticationError):
+    """A validly signed delivery from a sender that is not configured, e.g. another SNS topic (HTTP 403)."""
+
+
+class SignatureCheckUnavailableError(AuthenticationError):
+    """The signature could not be checked now (the signing certificate could not be fetched): HTTP 503."""
+
+
+class DeliveryInProgressError(RetryToolError):
+    """The same delivery is being handled by another invocation right now; deliver it again later."""
+
+
+class IdempotencyStoreError(RetryToolError):
+    """The idempotency table could not be read or written: the delivery was not handled."""
 
 
 class TransientFailuresError(RetryToolError):
