@@ -241,6 +241,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     """Reads one request, lets the emulator answer it, writes the answer (or drops the connection)."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once, no 40 ms delayed-ACK stalls
     server_version = "cdf-emulator"
     sys_version = ""
     timeout = 120
