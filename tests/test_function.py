@@ -324,7 +324,9 @@ def test_a_4xx_on_retry_fails_without_being_retryable(emu: CdfEmulator, client: 
 
 def test_missing_capability_is_a_non_retryable_403(emu: CdfEmulator) -> None:
     emu.add_client(
-        "reader", "reader-secret-value", capabilities=["workflowOrchestrationACL:READ", "sessionsACL:CREATE"]
+        "reader",
+        "reader-secret-value",
+        capabilities=["workflowOrchestrationACL:READ", "sessionsACL:CREATE", "rawACL:READ", "rawACL:WRITE"],
     )
     failed = emu.seed_execution("wf", "1", "FAILED")["id"]
     from tests.conftest import make_client
@@ -387,7 +389,10 @@ def test_a_lost_answer_after_the_retry_was_applied_is_not_retried_twice(
     assert emu.retry_count(failed) == 1
 
 
-def test_an_execution_that_fails_again_can_be_retried_by_a_later_call(emu: CdfEmulator, client: CogniteClient) -> None:
+def test_an_execution_that_fails_again_can_be_retried_by_a_later_call(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRY_COOLDOWN_SECONDS", "0")  # the policy's cooldown is tested in tests/test_policy.py
     failed = emu.seed_execution("wf", "1", "FAILED")["id"]
     handler.handle({"executionId": failed}, client, SECRETS)
     emu.fail_execution(failed, reason="flaky again")

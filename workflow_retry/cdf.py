@@ -70,6 +70,12 @@ class CdfGateway(Protocol):
         """Retry the execution from its point of failure; the updated execution as CDF answered it."""
         ...
 
+    async def list_executions(
+        self, filter: dict[str, Any], limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``POST /workflows/executions/list``: the items and the next cursor (None at the end)."""
+        ...
+
 
 class SdkCdfGateway:
     """:class:`CdfGateway` over cognite-sdk's async client."""
@@ -120,6 +126,19 @@ class SdkCdfGateway:
         except CogniteException as exc:
             raise _as_request_error(exc) from None
         return _json_object(response.json())
+
+    async def list_executions(
+        self, filter: dict[str, Any], limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        body: dict[str, Any] = {"filter": filter, "limit": limit} | ({"cursor": cursor} if cursor else {})
+        try:
+            response = await self._client.post(f"{self._api}/workflows/executions/list", json=body)
+        except CogniteException as exc:
+            raise _as_request_error(exc) from None
+        page = _json_object(response.json())
+        items = [item for item in page.get("items") or () if isinstance(item, dict)]
+        next_cursor = page.get("nextCursor")
+        return items, next_cursor if isinstance(next_cursor, str) and next_cursor else None
 
 
 def bound_sdk_retries(settings: Settings) -> None:

@@ -21,9 +21,12 @@
     ├── TransientFailuresError     raised by asynchronous entrypoints *after* every ID was handled,
     │                              when at least one ID failed with ``retryable: true``, so that the
     │                              platform's own redelivery takes over; ``report`` holds the result
-    └── CdfRequestError            internal: one request to CDF failed (``code``, ``retryable``); the
-        │                          service turns it into a ``failed`` result, it never escapes
-        └── ExecutionNotFoundError internal: CDF does not know the execution (a ``not_found`` result)
+    ├── CdfRequestError            internal: one request to CDF failed (``code``, ``retryable``); the
+    │   │                          service turns it into a ``failed`` result, it never escapes
+    │   └── ExecutionNotFoundError internal: CDF does not know the execution (a ``not_found`` result)
+    └── LedgerError                internal: the attempt ledger (RAW, DynamoDB) could not be read or
+                                   written; the service then does not retry (a ``failed`` result,
+                                   ``retryable: true``): an attempt that cannot be counted is not made
 
 Per-ID problems (an invalid ID, a 404, a 503) never raise: they are results. Messages never hold a
 token, a client secret or a nonce.
@@ -82,8 +85,10 @@ class TransientFailuresError(RetryToolError):
 
     def __init__(self, report: RetryReport) -> None:
         self.report = report
-        failed = [r.execution_id for r in report.results if r.error is not None and r.error.retryable]
-        super().__init__(f"{len(failed)} execution(s) failed transiently and may succeed later: {failed[:20]}")
+        failed = [r.execution_id for r in report.results if r.wants_redelivery]
+        super().__init__(
+            f"{len(failed)} execution(s) failed transiently or are cooling down, and may succeed later: {failed[:20]}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return self.report.to_dict()
@@ -105,3 +110,16 @@ class CdfRequestError(RetryToolError):
 
 class ExecutionNotFoundError(CdfRequestError):
     """Internal: CDF does not know the execution (404, or the 400 it has been seen to answer)."""
+
+
+class LedgerError(RetryToolError):
+    """Internal: the attempt ledger could not be read or written. The execution is not retried.
+
+    ``code`` is the store's HTTP status when it answered (e.g. 403: the capability to use the RAW
+    database is missing); ``retryable`` is True for throttling, 5xx and lost connections.
+    """
+
+    def __init__(self, message: str, code: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,10 +17,14 @@ from workflow_retry.cdf import (
     run_on_sdk_loop,
 )
 from workflow_retry.errors import ConfigurationError, RetryToolError
+from workflow_retry.giveup import Announcer, build_announcer
+from workflow_retry.ledger import AttemptLedger, build_ledger
 from workflow_retry.models import RetryReport, RetryRequest
 from workflow_retry.payloads import parse_payload
-from workflow_retry.service import retry_executions
+from workflow_retry.policy import RetryPolicy, resolve_policy
+from workflow_retry.service import Progress, RetryContext, retry_executions
 from workflow_retry.settings import SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, Settings, cached_settings
+from workflow_retry.sweep import SweepProgress, sweep_executions
 
 logger = logging.getLogger(__name__)
 
@@ -47,19 +52,80 @@ def handle(
 
 
 def execute(
-    request: RetryRequest, client: CogniteClient, credentials: ClientCredentials | None, settings: Settings
+    request: RetryRequest,
+    client: CogniteClient,
+    credentials: ClientCredentials | None,
+    settings: Settings,
+    *,
+    ledger: AttemptLedger | None = None,
+    announcer: Announcer | None = None,
+    environment: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
 ) -> RetryReport:
-    """Retry every ID of the request through cognite-sdk, within the settings' deadline."""
+    """Retry every ID of the request (or run its sweep) through cognite-sdk, within the settings' deadline.
+
+    The policy is the request's own fields over ``environment`` (default ``os.environ``) over the
+    defaults; the ledger defaults to the one the settings choose (RAW unless ``RETRY_LEDGER`` says
+    otherwise); give-ups go to the log and to ``GIVE_UP_TOPIC_ARN`` when set. Invalid configuration
+    raises :class:`ConfigurationError` before any request to CDF.
+    """
+    context = build_context(request, client, settings, ledger=ledger, announcer=announcer, environment=environment)
+    if request.sweep is not None:
+        return execute_sweep(request, client, credentials, settings, context=context)
     bound_sdk_retries(settings)
     apply_request_timeout(client, settings)
     gateway = SdkCdfGateway(client, credentials)
     logger.info(
-        "handling %d execution ID(s)%s with %s sessions",
+        "handling %d execution ID(s)%s with %s sessions, %s ledger",
         len(request.ids),
         " (dry run)" if request.dry_run else "",
         gateway.session_type,
+        context.ledger.kind,
     )
-    return run_on_sdk_loop(retry_executions(request, gateway, settings))
+    return run_on_sdk_loop(retry_executions(request, gateway, settings, context, progress))
+
+
+def execute_sweep(
+    request: RetryRequest,
+    client: CogniteClient,
+    credentials: ClientCredentials | None,
+    settings: Settings,
+    *,
+    context: RetryContext | None = None,
+    progress: SweepProgress | None = None,
+) -> RetryReport:
+    """Run the sweep of ``request`` (``request.sweep`` set, e.g. ``parse_payload({"sweep": {}})``)."""
+    if request.sweep is None:
+        raise ValueError("execute_sweep needs a request with 'sweep' set")
+    context = context or build_context(request, client, settings)
+    bound_sdk_retries(settings)
+    apply_request_timeout(client, settings)
+    gateway = SdkCdfGateway(client, credentials)
+    logger.info("sweeping%s with %s ledger", " (dry run)" if request.dry_run else "", context.ledger.kind)
+    return run_on_sdk_loop(sweep_executions(request, gateway, settings, context, progress))
+
+
+def build_context(
+    request: RetryRequest,
+    client: CogniteClient | None,
+    settings: Settings,
+    *,
+    ledger: AttemptLedger | None = None,
+    announcer: Announcer | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> RetryContext:
+    """The policy, ledger and announcer of one call; :class:`ConfigurationError` when any is invalid."""
+    policy: RetryPolicy = resolve_policy(request.policy, os.environ if environment is None else environment)
+    if settings.ledger_ttl_hours <= policy.max_age_hours:
+        raise ConfigurationError(
+            f"RETRY_LEDGER_TTL_HOURS ({settings.ledger_ttl_hours:g}) must be longer than maxAgeHours "
+            f"({policy.max_age_hours:g}): a record must outlive the executions it counts"
+        )
+    return RetryContext(
+        policy=policy,
+        ledger=ledger if ledger is not None else build_ledger(settings, client),
+        announcer=announcer if announcer is not None else build_announcer(settings.give_up_topic_arn),
+    )
 
 
 def credentials_from_secrets(secrets: Mapping[str, str] | None) -> ClientCredentials | None:

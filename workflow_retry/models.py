@@ -20,6 +20,10 @@ class Outcome(StrEnum):
     INVALID = "invalid"
     NOT_FOUND = "not_found"
     FAILED = "failed"
+    EXHAUSTED = "exhausted"
+    """Retried ``maxAttempts`` times already: not retried again (the give-up is announced once)."""
+    DEFERRED = "deferred"
+    """Still cooling down after its last retry: to be retried later (SQS: a batch item failure)."""
 
 
 class _WireModel(BaseModel):
@@ -34,11 +38,26 @@ class RequestedId(_WireModel):
     problem: str | None = None
 
 
+class SweepRequest(_WireModel):
+    """A sweep: list failed executions and retry them under the policy. Unset fields come from settings."""
+
+    workflows: tuple[str, ...] | None = None
+    lookback_minutes: int | None = Field(default=None, ge=1, le=90 * 24 * 60)
+    statuses: tuple[str, ...] | None = None
+    max_restarts: int | None = Field(default=None, ge=1, le=1000)
+
+
 class RetryRequest(_WireModel):
-    """What the core needs to know, whatever the entrypoint: distinct IDs in input order, and the mode."""
+    """What the core needs to know, whatever the entrypoint: distinct IDs in input order, and the mode.
+
+    ``policy`` holds the call's own policy fields (validated, by field name) over the environment's;
+    ``sweep`` is set (and ``ids`` empty) for a sweep.
+    """
 
     ids: tuple[RequestedId, ...]
     dry_run: bool = False
+    policy: dict[str, Any] | None = None
+    sweep: SweepRequest | None = None
 
 
 class ErrorInfo(_WireModel):
@@ -57,12 +76,22 @@ class ExecutionResult(_WireModel):
     reason: str
     execution: dict[str, Any] | None = None
     error: ErrorInfo | None = None
+    attempts: int | None = Field(default=None, description="Retries counted by the ledger so far, this one included")
+    cap_enforced: bool = Field(
+        default=True, description="False when the ledger is 'none': maxAttempts and the cooldown are not enforced"
+    )
+
+    @property
+    def wants_redelivery(self) -> bool:
+        """Whether the event should come back later: a transient failure, or a retry still cooling down."""
+        return self.outcome is Outcome.DEFERRED or (self.error is not None and self.error.retryable)
 
 
 class RetryReport(_WireModel):
     """One result per distinct input ID, in input order, and how many of each outcome."""
 
     results: tuple[ExecutionResult, ...]
+    sweep: SweepSummary | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -73,11 +102,42 @@ class RetryReport(_WireModel):
 
     @property
     def has_transient_failures(self) -> bool:
-        return any(r.error is not None and r.error.retryable for r in self.results)
+        """Any result that failed retryably or is deferred (cooling down): the event should come back."""
+        return any(r.wants_redelivery for r in self.results)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready result: ``{"results": [...], "counts": {...}}``."""
-        return {
+        out: dict[str, Any] = {
             "results": [r.model_dump(mode="json", by_alias=True) for r in self.results],
             "counts": self.counts,
         }
+        if self.sweep is not None:
+            out["sweep"] = self.sweep.model_dump(mode="json", by_alias=True)
+        return out
+
+
+class SweepSummary(_WireModel):
+    """What a sweep saw and did, including what it did not reach (``results`` hold only what it acted on).
+
+    ``outcomes`` counts every execution the sweep looked at, by outcome (``skipped`` includes those the
+    policy filtered out of the list without reading them in detail).
+    """
+
+    window_start: int = Field(description="createdTime lower bound of the listing (epoch ms)")
+    window_end: int
+    workflows: tuple[str, ...]
+    statuses: tuple[str, ...]
+    max_restarts: int
+    pages_read: int = 0
+    executions_seen: int = 0
+    listing_complete: bool = False
+    eligible: int = Field(default=0, description="Executions the policy would retry now")
+    left_for_next_sweep: int = Field(default=0, description="Eligible, but beyond maxRestarts (newest first left)")
+    not_reached: int = Field(default=0, description="Selected but not handled before the deadline")
+    stopped_early: str | None = Field(default=None, description="Why the sweep stopped before the end, if it did")
+    listing_error: ErrorInfo | None = Field(default=None, description="Why listing failed, if it did")
+    results_omitted: int = Field(default=0, description="Results counted in outcomes but not listed")
+    outcomes: dict[str, int] = Field(default_factory=dict)
+
+
+RetryReport.model_rebuild()

@@ -10,6 +10,14 @@ Accepted shapes, which may be combined in one payload (IDs are then taken in thi
 plus ``"dryRun": true`` on any of them. Other keys are ignored. A per-ID problem becomes an
 ``invalid`` result; a payload with no ID at all, or with a field of the wrong type, raises
 :class:`PayloadError`.
+
+Also accepted (docs/policy.md):
+
+- ``"policy": {"maxAttempts": 5, ...}`` on any payload: this call's retry policy over the
+  environment's (an unknown or invalid key raises :class:`ConfigurationError`);
+- ``{"sweep": {"workflows": ["wf-a", "wf-b:2"], "lookbackMinutes": 60, "statuses": ["FAILED"],
+  "maxRestarts": 20}}`` (every key optional; ``{"sweep": {}}`` or ``{"sweep": true}`` uses the
+  configured defaults): list failed executions and retry them, instead of a list of IDs.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from workflow_retry.errors import PayloadError
 from workflow_retry.ids import InvalidExecutionId, display_value, parse_execution_id
-from workflow_retry.models import RequestedId, RetryRequest
+from workflow_retry.models import RequestedId, RetryRequest, SweepRequest
+from workflow_retry.policy import RETRYABLE_STATUSES, WorkflowSelector, policy_overrides
 
 MAX_IDS_PER_CALL = 1000
 _NO_ID_MESSAGE = (
@@ -42,6 +51,8 @@ class CognitePayload(BaseModel):
     workflow_external_id: Any = Field(default=_MISSING, alias="workflowExternalId")
     items: list[Any] | None = None
     dry_run: StrictBool = Field(default=False, alias="dryRun")
+    policy: Any = None
+    sweep: Any = None
 
     def raw_ids(self) -> Iterator[tuple[object, str | None]]:
         """Every ID value in payload order, with a problem found before validation (or None)."""
@@ -74,6 +85,11 @@ def parse_payload(data: object) -> RetryRequest:
         payload = CognitePayload.model_validate(data)
     except ValidationError as exc:
         raise PayloadError(describe_validation_error(exc)) from None
+    overrides = policy_overrides(payload.policy) or None
+    if payload.sweep is not None and payload.sweep is not False:
+        if payload.has_id_field():
+            raise PayloadError("a sweep payload lists no execution IDs: send 'sweep' or IDs, not both")
+        return RetryRequest(ids=(), dry_run=payload.dry_run, policy=overrides, sweep=parse_sweep(payload.sweep))
     if not payload.has_id_field():
         raise PayloadError(_NO_ID_MESSAGE)
     raw = list(payload.raw_ids())
@@ -81,7 +97,40 @@ def parse_payload(data: object) -> RetryRequest:
         raise PayloadError(f"too many execution IDs: {len(raw)}, at most {MAX_IDS_PER_CALL} per call")
     if not raw:
         raise PayloadError("the payload lists no execution ID (the list is empty)")
-    return RetryRequest(ids=tuple(distinct_ids(raw)), dry_run=payload.dry_run)
+    return RetryRequest(ids=tuple(distinct_ids(raw)), dry_run=payload.dry_run, policy=overrides)
+
+
+class SweepPayload(BaseModel):
+    """The ``sweep`` object of a payload; statuses must be ones CDF can retry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workflows: list[WorkflowSelector] | None = Field(default=None, max_length=100)
+    lookback_minutes: int | None = Field(default=None, alias="lookbackMinutes", ge=1, le=90 * 24 * 60)
+    statuses: list[str] | None = Field(default=None, min_length=1)
+    max_restarts: int | None = Field(default=None, alias="maxRestarts", ge=1, le=1000)
+
+
+def parse_sweep(value: object) -> SweepRequest:
+    """The ``sweep`` value (an object, or ``true`` for the configured defaults) as a request."""
+    if value is True:
+        value = {}
+    if not isinstance(value, dict):
+        raise PayloadError("'sweep' must be an object (or true for the configured defaults)")
+    try:
+        sweep = SweepPayload.model_validate(value)
+    except ValidationError as exc:
+        raise PayloadError(describe_validation_error(exc, "sweep")) from None
+    statuses = None if sweep.statuses is None else tuple(s.upper() for s in sweep.statuses)
+    if statuses is not None and not set(statuses) <= RETRYABLE_STATUSES:
+        wrong = sorted(set(statuses) - RETRYABLE_STATUSES)
+        raise PayloadError(f"invalid sweep: statuses {wrong} cannot be retried (use FAILED, TIMED_OUT, TERMINATED)")
+    return SweepRequest(
+        workflows=None if sweep.workflows is None else tuple(str(w) for w in sweep.workflows),
+        lookback_minutes=sweep.lookback_minutes,
+        statuses=statuses,
+        max_restarts=sweep.max_restarts,
+    )
 
 
 def distinct_ids(raw: list[tuple[object, str | None]]) -> Iterator[RequestedId]:

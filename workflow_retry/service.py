@@ -2,72 +2,248 @@
 
 ``retry_executions`` is the core: it takes one :class:`RetryRequest`, asks ``policy`` what to do with
 each execution and acts through a :class:`CdfGateway`. It does not know which platform called it.
+
+A :class:`RetryContext` carries the policy, the attempt ledger and the give-up announcer. Per
+execution: the execution and its ledger record are read at the same time; the attempt is counted
+while the session is created; then the retry request is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from workflow_retry.cdf import CdfGateway
-from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError
+from workflow_retry.cdf import CdfGateway, Nonce
+from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError, LedgerError
+from workflow_retry.giveup import Announcer, GiveUp
 from workflow_retry.ids import ExecutionId
+from workflow_retry.ledger import OUTCOME_GAVE_UP, AttemptLedger, AttemptRecord, NoLedger
 from workflow_retry.models import ErrorInfo, ExecutionResult, Outcome, RequestedId, RetryReport, RetryRequest
-from workflow_retry.policy import Action, decide, retry_was_applied
+from workflow_retry.policy import DEFAULT_POLICY, Action, Decision, RetryPolicy, decide, retry_was_applied
 from workflow_retry.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 DEADLINE_MESSAGE = "not reached before the call's deadline"
+CAP_NOT_ENFORCED = "attempt cap not enforced (ledger: none)"
 
 
-async def retry_executions(request: RetryRequest, gateway: CdfGateway, settings: Settings) -> RetryReport:
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class RetryContext:
+    """The policy, the ledger and the announcer every execution of a call is handled with.
+
+    The defaults (no ledger, default policy, log-only announcer) serve direct callers and tests; the
+    entrypoints build the real one from settings (``function.execute``).
+    """
+
+    policy: RetryPolicy = DEFAULT_POLICY
+    ledger: AttemptLedger = field(default_factory=NoLedger)
+    announcer: Announcer = field(default_factory=Announcer)
+    clock: Callable[[], int] = now_ms
+
+
+Progress = Callable[[int, int], None]
+"""Called with (done, total) as results come in (the CLI's progress bar)."""
+
+
+async def retry_executions(
+    request: RetryRequest,
+    gateway: CdfGateway,
+    settings: Settings,
+    context: RetryContext | None = None,
+    progress: Progress | None = None,
+) -> RetryReport:
     """Handle every ID of the request; the report has one result per ID, in request order."""
+    ctx = context or RetryContext()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.deadline_seconds
     slots = asyncio.Semaphore(settings.concurrency)
+    done = 0
 
     async def handle_one(requested: RequestedId) -> ExecutionResult:
-        if requested.execution_id is None:
-            return _result(requested.shown, Outcome.INVALID, requested.problem or "invalid")
+        nonlocal done
         try:
-            async with asyncio.timeout_at(deadline), slots:
-                return await retry_one(requested.execution_id, gateway, dry_run=request.dry_run)
-        except TimeoutError:
-            return _failed(requested.shown, CdfRequestError(None, DEADLINE_MESSAGE, retryable=True))
+            if requested.execution_id is None:
+                return _result(requested.shown, Outcome.INVALID, requested.problem or "invalid")
+            try:
+                async with asyncio.timeout_at(deadline), slots:
+                    return await retry_one(requested.execution_id, gateway, dry_run=request.dry_run, context=ctx)
+            except TimeoutError:
+                return _failed(requested.shown, CdfRequestError(None, DEADLINE_MESSAGE, retryable=True))
+        finally:
+            done += 1
+            if progress is not None:
+                progress(done, len(request.ids))
 
     results = await asyncio.gather(*(handle_one(r) for r in request.ids))
+    if not ctx.ledger.enforces_cap:
+        results = [_cap_not_enforced(r) for r in results]
     report = RetryReport(results=tuple(results))
     for result in report.results:
         _log_result(result)
     return report
 
 
-async def retry_one(execution_id: ExecutionId, gateway: CdfGateway, *, dry_run: bool) -> ExecutionResult:
-    """Read the execution, decide, and retry it with a fresh session when it should be retried."""
-    try:
-        execution = await gateway.get_execution(execution_id)
-    except ExecutionNotFoundError as exc:
-        return _result(execution_id, Outcome.NOT_FOUND, f"CDF does not know this execution ({exc.code})")
-    except CdfRequestError as exc:
-        return _failed(execution_id, exc, "reading the execution failed")
+async def retry_one(
+    execution_id: ExecutionId, gateway: CdfGateway, *, dry_run: bool, context: RetryContext | None = None
+) -> ExecutionResult:
+    """Read the execution and its attempts, decide, count the attempt and retry it with a fresh session."""
+    ctx = context or RetryContext()
+    now = ctx.clock()
+    read_execution, read_record = await asyncio.gather(
+        gateway.get_execution(execution_id), ctx.ledger.get(execution_id, now), return_exceptions=True
+    )
+    if isinstance(read_execution, ExecutionNotFoundError):
+        return _result(execution_id, Outcome.NOT_FOUND, f"CDF does not know this execution ({read_execution.code})")
+    if isinstance(read_execution, CdfRequestError):
+        return _failed(execution_id, read_execution, "reading the execution failed")
+    if isinstance(read_execution, BaseException):
+        raise read_execution
+    execution = read_execution
+    if isinstance(read_record, LedgerError):
+        return _failed(execution_id, ledger_failure(read_record), "", execution)
+    if isinstance(read_record, BaseException):
+        raise read_record
+    record = read_record
 
-    decision = decide(execution, dry_run=dry_run)
+    decision = decide(
+        execution,
+        dry_run=dry_run,
+        policy=ctx.policy,
+        attempts=record.attempts if record else 0,
+        last_attempt_ms=record.last_attempt_at if record else None,
+        now_ms=now,
+    )
+    attempts = record.attempts if record else None
     if decision.action is Action.SKIP:
-        return _result(execution_id, Outcome.SKIPPED, decision.reason, execution)
+        return _result(execution_id, Outcome.SKIPPED, decision.reason, execution, attempts)
+    if decision.action is Action.DEFER:
+        return _result(execution_id, Outcome.DEFERRED, decision.reason, execution, attempts)
+    if decision.action is Action.EXHAUSTED:
+        assert record is not None  # only a record can exhaust the cap
+        reason = await give_up_exhausted(execution, record, decision, ctx, dry_run=dry_run)
+        return _result(execution_id, Outcome.EXHAUSTED, reason, execution, attempts)
     if decision.action is Action.REPORT_ONLY:
-        return _result(execution_id, Outcome.DRY_RUN, decision.reason, execution)
+        return _result(execution_id, Outcome.DRY_RUN, decision.reason, execution, attempts)
+    return await _retry_counted(execution_id, execution, record, decision, gateway, ctx)
 
-    try:
-        nonce = await gateway.create_nonce()
-    except CdfRequestError as exc:
-        return _failed(execution_id, exc, "", execution)
+
+async def _retry_counted(
+    execution_id: ExecutionId,
+    execution: dict[str, Any],
+    record: AttemptRecord | None,
+    decision: Decision,
+    gateway: CdfGateway,
+    ctx: RetryContext,
+) -> ExecutionResult:
+    """Count the attempt (while the session is created), send the retry, and settle the count after."""
+    now = ctx.clock()
+    workflow = execution.get("workflowExternalId")
+    took, made = await asyncio.gather(
+        ctx.ledger.take_attempt(record, execution_id, workflow if isinstance(workflow, str) else None, now),
+        gateway.create_nonce(),
+        return_exceptions=True,
+    )
+    if isinstance(took, LedgerError):
+        return _failed(execution_id, ledger_failure(took), "", execution, record.attempts if record else None)
+    if isinstance(took, BaseException):
+        raise took
+    attempts = record.attempts if record else 0
+    if took is None:
+        # Another invocation counted this very attempt between our read and our write (DynamoDB).
+        reason = f"not retried: another invocation took attempt {attempts + 1} at the same moment"
+        return _result(execution_id, Outcome.SKIPPED, reason, execution, attempts + 1)
+    if isinstance(made, CdfRequestError):
+        await _release(ctx, took, record)
+        return _failed(execution_id, made, "", execution, attempts)
+    if isinstance(made, BaseException):
+        raise made
+    result = await _send_retry(execution_id, gateway, made, execution)
+    result = result.model_copy(update={"attempts": took.attempts})
+    if result.outcome is Outcome.RETRIED:
+        reason = f"{result.reason} (attempt {took.attempts} of {ctx.policy.max_attempts})"
+        return result.model_copy(update={"reason": reason})
+    if result.error is not None and not result.error.retryable:
+        # CDF refused the request (a 4xx) and the execution does not run: the attempt did not happen.
+        await _release(ctx, took, record)
+        result = result.model_copy(update={"attempts": attempts})
+        await ctx.announcer.announce(_give_up(result, execution, attempts, ctx, result.reason))
+    return result
+
+
+async def _send_retry(
+    execution_id: ExecutionId, gateway: CdfGateway, nonce: Nonce, execution: dict[str, Any]
+) -> ExecutionResult:
     try:
         updated = await gateway.retry_execution(execution_id, nonce)
     except CdfRequestError as exc:
         return await _after_failed_retry(execution_id, gateway, exc, execution)
-    return _result(execution_id, Outcome.RETRIED, decision.reason, updated)
+    status = str(execution.get("status", "")).upper()
+    return _result(execution_id, Outcome.RETRIED, f"retried from the point of failure (status was {status})", updated)
+
+
+async def give_up_exhausted(
+    execution: Mapping[str, Any], record: AttemptRecord, decision: Decision, ctx: RetryContext, *, dry_run: bool
+) -> str:
+    """Announce an exhausted execution once (the ledger remembers it); the reason to report."""
+    if dry_run:
+        return f"{decision.reason}; would give up"
+    if record.last_outcome == OUTCOME_GAVE_UP:
+        return f"{decision.reason}; gave up earlier (announced then)"
+    try:
+        first = await ctx.ledger.record_outcome(record, OUTCOME_GAVE_UP, ctx.clock())
+    except LedgerError as exc:
+        logger.error("could not record the give-up of execution %s: %s", record.execution_id, exc)
+        first = True  # better told twice than never
+    if not first:
+        return f"{decision.reason}; gave up earlier (announced then)"
+    result = _result(record.execution_id, Outcome.EXHAUSTED, decision.reason, dict(execution), record.attempts)
+    await ctx.announcer.announce(_give_up(result, execution, record.attempts, ctx, decision.reason))
+    return f"{decision.reason}; gave up (announced)"
+
+
+def _give_up(
+    result: ExecutionResult, execution: Mapping[str, Any], attempts: int | None, ctx: RetryContext, why: str
+) -> GiveUp:
+    workflow, version = execution.get("workflowExternalId"), execution.get("version")
+    last_reason = execution.get("reasonForIncompletion")
+    return GiveUp(
+        execution_id=result.execution_id,
+        workflow_external_id=workflow if isinstance(workflow, str) else None,
+        version=str(version) if version is not None else None,
+        attempts=attempts,
+        max_attempts=ctx.policy.max_attempts if ctx.ledger.enforces_cap else None,
+        outcome=result.outcome.value,
+        last_reason=last_reason if isinstance(last_reason, str) else None,
+        why=why,
+    )
+
+
+async def _release(ctx: RetryContext, taken: AttemptRecord, previous: AttemptRecord | None) -> None:
+    try:
+        await ctx.ledger.release_attempt(taken, previous, ctx.clock())
+    except LedgerError as exc:
+        # The attempt stays counted: safe (one retry fewer later), never one too many.
+        logger.warning("could not release attempt %d of execution %s: %s", taken.attempts, taken.execution_id, exc)
+
+
+def ledger_failure(error: LedgerError) -> CdfRequestError:
+    return CdfRequestError(error.code, f"{error}; not retried, as the attempt could not be counted", error.retryable)
+
+
+def _cap_not_enforced(result: ExecutionResult) -> ExecutionResult:
+    if result.outcome in (Outcome.INVALID, Outcome.NOT_FOUND):
+        return result.model_copy(update={"cap_enforced": False})
+    reason = f"{result.reason} ({CAP_NOT_ENFORCED})"
+    return result.model_copy(update={"cap_enforced": False, "reason": reason})
 
 
 async def _after_failed_retry(
@@ -93,13 +269,23 @@ async def _after_failed_retry(
 
 
 def _result(
-    execution_id: str, outcome: Outcome, reason: str, execution: dict[str, Any] | None = None
+    execution_id: str,
+    outcome: Outcome,
+    reason: str,
+    execution: dict[str, Any] | None = None,
+    attempts: int | None = None,
 ) -> ExecutionResult:
-    return ExecutionResult(execution_id=execution_id, outcome=outcome, reason=reason, execution=execution)
+    return ExecutionResult(
+        execution_id=execution_id, outcome=outcome, reason=reason, execution=execution, attempts=attempts
+    )
 
 
 def _failed(
-    execution_id: str, error: CdfRequestError, context: str = "", execution: dict[str, Any] | None = None
+    execution_id: str,
+    error: CdfRequestError,
+    context: str = "",
+    execution: dict[str, Any] | None = None,
+    attempts: int | None = None,
 ) -> ExecutionResult:
     reason = f"{context}: {error.message}" if context else error.message
     return ExecutionResult(
@@ -108,6 +294,7 @@ def _failed(
         reason=reason,
         execution=execution,
         error=ErrorInfo(code=error.code, message=error.message, retryable=error.retryable),
+        attempts=attempts,
     )
 
 

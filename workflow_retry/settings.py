@@ -6,8 +6,9 @@ Every variable is optional; defaults are chosen for a Cognite Function (10-minut
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflow_retry.errors import ConfigurationError
@@ -33,6 +34,28 @@ class Settings(BaseSettings):
     request_timeout_seconds: int = Field(default=20, ge=1, le=300, description="Timeout of one HTTP request")
     sdk_max_retries: int = Field(default=3, ge=0, le=10, description="cognite-sdk retries of one request")
     sdk_max_backoff_seconds: int = Field(default=4, ge=0, le=60, description="Cap of the SDK's backoff")
+
+    # The attempt ledger and the sweep (docs/policy.md). The retry policy itself is read by
+    # workflow_retry.policy.resolve_policy, so that a call's data can override it.
+    ledger: Literal["raw", "dynamodb", "none"] | None = Field(
+        default=None, description="Where attempts are counted; unset: RAW wherever there is a CDF client"
+    )
+    ledger_table: str | None = Field(default=None, description="DynamoDB table of the ledger (RETRY_LEDGER_TABLE)")
+    ledger_raw_database: str = Field(default="workflow_retry", min_length=1, max_length=32)
+    ledger_raw_table: str = Field(default="attempts", min_length=1, max_length=64)
+    ledger_ttl_hours: float = Field(
+        default=168.0, gt=0, le=24 * 366, description="A ledger record expires this long after its last write"
+    )
+    give_up_topic_arn: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GIVE_UP_TOPIC_ARN", "RETRY_GIVE_UP_TOPIC_ARN"),
+        description="SNS topic told when the tool gives up on an execution (optional)",
+    )
+    sweep_lookback_minutes: int = Field(default=120, ge=1, le=90 * 24 * 60, description="Sweep window")
+    sweep_workflows: str = Field(default="", description="Sweep only these workflows (comma-separated, wf[:ver])")
+    sweep_statuses: str = Field(default="FAILED,TIMED_OUT", description="Execution statuses a sweep lists")
+    sweep_max_restarts: int = Field(default=20, ge=1, le=1000, description="Executions restarted per sweep")
+    sweep_page_size: int = Field(default=100, ge=1, le=1000, description="Executions per list request")
 
     @model_validator(mode="after")
     def _requests_fit_in_deadline(self) -> Settings:

@@ -1,0 +1,110 @@
+"""Telling a person when the tool gives up on an execution.
+
+An execution is given up when it is ``exhausted`` (retried ``maxAttempts`` times and failed again) or
+when its retry failed for a reason that will not pass (a 4xx). Each give-up is announced once: a
+structured log line always (logger ``workflow_retry.giveup``, message ``gave up on execution ...``,
+the fields in ``extra``), and an SNS message when ``GIVE_UP_TOPIC_ARN`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
+
+_SNS_SUBJECT_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """What a person needs to know about an execution the tool will not retry again."""
+
+    execution_id: str
+    workflow_external_id: str | None
+    version: str | None
+    attempts: int | None
+    max_attempts: int | None
+    outcome: str
+    last_reason: str | None
+    why: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": "workflow_retry.gave_up",
+            "executionId": self.execution_id,
+            "workflowExternalId": self.workflow_external_id,
+            "version": self.version,
+            "attempts": self.attempts,
+            "maxAttempts": self.max_attempts,
+            "outcome": self.outcome,
+            "lastReasonForIncompletion": self.last_reason,
+            "why": self.why,
+        }
+
+
+class GiveUpNotifier(Protocol):
+    """Somewhere, besides the log, to tell about a give-up. Raises on failure (the caller logs it)."""
+
+    def notify(self, give_up: GiveUp) -> None: ...
+
+
+class Announcer:
+    """Logs every give-up and passes it to the optional notifiers; a failing notifier never fails a call."""
+
+    def __init__(self, notifiers: tuple[GiveUpNotifier, ...] = ()) -> None:
+        self._notifiers = notifiers
+
+    async def announce(self, give_up: GiveUp) -> None:
+        logger.warning(
+            "gave up on execution %s of workflow %s after %s attempt(s): %s",
+            give_up.execution_id,
+            give_up.workflow_external_id,
+            give_up.attempts if give_up.attempts is not None else "?",
+            give_up.why,
+            extra={f"give_up_{k}": v for k, v in asdict(give_up).items()},
+        )
+        for notifier in self._notifiers:
+            try:
+                await asyncio.to_thread(notifier.notify, give_up)
+            except Exception as exc:
+                logger.error(
+                    "could not send the give-up of execution %s to %s: %s",
+                    give_up.execution_id,
+                    type(notifier).__name__,
+                    type(exc).__name__,
+                )
+
+
+class SnsNotifier:
+    """Publishes each give-up as JSON to an SNS topic (boto3 imported on first use)."""
+
+    def __init__(self, topic_arn: str, sns_client: Any = None) -> None:
+        self.topic_arn = topic_arn
+        self._sns = sns_client
+
+    def notify(self, give_up: GiveUp) -> None:
+        if self._sns is None:
+            import boto3  # the AWS path only: a Cognite Function without a topic never loads boto3
+
+            self._sns = boto3.client("sns")
+        subject = f"Workflow retry gave up: {give_up.workflow_external_id or 'workflow'} {give_up.execution_id}"
+        self._sns.publish(
+            TopicArn=self.topic_arn,
+            Subject=subject[:_SNS_SUBJECT_LIMIT],
+            Message=json.dumps(give_up.to_json()),
+            MessageAttributes={
+                "outcome": {"DataType": "String", "StringValue": give_up.outcome},
+                "workflowExternalId": {
+                    "DataType": "String",
+                    "StringValue": give_up.workflow_external_id or "-",
+                },
+            },
+        )
+
+
+def build_announcer(give_up_topic_arn: str | None) -> Announcer:
+    return Announcer((SnsNotifier(give_up_topic_arn),) if give_up_topic_arn else ())

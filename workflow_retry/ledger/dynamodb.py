@@ -1,0 +1,182 @@
+"""The attempt ledger in a DynamoDB table, with conditional writes (the only module importing boto3 for it).
+
+Table: hash key ``executionId`` (S), TTL attribute ``expiresAt`` (epoch seconds). An item holds
+``executionId``, ``workflowExternalId``, ``attempts``, ``lastAttemptAt`` (epoch ms), ``lastOutcome``
+and ``expiresAt``.
+
+Every write is conditional on the item the caller read (its ``attempts`` and ``lastAttemptAt``), so
+of several invocations that read the same record, exactly one takes the next attempt: two can never
+both take the last one. IAM: ``dynamodb:GetItem``, ``PutItem``, ``UpdateItem`` and ``DeleteItem`` on
+the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from workflow_retry.errors import LedgerError
+from workflow_retry.ledger import AttemptRecord, LedgerKind, next_record
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient  # type: ignore[import-not-found]
+else:
+    DynamoDBClient = Any
+
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+class DynamoDbLedger:
+    """:class:`~workflow_retry.ledger.AttemptLedger` over a DynamoDB table (boto3 calls run in threads)."""
+
+    kind: LedgerKind = "dynamodb"
+    enforces_cap = True
+
+    def __init__(self, dynamodb: DynamoDBClient, table_name: str, ttl_seconds: int) -> None:
+        self._db = dynamodb
+        self.table_name = table_name
+        self._ttl_seconds = ttl_seconds
+
+    @classmethod
+    def from_table_name(cls, table_name: str, ttl_seconds: int) -> DynamoDbLedger:
+        """A ledger with a boto3 client from the environment (region, credentials, endpoint)."""
+        return cls(boto3.client("dynamodb"), table_name, ttl_seconds)
+
+    async def get(self, execution_id: str, now_ms: int) -> AttemptRecord | None:
+        answer = await self._call(
+            "reading", "get_item", TableName=self.table_name, Key=_key(execution_id), ConsistentRead=True
+        )
+        item = answer.get("Item")
+        if not item:
+            return None
+        record = _from_item(item)
+        return None if record.expires_at <= now_ms // 1000 else record
+
+    async def take_attempt(
+        self, seen: AttemptRecord | None, execution_id: str, workflow_external_id: str | None, now_ms: int
+    ) -> AttemptRecord | None:
+        record = next_record(seen, execution_id, workflow_external_id, now_ms, self._ttl_seconds)
+        condition, values = _unchanged(seen, now_ms)
+        written = await self._conditional(
+            "put_item", TableName=self.table_name, Item=_to_item(record), ConditionExpression=condition, **values
+        )
+        return record if written else None
+
+    async def release_attempt(self, taken: AttemptRecord, previous: AttemptRecord | None, now_ms: int) -> None:
+        condition, values = _unchanged(taken, now_ms, allow_expired=False)
+        if previous is None:
+            await self._conditional(
+                "delete_item",
+                TableName=self.table_name,
+                Key=_key(taken.execution_id),
+                ConditionExpression=condition,
+                **values,
+            )
+        else:
+            await self._conditional(
+                "put_item", TableName=self.table_name, Item=_to_item(previous), ConditionExpression=condition, **values
+            )
+
+    async def record_outcome(self, record: AttemptRecord, outcome: str, now_ms: int) -> bool:
+        updated = record.with_outcome(outcome, self._ttl_seconds, now_ms)
+        return await self._conditional(
+            "update_item",
+            TableName=self.table_name,
+            Key=_key(record.execution_id),
+            UpdateExpression="SET lastOutcome = :outcome, expiresAt = :expires",
+            ConditionExpression="attribute_exists(executionId) AND "
+            "(attribute_not_exists(lastOutcome) OR lastOutcome <> :outcome)",
+            ExpressionAttributeValues={":outcome": {"S": outcome}, ":expires": {"N": str(updated.expires_at)}},
+        )
+
+    async def _conditional(self, operation: str, **kwargs: Any) -> bool:
+        """Run a conditional write; False when its condition did not hold."""
+        try:
+            await asyncio.to_thread(getattr(self._db, operation), **kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+                return False
+            raise _ledger_error("writing", exc) from None
+        except BotoCoreError as exc:
+            raise _ledger_error("writing", exc) from None
+        return True
+
+    async def _call(self, doing: str, operation: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            answer: dict[str, Any] = await asyncio.to_thread(getattr(self._db, operation), **kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise _ledger_error(doing, exc) from None
+        return answer
+
+
+def _unchanged(seen: AttemptRecord | None, now_ms: int, *, allow_expired: bool = True) -> tuple[str, dict[str, Any]]:
+    """A condition that holds only while the item is still the one the caller read."""
+    if seen is None:
+        # No item, or one past its TTL that DynamoDB has not deleted yet.
+        return "attribute_not_exists(executionId) OR expiresAt <= :now", {
+            "ExpressionAttributeValues": {":now": {"N": str(now_ms // 1000)}}
+        }
+    values: dict[str, Any] = {":attempts": {"N": str(seen.attempts)}}
+    condition = "attempts = :attempts"
+    if seen.last_attempt_at is not None:
+        condition += " AND lastAttemptAt = :last"
+        values[":last"] = {"N": str(seen.last_attempt_at)}
+    if not allow_expired:
+        condition = f"attribute_exists(executionId) AND {condition}"
+    return condition, {"ExpressionAttributeValues": values}
+
+
+def _key(execution_id: str) -> dict[str, Any]:
+    return {"executionId": {"S": execution_id}}
+
+
+def _to_item(record: AttemptRecord) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "executionId": {"S": record.execution_id},
+        "attempts": {"N": str(record.attempts)},
+        "expiresAt": {"N": str(record.expires_at)},
+    }
+    if record.workflow_external_id:
+        item["workflowExternalId"] = {"S": record.workflow_external_id}
+    if record.last_attempt_at is not None:
+        item["lastAttemptAt"] = {"N": str(record.last_attempt_at)}
+    if record.last_outcome:
+        item["lastOutcome"] = {"S": record.last_outcome}
+    return item
+
+
+def _from_item(item: dict[str, Any]) -> AttemptRecord:
+    def number(name: str) -> int | None:
+        value = item.get(name, {}).get("N")
+        return int(value) if value is not None else None
+
+    def text(name: str) -> str | None:
+        value = item.get(name, {}).get("S")
+        return value if isinstance(value, str) else None
+
+    return AttemptRecord(
+        execution_id=text("executionId") or "",
+        workflow_external_id=text("workflowExternalId"),
+        attempts=number("attempts") or 0,
+        last_attempt_at=number("lastAttemptAt"),
+        last_outcome=text("lastOutcome"),
+        expires_at=number("expiresAt") or 0,
+    )
+
+
+_NOT_TRANSIENT = frozenset(
+    {"AccessDeniedException", "ResourceNotFoundException", "ValidationException", "UnrecognizedClientException"}
+)
+
+
+def _ledger_error(doing: str, exc: Exception) -> LedgerError:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "error"))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        detail = f"{code}: {error.get('Message', '')}".rstrip(": ")
+        return LedgerError(f"{doing} the DynamoDB attempt ledger failed ({detail})", status, code not in _NOT_TRANSIENT)
+    return LedgerError(f"{doing} the DynamoDB attempt ledger failed ({type(exc).__name__})", None, True)
