@@ -28,6 +28,7 @@ class FaultAction:
     latency: float = 0.0
     retry_after: float | None = None
     apply_then_fail: bool = False
+    reset: bool = False
 
     @property
     def fails(self) -> bool:
@@ -52,6 +53,10 @@ class Fault:
     - ``probability``: each matching request fails with ``statuses[0]`` with this probability
       (``random.Random(seed)``); ``statuses`` is then not consumed.
     - ``times``: remaining number of applications (None = while statuses last, or forever).
+    - ``reset``: drop connections (status 0) with a TCP reset instead of a plain close.  httpx reports a
+      plain close as ``RemoteProtocolError`` (the SDK raises ``CogniteRequestError`` without retrying) and a
+      reset as ``ReadError`` (the SDK retries it up to ``max_retries_connect`` times, then raises
+      ``CogniteConnectionError``).
     """
 
     method: str | None = None
@@ -63,6 +68,7 @@ class Fault:
     probability: float | None = None
     seed: int = 0
     times: int | None = None
+    reset: bool = False
     applied: int = field(default=0, init=False)
     """How many times this fault has applied so far."""
 
@@ -127,4 +133,5 @@ class Fault:
             latency=self.latency,
             retry_after=self.retry_after if status == 429 else None,
             apply_then_fail=self.apply_then_fail,
+            reset=self.reset,
         )

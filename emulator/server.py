@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -98,6 +99,7 @@ class _Answer:
     payload: Any
     headers: dict[str, str] = field(default_factory=dict)
     client_id: str | None = None
+    reset: bool = False
 
 
 _Handler = Callable[[EmulatorState, _Ctx], tuple[int, Json]]
@@ -284,6 +286,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             emulator._leave_request()
         if answer.status == DROP:
             self.close_connection = True
+            if answer.reset:
+                # SO_LINGER 0: closing sends RST (the client sees "connection reset") instead of FIN
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
             return
         self._write(answer.status, answer.payload, answer.headers)
 
@@ -617,6 +623,7 @@ class CdfEmulator:
         if action is not None and action.fails and action.status is not None:
             client_id = answer.client_id if answer is not None else None
             answer = self._fault_answer(action.status, action.retry_after)
+            answer.reset = action.reset
             answer.client_id = client_id
         assert answer is not None
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cognite.client import CogniteClient
-from cognite.client.exceptions import CogniteAPIError, CogniteRequestError
+from cognite.client.exceptions import CogniteAPIError, CogniteConnectionError, CogniteRequestError
 
 from emulator import CdfEmulator, Fault
 from tests.emulator.support import ADMIN_ID, call
@@ -205,3 +205,24 @@ def test_fault_validation() -> None:
         Fault(probability=0.5)
     assert Fault().exhausted  # nothing to apply
     assert not Fault(latency=0.1).exhausted
+
+
+def test_reset_connection_is_retried_by_the_sdk(emu: CdfEmulator, client: CogniteClient) -> None:
+    execution = emu.seed_execution()
+    emu.add_fault(Fault(method="GET", path_regex=r"/workflows/executions/", statuses=[0, 0], reset=True))
+    assert client.workflows.executions.retrieve_detailed(execution["id"]) is not None
+    assert _statuses(emu, r"/workflows/executions/") == [0, 0, 200]
+
+
+def test_reset_connections_exhaust_connect_retries(emu: CdfEmulator, client: CogniteClient) -> None:
+    execution = emu.seed_execution()
+    emu.add_fault(Fault(method="GET", path_regex=r"/workflows/executions/", statuses=[0] * 10, reset=True))
+    with pytest.raises(CogniteConnectionError):
+        client.workflows.executions.retrieve_detailed(execution["id"])
+    assert _statuses(emu, r"/workflows/executions/") == [0] * 4  # the first try and max_retries_connect=3
+
+
+def test_reset_raw(emu: CdfEmulator, token: str) -> None:
+    emu.add_fault(Fault(path_regex=r"/raw/dbs$", statuses=[0], reset=True))
+    with pytest.raises(ConnectionResetError):
+        call(emu, "GET", "/raw/dbs", token=token)
