@@ -16,9 +16,11 @@ one :class:`Decision`. The checks run in a fixed order, and the first that appli
    ``skipReasonPatterns`` -> ``skip``, naming the pattern
 5. terminal errors: every failed task is FAILED_WITH_TERMINAL_ERROR (and ``retryTerminalErrors`` is
    false) -> ``skip``
-6. cap: already retried ``maxAttempts`` times -> ``exhausted``
-7. cooldown: the last retry was less than the cooldown ago -> ``defer``
-8. ``dryRun`` -> ``report_only``; otherwise ``retry``.
+6. in flight: the last retry was sent after this failure ended, moments ago (the read predates
+   that retry: another invocation's, or a stale answer) -> ``skip``
+7. cap: already retried ``maxAttempts`` times -> ``exhausted``
+8. cooldown: the last retry was less than the cooldown ago -> ``defer``
+9. ``dryRun`` -> ``report_only``; otherwise ``retry``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ FAILED_TASK_STATUSES = frozenset({"FAILED", "FAILED_WITH_TERMINAL_ERROR", "TIMED
 TERMINAL_TASK_STATUS = "FAILED_WITH_TERMINAL_ERROR"
 
 _MS_PER_HOUR = 3_600_000
+IN_FLIGHT_WINDOW_MS = 60_000
+"""How long after a retry a read showing the failure from before it is taken as stale. Bounded, so
+that a clock difference between CDF and this function can delay a decision but never block it."""
 
 
 class Action(StrEnum):
@@ -316,6 +321,17 @@ def decide(
     if problem is not None:
         return Decision(Action.SKIP, problem)
     status = str(execution.get("status", "")).upper()
+    ended = failure_key(execution)
+    if (
+        last_attempt_ms is not None
+        and ended is not None
+        and ended < last_attempt_ms
+        and now - last_attempt_ms < IN_FLIGHT_WINDOW_MS
+    ):
+        return Decision(
+            Action.SKIP,
+            f"retry {attempts} was sent at {format_time(last_attempt_ms)}, after this failure: it is still starting",
+        )
     if attempts >= policy.max_attempts:
         when = f"; last at {format_time(last_attempt_ms)}" if last_attempt_ms else ""
         return Decision(Action.EXHAUSTED, f"retried {attempts} time(s), maxAttempts is {policy.max_attempts}{when}")
