@@ -282,6 +282,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         emulator._enter_request()
         try:
             answer = emulator._serve(self.command, self.path, dict(self.headers.items()), data, arrived)
+        except Exception:  # a bug in the emulator must still produce an answer, never a hung client
+            logger.exception("emulator failed on %s %s", self.command, self.path.partition("?")[0])
+            answer = _Answer(500, error_body(500, "Internal emulator error"))
         finally:
             emulator._leave_request()
         if answer.status == DROP:
@@ -618,7 +621,7 @@ class CdfEmulator:
                 with self._lock:
                     answer = self._dispatch(method, path, query, headers, body, body_error)
             except Exception:
-                logger.exception("emulator failed on %s %s", method, raw_path)
+                logger.exception("emulator failed on %s %s", method, path)
                 answer = _Answer(500, error_body(500, "Internal emulator error"))
         if action is not None and action.fails and action.status is not None:
             client_id = answer.client_id if answer is not None else None
@@ -671,7 +674,7 @@ class CdfEmulator:
             return {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}, None
         try:
             return json.loads(text), None
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             return text, f"Malformed JSON in request body: {e}"
 
     def _dispatch(

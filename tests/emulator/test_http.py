@@ -198,3 +198,9 @@ def test_stop_closes_port_and_connections() -> None:
     conn.close()
     with pytest.raises(ConnectionRefusedError):
         http.client.HTTPConnection("127.0.0.1", port, timeout=2).connect()
+
+
+def test_deeply_nested_json_is_400_not_a_crash(emu: CdfEmulator, token: str) -> None:
+    reply = call(emu, "POST", "/workflows/executions/list", raw=b"[" * 100_000, token=token)
+    assert reply.status == 400
+    assert call(emu, "GET", "/raw/dbs", token=token).status == 200

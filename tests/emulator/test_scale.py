@@ -38,3 +38,14 @@ def test_many_concurrent_requests(emu: CdfEmulator) -> None:
         statuses = list(pool.map(get, range(250)))
     assert statuses == [200] * 250
     assert len(emu.requests) == 250
+
+
+def test_max_in_flight_shows_concurrency(emu: CdfEmulator) -> None:
+    token = emu.issue_token(ADMIN_ID)
+    emu.latency = 0.2
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: call(emu, "GET", "/raw/dbs", token=token).status, range(8)))
+    assert statuses == [200] * 8
+    assert emu.max_in_flight >= 2
+    emu.reset()
+    assert emu.max_in_flight == 0
