@@ -1,0 +1,132 @@
+"""The RAW ledger through cognite-sdk's ``client.raw`` against the emulator's RAW endpoints."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from cognite.client import CogniteClient
+
+import handler
+from emulator import CdfEmulator, Fault
+from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET, make_client
+from workflow_retry.cdf import run_on_sdk_loop
+from workflow_retry.errors import LedgerError
+from workflow_retry.ledger import AttemptRecord
+from workflow_retry.ledger.raw import RawLedger
+
+SECRETS = {"client-id": FUNCTION_CLIENT_ID, "client-secret": FUNCTION_CLIENT_SECRET}
+TTL = 7 * 86_400
+
+pytestmark = pytest.mark.usefixtures("fast_env")
+
+
+def test_the_database_and_table_are_created_on_first_write(emu: CdfEmulator, client: CogniteClient) -> None:
+    ledger = RawLedger(client, "my_ledger_db", "my_attempts", TTL)
+    now = int(time.time() * 1000)
+
+    assert run_on_sdk_loop(ledger.get("exec-1", now)) is None  # neither database nor table exists yet
+    taken = run_on_sdk_loop(ledger.take_attempt(None, "exec-1", "wf", now))
+
+    assert emu.raw_rows("my_ledger_db", "my_attempts") == {
+        "exec-1": {
+            "workflowExternalId": "wf",
+            "attempts": 1,
+            "lastAttemptAt": now,
+            "lastOutcome": "retried",
+            "expiresAt": now // 1000 + TTL,
+        }
+    }
+    assert run_on_sdk_loop(ledger.get("exec-1", now + 1)) == taken
+    assert taken == AttemptRecord("exec-1", "wf", 1, now, "retried", now // 1000 + TTL)
+
+
+def test_an_expired_row_counts_as_none(emu: CdfEmulator, client: CogniteClient) -> None:
+    ledger = RawLedger(client, "db", "t", ttl_seconds=1)
+    now = int(time.time() * 1000)
+    run_on_sdk_loop(ledger.take_attempt(None, "exec-2", "wf", now))
+
+    assert run_on_sdk_loop(ledger.get("exec-2", now + 5_000)) is None
+
+
+def test_release_restores_the_previous_record_and_a_give_up_is_recorded_once(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    ledger = RawLedger(client, "db", "t", TTL)
+    now = int(time.time() * 1000)
+    first = run_on_sdk_loop(ledger.take_attempt(None, "exec-3", "wf", now))
+    second = run_on_sdk_loop(ledger.take_attempt(first, "exec-3", "wf", now + 1))
+
+    run_on_sdk_loop(ledger.release_attempt(second, first, now + 2))
+    assert run_on_sdk_loop(ledger.get("exec-3", now + 3)) == first
+    run_on_sdk_loop(ledger.release_attempt(first, None, now + 4))
+    assert run_on_sdk_loop(ledger.get("exec-3", now + 5)) is None
+    record = run_on_sdk_loop(ledger.take_attempt(None, "exec-3", "wf", now + 6))
+    assert run_on_sdk_loop(ledger.record_outcome(record, "gave_up", now + 7)) is True
+    marked = run_on_sdk_loop(ledger.get("exec-3", now + 8))
+    assert run_on_sdk_loop(ledger.record_outcome(marked, "gave_up", now + 9)) is False
+
+
+def test_rows_not_written_by_the_ledger_are_ignored(emu: CdfEmulator, client: CogniteClient) -> None:
+    client.raw.rows.insert("db", "t", {"exec-4": {"note": "hand-written"}}, ensure_parent=True)
+    assert run_on_sdk_loop(RawLedger(client, "db", "t", TTL).get("exec-4", 0)) is None
+
+
+def test_a_missing_raw_capability_fails_the_id_clearly_and_retries_nothing(emu: CdfEmulator) -> None:
+    emu.add_client(
+        "no-raw",
+        "no-raw-secret-value",
+        ["workflowOrchestrationACL:READ", "workflowOrchestrationACL:WRITE", "sessionsACL:CREATE"],
+    )
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+
+    result = handler.handle({"executionId": failed}, make_client(emu, "no-raw", "no-raw-secret-value"), SECRETS)
+
+    [item] = result["results"]
+    assert item["outcome"] == "failed"
+    assert item["error"]["code"] == 403
+    assert item["error"]["retryable"] is False
+    assert "rawACL:READ" in item["reason"]
+    assert "not retried, as the attempt could not be counted" in item["reason"]
+    assert emu.requests_matching("POST", r"/sessions$|/retry$") == []
+
+
+def test_a_ledger_write_failing_means_no_retry_and_a_retryable_failure(emu: CdfEmulator, client: CogniteClient) -> None:
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    emu.add_fault(Fault(method="POST", path_regex=r"/raw/dbs/.*/rows$", statuses=[503] * 20))
+
+    [item] = handler.handle({"executionId": failed}, client, SECRETS)["results"]
+
+    assert item["outcome"] == "failed"
+    assert item["error"]["retryable"] is True
+    assert emu.retry_count(failed) == 0
+    assert emu.requests_matching("POST", r"/retry$") == []
+
+
+def test_a_ledger_error_never_escapes(emu: CdfEmulator, client: CogniteClient) -> None:
+    emu.add_fault(Fault(method="GET", path_regex=r"/raw/", statuses=[500] * 20))
+    with pytest.raises(LedgerError, match="500"):
+        run_on_sdk_loop(RawLedger(client, "db", "t", TTL).get("exec-5", 0))
+
+
+def test_concurrent_invocations_under_raw_apply_one_retry_thanks_to_cdfs_status_check(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    """RAW cannot refuse a concurrent writer; CDF refusing to retry a RUNNING execution keeps it to one."""
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    start = threading.Barrier(5)
+
+    def invocation(_: int) -> dict[str, Any]:
+        start.wait()
+        [item] = handler.handle({"executionId": failed}, client, SECRETS)["results"]
+        return item
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        results = list(pool.map(invocation, range(5)))
+
+    assert emu.retry_count(failed) == 1
+    assert all(r["outcome"] in ("retried", "skipped") for r in results), [r["reason"] for r in results]
+    assert emu.raw_rows("workflow_retry", "attempts")[failed]["attempts"] == 1
