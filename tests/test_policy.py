@@ -37,7 +37,7 @@ def retries(emu: CdfEmulator) -> list[Any]:
 
 def only(result: dict[str, Any]) -> dict[str, Any]:
     [item] = result["results"]
-    return item
+    return dict(item)
 
 
 # -- configuration: call data over environment over defaults ----------------------------------------

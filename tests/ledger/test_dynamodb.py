@@ -111,7 +111,7 @@ def test_ten_concurrent_invocations_with_one_attempt_left_retry_exactly_once(
         ledger = DynamoDbLedger(boto3.client("dynamodb"), ledger_table, TTL)  # each its own, as separate Lambdas
         start.wait()
         report = function.execute(request, client, CREDENTIALS, settings, ledger=ledger, environment={})
-        return report.to_dict()["results"][0]
+        return dict(report.to_dict()["results"][0])
 
     with ThreadPoolExecutor(max_workers=10) as pool:
         results = list(pool.map(invocation, range(10)))

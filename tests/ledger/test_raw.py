@@ -67,6 +67,7 @@ def test_release_restores_the_previous_record_and_a_give_up_is_recorded_once(
     record = run_on_sdk_loop(ledger.take_attempt(None, "exec-3", "wf", now + 6))
     assert run_on_sdk_loop(ledger.record_outcome(record, "gave_up", now + 7)) is True
     marked = run_on_sdk_loop(ledger.get("exec-3", now + 8))
+    assert marked is not None
     assert run_on_sdk_loop(ledger.record_outcome(marked, "gave_up", now + 9)) is False
 
 
@@ -122,7 +123,7 @@ def test_concurrent_invocations_under_raw_apply_one_retry_thanks_to_cdfs_status_
     def invocation(_: int) -> dict[str, Any]:
         start.wait()
         [item] = handler.handle({"executionId": failed}, client, SECRETS)["results"]
-        return item
+        return dict(item)
 
     with ThreadPoolExecutor(max_workers=5) as pool:
         results = list(pool.map(invocation, range(5)))

@@ -49,7 +49,7 @@ class RawLedger:
 
     async def take_attempt(
         self, seen: AttemptRecord | None, execution_id: str, workflow_external_id: str | None, now_ms: int
-    ) -> AttemptRecord | None:
+    ) -> AttemptRecord:
         record = next_record(seen, execution_id, workflow_external_id, now_ms, self._ttl_seconds)
         await self._write(record)
         return record
