@@ -22,3 +22,11 @@ def handle(
 ) -> dict[str, Any]:
     """Cognite Function entrypoint: retry the failed workflow executions named in ``data``."""
     return function.handle(data, client, secrets, function_call_info)
+
+
+def lambda_handler(event: object, context: Any) -> dict[str, Any]:
+    """AWS Lambda entrypoint: SNS, SQS, EventBridge, direct invokes and signed HTTP (docs/aws.md)."""
+    # Imported here, not at the top: a Cognite Function never loads boto3 or Powertools.
+    from workflow_retry.aws.entrypoint import lambda_handler as aws_lambda_handler
+
+    return aws_lambda_handler(event, context)

@@ -1,0 +1,362 @@
+"""The AWS Lambda entrypoint: ``lambda_handler(event, context)``.
+
+One :class:`LambdaApp` per container holds what is built once and reused by warm invocations: the
+settings, the secret reader and its cache, the CogniteClient, the duplicate guard and the signature
+verifiers. Each invocation detects the event's source, unwraps it into deliveries
+(:mod:`~workflow_retry.aws.events`), runs each through the core (``function.execute``) under the
+duplicate guard, and shapes the answer (:mod:`~workflow_retry.aws.responses`). Nothing reaches CDF,
+and no secret is fetched for CDF, before a delivery is authenticated and its payload read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from workflow_retry.aws.config import (
+    HTTP_MAX_BODY_BYTES,
+    LAMBDA_SAFETY_MARGIN_SECONDS,
+    AwsSettings,
+    aws_settings_from_environment,
+)
+from workflow_retry.aws.events import (
+    Delivery,
+    HttpRequest,
+    Source,
+    detect_source,
+    eventbridge_delivery,
+    http_request,
+    is_fifo,
+    payload_of_body,
+    payload_of_message,
+    sns_deliveries,
+    sqs_deliveries,
+)
+from workflow_retry.aws.idempotency import DeliveryGuard, dynamodb_guard, memory_guard
+from workflow_retry.aws.responses import (
+    DeliveryOutcome,
+    async_result,
+    batch_response,
+    http_answer,
+    http_error,
+    http_response,
+    merged_report,
+    needs_redelivery,
+)
+from workflow_retry.aws.secrets import AwsSecretReader, SecretReader, resolve_secret
+from workflow_retry.cdf import ClientCredentials
+from workflow_retry.connection import CdfConnectionSettings, build_client, connection_settings_from_environment
+from workflow_retry.errors import (
+    ConfigurationError,
+    DeliveryInProgressError,
+    IdempotencyStoreError,
+    PayloadError,
+    SenderNotAllowedError,
+    SignatureCheckUnavailableError,
+    SignatureError,
+    TransientFailuresError,
+)
+from workflow_retry.function import execute
+from workflow_retry.models import RetryReport, RetryRequest
+from workflow_retry.payloads import parse_payload
+from workflow_retry.settings import Settings, cached_settings
+from workflow_retry.webhooks import (
+    SnsMessageVerifier,
+    StandardWebhookVerifier,
+    UrllibHttpsGetter,
+    parse_webhook_secrets,
+)
+
+if TYPE_CHECKING:
+    from cognite.client import CogniteClient
+
+logger = logging.getLogger(__name__)
+
+MIN_DEADLINE_SECONDS = 1.0
+SNS_MESSAGE_TYPE_HEADER = "x-amz-sns-message-type"
+
+
+class _ComeBack(Exception):
+    """Raised inside the duplicate guard so that a result that must come again is not remembered."""
+
+    def __init__(self, report: RetryReport) -> None:
+        super().__init__("the delivery must come again")
+        self.report = report
+
+
+class LambdaApp:
+    """One container's state and the handling of one invocation (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: AwsSettings,
+        connection: CdfConnectionSettings,
+        *,
+        secret_reader: SecretReader | None = None,
+        guard: DeliveryGuard | None = None,
+        sns_verifier: SnsMessageVerifier | None = None,
+    ) -> None:
+        self._settings = settings
+        self._connection = connection
+        self._secrets = secret_reader or AwsSecretReader(settings.secrets_max_age_seconds)
+        expiry = settings.idempotency_expiry_seconds
+        self._guard = guard or (
+            dynamodb_guard(settings.idempotency_table, expiry) if settings.idempotency_table else memory_guard(expiry)
+        )
+        self._sns = sns_verifier or SnsMessageVerifier(settings.topic_arns, UrllibHttpsGetter(), max_age_seconds=expiry)
+        self._lock = threading.Lock()
+        self._client: CogniteClient | None = None
+        self._client_secret: str | None = None
+        self._webhook_verifier: StandardWebhookVerifier | None = None
+        self._webhook_secret_text: str | None = None
+        self._warn_about_weakened_defaults()
+
+    @classmethod
+    def from_environment(cls) -> LambdaApp:
+        """The container's app, from the environment (see docs/aws.md for every variable)."""
+        return cls(aws_settings_from_environment(), connection_settings_from_environment())
+
+    def _warn_about_weakened_defaults(self) -> None:
+        if not self._settings.signatures_required:
+            logger.warning(
+                "WEBHOOK_SIGNATURES=off: HTTP requests are not signature-checked; only requests authenticated "
+                "with AWS_IAM (FUNCTION_URL_AUTH_TYPE=AWS_IAM) are accepted"
+            )
+        if not self._settings.idempotency_table:
+            logger.warning(
+                "IDEMPOTENCY_TABLE is not set: duplicate deliveries and webhook replays are only recognised "
+                "within one container; CDF's own status check is the only guard across containers"
+            )
+
+    # -- one invocation -------------------------------------------------------------------------
+
+    def handle(self, event: object, context: Any) -> dict[str, Any]:
+        source = detect_source(event)
+        assert isinstance(event, dict)  # detect_source refuses anything else
+        self._guard.register(context)
+        match source:
+            case Source.HTTP:
+                return self._http(event, context)
+            case Source.SQS:
+                return self._sqs(event, context)
+            case Source.DIRECT:
+                return self._direct(event, context)
+            case Source.SNS:
+                return self._asynchronous(sns_deliveries(event), context)
+            case Source.EVENTBRIDGE:
+                return self._asynchronous([eventbridge_delivery(event)], context)
+
+    def _direct(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        report = self._execute(parse_payload(event), context)
+        if report.has_transient_failures:
+            raise TransientFailuresError(report)
+        return report.to_dict()
+
+    def _asynchronous(self, deliveries: list[Delivery], context: Any) -> dict[str, Any]:
+        """SNS and EventBridge: every delivery handled, then raise if one must come again."""
+        outcomes = [self._handle_delivery(delivery, context) for delivery in deliveries]
+        transient = [o.report for o in outcomes if o.report is not None and o.report.has_transient_failures]
+        if transient:
+            raise TransientFailuresError(merged_report(transient))
+        for outcome in outcomes:
+            if outcome.status == "in_progress":
+                raise DeliveryInProgressError(outcome.reason or "a delivery is being handled elsewhere")
+            if outcome.status == "store_failed":
+                raise IdempotencyStoreError(outcome.reason or "the idempotency table failed")
+        return async_result(outcomes)
+
+    def _sqs(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """One outcome per record; the batch item failures are the records that must come again.
+
+        On a FIFO queue nothing after a record that must come again is handled (it comes back too),
+        so that the queue's order holds.
+        """
+        fifo = is_fifo(event)
+        failures: list[str] = []
+        for delivery in sqs_deliveries(event):
+            record_id = delivery.record_id or ""
+            if fifo and failures:
+                failures.append(record_id)
+                continue
+            try:
+                outcome = self._handle_delivery(delivery, context)
+            except Exception:
+                logger.exception("SQS message %s: unexpected error; it will be delivered again", record_id)
+                failures.append(record_id)
+                continue
+            if outcome.comes_back:
+                failures.append(record_id)
+        if failures:
+            logger.info("%d SQS message(s) will be delivered again: %s", len(failures), failures)
+        return batch_response(failures)
+
+    def _handle_delivery(self, delivery: Delivery, context: Any) -> DeliveryOutcome:
+        """Read the delivery's payload and run it through the core once; never raises for a per-delivery problem."""
+        try:
+            request = delivery.request()
+        except (PayloadError, ConfigurationError) as exc:
+            # Not retried: the same payload would fail the same way. Reported and logged instead.
+            logger.error("%s delivery %s: unreadable payload, not retried: %s", delivery.source, delivery.key, exc)
+            return DeliveryOutcome(delivery.key, "invalid", reason=str(exc))
+
+        def work() -> dict[str, Any]:
+            report = self._execute(request, context)
+            if needs_redelivery(report):
+                raise _ComeBack(report)
+            return report.to_dict()
+
+        try:
+            if delivery.key is None:
+                return DeliveryOutcome(None, "handled", result=work())
+            handled = self._guard.run_once(delivery.key, work)
+        except _ComeBack as back:
+            return DeliveryOutcome(delivery.key, "transient", result=back.report.to_dict(), report=back.report)
+        except DeliveryInProgressError as exc:
+            logger.info("%s delivery %s is a duplicate being handled elsewhere", delivery.source, delivery.key)
+            return DeliveryOutcome(delivery.key, "in_progress", reason=str(exc))
+        except IdempotencyStoreError as exc:
+            logger.error("%s", exc)
+            return DeliveryOutcome(delivery.key, "store_failed", reason=str(exc))
+        if handled.replayed:
+            logger.info(
+                "%s delivery %s is a duplicate: answered with the earlier result", delivery.source, delivery.key
+            )
+            return DeliveryOutcome(delivery.key, "replayed", result=handled.result)
+        return DeliveryOutcome(delivery.key, "handled", result=handled.result)
+
+    # -- HTTP -------------------------------------------------------------------------------------
+
+    def _http(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        try:
+            request = http_request(event)
+        except PayloadError as exc:
+            return http_error(400, str(exc))
+        if request.method != "POST":
+            return http_response(405, {"error": f"method {request.method} not allowed: use POST"}, {"allow": "POST"})
+        if len(request.body) > HTTP_MAX_BODY_BYTES:
+            return http_error(
+                413, f"the body is {len(request.body)} bytes, more than the {HTTP_MAX_BODY_BYTES} accepted"
+            )
+        try:
+            if SNS_MESSAGE_TYPE_HEADER in request.headers:
+                return self._sns_https(request, context)
+            delivery = self._authenticated_webhook(request)
+        except SignatureError as exc:
+            logger.warning("HTTP request %s refused: %s", request.request_id, exc)
+            return http_error(401, str(exc))
+        except SenderNotAllowedError as exc:
+            logger.warning("HTTP request %s refused: %s", request.request_id, exc)
+            return http_error(403, str(exc))
+        except SignatureCheckUnavailableError as exc:
+            logger.error("HTTP request %s not checked: %s", request.request_id, exc)
+            return http_error(503, str(exc), retry_after=True)
+        except ConfigurationError as exc:
+            # Details stay in the log: the caller may not be authenticated yet.
+            logger.error("HTTP request %s: the function is misconfigured: %s", request.request_id, exc)
+            return http_error(500, "the function is misconfigured; its log says how")
+        return http_answer(self._handle_delivery(delivery, context))
+
+    def _authenticated_webhook(self, request: HttpRequest) -> Delivery:
+        if self._settings.signatures_required:
+            verified = self._webhooks().verify(request.headers, request.body)
+            key: str | None = f"webhook:{verified.webhook_id}"
+        else:
+            if request.iam_caller is None:
+                raise SignatureError("signature checking is off and the request was not authenticated with AWS_IAM")
+            webhook_id = request.headers.get("webhook-id")
+            key = f"webhook:{webhook_id}" if webhook_id else None
+        try:
+            return Delivery(Source.HTTP, key=key, payload=payload_of_body(request.body))
+        except PayloadError as exc:
+            return Delivery(Source.HTTP, key=key, problem=str(exc))
+
+    def _sns_https(self, request: HttpRequest, context: Any) -> dict[str, Any]:
+        message = self._sns.verify(request.body)
+        if message.Type == "SubscriptionConfirmation":
+            self._sns.confirm_subscription(message)
+            logger.info("confirmed the subscription to SNS topic %s", message.TopicArn)
+            return http_response(200, {"confirmed": message.TopicArn})
+        if message.Type == "UnsubscribeConfirmation":
+            logger.warning("SNS topic %s unsubscribed this endpoint", message.TopicArn)
+            return http_response(200, {"unsubscribed": message.TopicArn})
+        payload, inner_key, problem = payload_of_message(message.Message, "the SNS Message")
+        delivery = Delivery(Source.HTTP, key=inner_key or f"sns:{message.MessageId}", payload=payload, problem=problem)
+        return http_answer(self._handle_delivery(delivery, context))
+
+    def _webhooks(self) -> StandardWebhookVerifier:
+        direct = self._settings.webhook_secret
+        text = resolve_secret(
+            direct.get_secret_value() if direct else None, self._settings.webhook_secret_ref, self._secrets
+        )
+        if text is None:
+            raise ConfigurationError(
+                "webhook signatures are required but neither WEBHOOK_SECRET nor WEBHOOK_SECRET_REF is set"
+            )
+        with self._lock:
+            if self._webhook_verifier is None or text != self._webhook_secret_text:
+                self._webhook_verifier = StandardWebhookVerifier(parse_webhook_secrets(text))
+                self._webhook_secret_text = text
+            return self._webhook_verifier
+
+    # -- CDF ----------------------------------------------------------------------------------------
+
+    def _execute(self, request: RetryRequest, context: Any) -> RetryReport:
+        client, credentials = self._cdf()
+        return execute(request, client, credentials, self._settings_for(context))
+
+    def _cdf(self) -> tuple[CogniteClient, ClientCredentials]:
+        """The container's CogniteClient, rebuilt only when the client secret changed (rotation)."""
+        direct = self._settings.client_secret
+        secret = resolve_secret(
+            direct.get_secret_value() if direct else None, self._settings.client_secret_ref, self._secrets
+        )
+        if not secret:
+            raise ConfigurationError("set IDP_CLIENT_SECRET or IDP_CLIENT_SECRET_REF (the CDF client secret)")
+        with self._lock:
+            if self._client is None or secret != self._client_secret:
+                timeout = cached_settings().request_timeout_seconds
+                self._client = build_client(self._connection, secret, timeout_seconds=timeout)
+                self._client_secret = secret
+            client = self._client
+        # Sessions for the retried executions use the same client credentials as the client itself.
+        return client, ClientCredentials(self._connection.client_id, secret)
+
+    @staticmethod
+    def _settings_for(context: Any) -> Settings:
+        """The core's settings, with the deadline cut to the invocation's remaining time less a margin."""
+        settings = cached_settings()
+        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+        if remaining_ms is None:
+            return settings
+        budget = remaining_ms() / 1000 - LAMBDA_SAFETY_MARGIN_SECONDS
+        deadline = max(MIN_DEADLINE_SECONDS, min(settings.deadline_seconds, budget))
+        return settings.model_copy(update={"deadline_seconds": deadline})
+
+
+_app: LambdaApp | None = None
+_app_lock = threading.Lock()
+
+
+def lambda_handler(event: object, context: Any) -> dict[str, Any]:
+    """AWS Lambda entrypoint: SNS, SQS, EventBridge, direct invokes and HTTP (see docs/aws.md)."""
+    return container_app().handle(event, context)
+
+
+def container_app() -> LambdaApp:
+    """The app of this container, built on the first invocation (a cold start) and kept."""
+    global _app
+    with _app_lock:
+        if _app is None:
+            _quiet_defaults_for_lambda()
+            _app = LambdaApp.from_environment()
+        return _app
+
+
+def _quiet_defaults_for_lambda() -> None:
+    # Lambda's root logger lets only warnings through unless its log level is configured; our
+    # per-ID INFO lines are the tool's report, so they are kept unless AWS_LAMBDA_LOG_LEVEL says otherwise.
+    package = logging.getLogger("workflow_retry")
+    if package.level == logging.NOTSET and "AWS_LAMBDA_LOG_LEVEL" not in os.environ:
+        package.setLevel(logging.INFO)
