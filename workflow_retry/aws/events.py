@@ -144,8 +144,7 @@ def is_fifo(event: dict[str, Any]) -> bool:
 
 def eventbridge_delivery(event: dict[str, Any]) -> Delivery:
     model = _parse(EventBridgeModel, event, "EventBridge event")
-    payload, problem = _detail_payload(model.detail)
-    return Delivery(Source.EVENTBRIDGE, key=f"events:{model.id}", payload=payload, problem=problem)
+    return Delivery(Source.EVENTBRIDGE, key=f"events:{model.id}", payload=model.detail)
 
 
 def _parse(model: type[Any], event: dict[str, Any], what: str) -> Any:
@@ -173,16 +172,8 @@ def payload_of_message(text: str, what: str) -> tuple[object, str | None, str | 
             bridged = EventBridgeModel.model_validate(value)
         except ValidationError as exc:
             return None, None, describe_validation_error(exc, "EventBridge event")
-        payload, problem = _detail_payload(bridged.detail)
-        return payload, f"events:{bridged.id}", problem
+        return bridged.detail, f"events:{bridged.id}", None
     return value, None, None
-
-
-def _detail_payload(detail: object) -> tuple[object, str | None]:
-    if isinstance(detail, str):  # EventBridge Scheduler may send detail as a JSON string
-        payload, _, problem = payload_of_message(detail, "the EventBridge detail")
-        return payload, problem
-    return detail, None
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
@@ -281,9 +272,11 @@ def _arn(identity: _IamIdentity | None) -> str | None:
 def payload_of_body(body: bytes) -> object:
     """The JSON payload of an HTTP body; :class:`PayloadError` saying why it cannot be read."""
     try:
-        return json.loads(body)
+        text = body.decode("utf-8")  # JSON on the wire is UTF-8 (RFC 8259); no guessing
     except UnicodeDecodeError:
         raise PayloadError("the body is not UTF-8 text") from None
+    try:
+        return json.loads(text)
     except ValueError as exc:
         raise PayloadError(f"the body is not JSON: {_json_problem(exc)}") from None
 
