@@ -1,0 +1,132 @@
+"""The duplicate guard: Powertools idempotency over DynamoDB (moto's server, real boto3) and over memory."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.aws.samples import lambda_context
+from workflow_retry.aws.idempotency import DeliveryGuard, dynamodb_guard, memory_guard
+from workflow_retry.errors import DeliveryInProgressError, IdempotencyStoreError
+
+GuardFactory = Callable[[], DeliveryGuard]
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def new_guard(request: pytest.FixtureRequest) -> GuardFactory:
+    """Guards that share one store, like containers of one function (one memory store: one container)."""
+    if request.param == "dynamodb":
+        table = request.getfixturevalue("idempotency_table")
+        factory: GuardFactory = lambda: dynamodb_guard(table, 3600)  # noqa: E731
+    else:
+        shared = memory_guard(3600)
+        factory = lambda: shared  # noqa: E731
+    return factory
+
+
+def registered(guard: DeliveryGuard) -> DeliveryGuard:
+    guard.register(lambda_context())
+    return guard
+
+
+class Work:
+    def __init__(self, result: dict[str, Any] | None = None) -> None:
+        self.calls = 0
+        self.result = result or {"results": [], "counts": {"retried": 1}}
+
+    def __call__(self) -> dict[str, Any]:
+        self.calls += 1
+        return self.result
+
+
+def test_a_key_is_worked_once_and_a_duplicate_gets_the_stored_result(new_guard: GuardFactory) -> None:
+    work = Work()
+    first = registered(new_guard()).run_once("sns:m-1", work)
+    again = registered(new_guard()).run_once("sns:m-1", work)
+
+    assert (first.result, first.replayed) == (work.result, False)
+    assert (again.result, again.replayed) == (work.result, True)
+    assert work.calls == 1
+
+
+def test_different_keys_are_independent(new_guard: GuardFactory) -> None:
+    work = Work()
+    guard = registered(new_guard())
+
+    guard.run_once("sqs:a", work)
+    guard.run_once("sqs:b", work)
+
+    assert work.calls == 2
+
+
+def test_work_that_raises_is_not_remembered_and_is_done_again_next_time(new_guard: GuardFactory) -> None:
+    guard = registered(new_guard())
+
+    def failing() -> dict[str, Any]:
+        raise RuntimeError("transient")
+
+    with pytest.raises(RuntimeError, match="transient"):
+        guard.run_once("events:e-1", failing)
+    work = Work()
+    assert guard.run_once("events:e-1", work).replayed is False
+    assert work.calls == 1
+
+
+def test_a_key_being_worked_on_is_refused_to_a_second_invocation(new_guard: GuardFactory) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> dict[str, Any]:
+        started.set()
+        release.wait(timeout=30)
+        return {"done": True}
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(registered(new_guard()).run_once, "webhook:msg_1", slow)
+        assert started.wait(timeout=30)
+        with pytest.raises(DeliveryInProgressError, match="webhook:msg_1 is being handled by another invocation"):
+            registered(new_guard()).run_once("webhook:msg_1", Work())
+        release.set()
+        assert first.result().result == {"done": True}
+
+    assert registered(new_guard()).run_once("webhook:msg_1", Work()).result == {"done": True}
+
+
+def test_a_missing_table_fails_closed_without_doing_the_work(moto_endpoint: str) -> None:
+    work = Work()
+
+    with pytest.raises(
+        IdempotencyStoreError, match=r"the idempotency table failed \(ResourceNotFoundException\): delivery sns:m-1 not handled"
+    ):
+        registered(dynamodb_guard("no-such-table", 3600)).run_once("sns:m-1", work)
+    assert work.calls == 0
+
+
+def test_a_container_answers_its_own_replays_from_memory_others_ask_dynamodb(idempotency_table: str) -> None:
+    warm = registered(dynamodb_guard(idempotency_table, 3600))
+    work = Work()
+    warm.run_once("webhook:msg_9", work)
+    dynamodb: Any = boto3.client("dynamodb")
+    [item] = dynamodb.scan(TableName=idempotency_table)["Items"]
+    assert item["id"]["S"].startswith("workflow-retry#")
+    assert item["status"]["S"] == "COMPLETED"
+    assert int(item["expiration"]["N"]) > 0
+
+    dynamodb.delete_item(TableName=idempotency_table, Key={"id": item["id"]})
+
+    assert warm.run_once("webhook:msg_9", work).replayed is True  # from this container's memory
+    assert registered(dynamodb_guard(idempotency_table, 3600)).run_once("webhook:msg_9", work).replayed is False
+    assert work.calls == 2
+
+
+def test_separate_memory_guards_are_separate_containers() -> None:
+    work = Work()
+
+    registered(memory_guard(3600)).run_once("sns:m-1", work)
+    registered(memory_guard(3600)).run_once("sns:m-1", work)
+
+    assert work.calls == 2
