@@ -3,20 +3,19 @@
 CDF has no failure webhook, so a scheduled sweep is how most users find failures. One sweep:
 
 1. lists the executions created in the window (``lookbackMinutes``) with the given statuses, page by
-   page (the next page is fetched while the current one is checked), keeping only a bounded set of
-   candidates in memory: memory stays flat however many executions the window holds;
-2. screens each listed execution with the policy (workflow, age, reason patterns), reads the ledger
-   records of those left, reports ``exhausted`` ones (announced once) and leaves ``deferred`` ones
-   for a later sweep;
-3. of the executions the policy would retry now, keeps the oldest failures (by ``endTime``) in a
-   bounded heap, and retries them oldest first with bounded concurrency until ``maxRestarts`` have
-   been restarted (CDF runs at most 50 executions at once per project); the rest wait for the next
-   sweep;
+   page (the next page is fetched while the current one is screened); memory stays flat however
+   many executions the window holds: only a bounded heap of candidates is kept;
+2. screens each listed execution with the checks that need no detail (status, workflow, age, the
+   execution's reason) and keeps the ``maxRestarts x CANDIDATE_SLACK`` oldest failures;
+3. handles those oldest first with bounded concurrency, each exactly as a single retry is handled
+   (detail, ledger record, full policy: ``exhausted`` is announced once, ``deferred`` waits), until
+   ``maxRestarts`` have been restarted (CDF runs at most 50 executions at once per project); the rest
+   wait for the next sweep;
 4. stops listing early enough to leave a quarter of the deadline for retrying, and reports what it
    did not reach.
 
-The report's ``results`` hold what the sweep acted on (retried, would retry, failed, newly exhausted);
-``sweep`` summarises everything it saw.
+The report's ``results`` hold what a person acts on (retried, would retry, failed, newly exhausted);
+``sweep`` counts everything the sweep saw.
 """
 
 from __future__ import annotations
@@ -30,9 +29,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from workflow_retry.cdf import CdfGateway
-from workflow_retry.errors import CdfRequestError, LedgerError
+from workflow_retry.errors import CdfRequestError
 from workflow_retry.ids import ExecutionId, InvalidExecutionId, parse_execution_id
-from workflow_retry.ledger import AttemptRecord
 from workflow_retry.models import (
     ErrorInfo,
     ExecutionResult,
@@ -42,8 +40,8 @@ from workflow_retry.models import (
     SweepRequest,
     SweepSummary,
 )
-from workflow_retry.policy import Action, WorkflowSelector, decide, failure_key, screen
-from workflow_retry.service import RetryContext, give_up_exhausted, ledger_failure, retry_one
+from workflow_retry.policy import WorkflowSelector, failure_key, screen
+from workflow_retry.service import RetryContext, retry_one
 from workflow_retry.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,11 +49,9 @@ logger = logging.getLogger(__name__)
 SweepProgress = Callable[[str, int, int | None], None]
 """Called with (phase, done, total): ``("listing", seen, None)``, then ``("retrying", done, selected)``."""
 
-MAX_LISTED_RESULTS = 500
-"""Results kept from the listing phase (newly exhausted, ledger failures); beyond it they are counted only."""
-CANDIDATE_SLACK = 2
-"""Candidates kept per restart slot: executions found not retryable on closer reading (their tasks)
-leave room for the next oldest instead of leaving the slot empty."""
+CANDIDATE_SLACK = 10
+"""Candidates kept per restart slot: those found not retryable on closer reading (exhausted, cooling
+down, terminal errors in their tasks) leave their slot to the next oldest."""
 LISTING_SHARE = 0.75
 """Share of the deadline that listing may use; the rest is kept for the retries."""
 
@@ -113,84 +109,26 @@ async def sweep_executions(
     keep = summary.max_restarts * CANDIDATE_SLACK
 
     outcomes: Counter[str] = Counter()
-    listed_results: list[ExecutionResult] = []
-    omitted = 0
     heap: list[tuple[int, int, _Candidate]] = []  # (-failed_at, -seq): the newest kept candidate on top
     sequence = itertools.count()
-    state = {"pages": 0, "seen": 0, "eligible": 0, "complete": False}
+    pages = seen = candidates = 0
+    listing_complete = False
     stopped_early: str | None = None
     listing_error: ErrorInfo | None = None
 
-    def keep_result(result: ExecutionResult) -> None:
-        nonlocal omitted
-        outcomes[result.outcome.value] += 1
-        if len(listed_results) < MAX_LISTED_RESULTS:
-            listed_results.append(result)
-        else:
-            omitted += 1
-
-    async def check_page(items: list[dict[str, Any]]) -> None:
-        screened: list[tuple[ExecutionId, dict[str, Any]]] = []
-        for item in items:
-            state["seen"] += 1
-            try:
-                execution_id = parse_execution_id(item.get("id"))
-            except InvalidExecutionId:
-                outcomes[Outcome.INVALID.value] += 1  # CDF listed something that is no execution ID
-                continue
-            if screen(item, ctx.policy, now) is not None:
-                outcomes[Outcome.SKIPPED.value] += 1
-                continue
-            screened.append((execution_id, item))
-        slots = asyncio.Semaphore(settings.concurrency)
-
-        async def read(execution_id: ExecutionId) -> AttemptRecord | LedgerError | None:
-            async with slots:
-                try:
-                    return await ctx.ledger.get(execution_id, now)
-                except LedgerError as exc:
-                    return exc
-
-        records = await asyncio.gather(*(read(execution_id) for execution_id, _ in screened))
-        for (execution_id, item), record in zip(screened, records, strict=True):
-            await place(execution_id, item, record)
-
-    async def place(
-        execution_id: ExecutionId, item: dict[str, Any], record: AttemptRecord | LedgerError | None
-    ) -> None:
-        if isinstance(record, LedgerError):
-            keep_result(_failed(execution_id, ledger_failure(record), item))
+    def consider(item: dict[str, Any]) -> None:
+        nonlocal candidates
+        try:
+            execution_id = parse_execution_id(item.get("id"))
+        except InvalidExecutionId:
+            outcomes[Outcome.INVALID.value] += 1  # CDF listed something that is no execution ID
             return
-        decision = decide(
-            item,
-            dry_run=request.dry_run,
-            policy=ctx.policy,
-            attempts=record.attempts if record else 0,
-            last_attempt_ms=record.last_attempt_at if record else None,
-            now_ms=now,
-        )
-        if decision.action is Action.EXHAUSTED and record is not None:
-            reason = await give_up_exhausted(item, record, decision, ctx, dry_run=request.dry_run)
-            result = ExecutionResult(
-                execution_id=execution_id,
-                outcome=Outcome.EXHAUSTED,
-                reason=reason,
-                execution=item,
-                attempts=record.attempts,
-            )
-            if reason.endswith("(announced)") or request.dry_run:
-                keep_result(result)
-            else:
-                outcomes[Outcome.EXHAUSTED.value] += 1  # told before: counted, not listed again
-            return
-        if decision.action is Action.DEFER:
-            outcomes[Outcome.DEFERRED.value] += 1
-            return
-        if decision.action is Action.SKIP:
+        if screen(item, ctx.policy, now) is not None:
             outcomes[Outcome.SKIPPED.value] += 1
             return
-        state["eligible"] += 1
-        entry = (-(failure_key(item) or 0), -next(sequence), _Candidate(execution_id, failure_key(item) or 0))
+        candidates += 1
+        failed_at = failure_key(item) or 0
+        entry = (-failed_at, -next(sequence), _Candidate(execution_id, failed_at))
         if len(heap) < keep:
             heapq.heappush(heap, entry)
         elif entry > heap[0]:  # failed earlier than the newest kept candidate
@@ -199,61 +137,66 @@ async def sweep_executions(
     try:
         async with asyncio.timeout_at(listing_deadline):
             async for items in _pages(gateway, filter, settings.sweep_page_size):
-                state["pages"] += 1
-                await check_page(items)
+                pages += 1
+                seen += len(items)
+                for item in items:
+                    consider(item)
                 if progress is not None:
-                    progress("listing", state["seen"], None)
-            state["complete"] = True
+                    progress("listing", seen, None)
+            listing_complete = True
     except TimeoutError:
-        stopped_early = (
-            f"listing stopped after {state['pages']} page(s) to keep time for retries; the rest was not read"
-        )
+        stopped_early = f"listing stopped after {pages} page(s) to keep time for retries; the rest was not read"
     except CdfRequestError as exc:
-        stopped_early = f"listing failed after {state['pages']} page(s): {exc.message}"
+        stopped_early = f"listing failed after {pages} page(s): {exc.message}"
         listing_error = ErrorInfo(code=exc.code, message=exc.message, retryable=exc.retryable)
 
     selected = deque(candidate for _, _, candidate in sorted(heap, reverse=True))
     heap.clear()
-    retried_results, not_reached, timed_out = await _retry_oldest_first(
+    examined, not_reached, timed_out = await _retry_oldest_first(
         selected, gateway, request, summary.max_restarts, ctx, settings, deadline, progress
     )
     if timed_out:
         stopped_early = stopped_early or f"the deadline came with {not_reached} selected execution(s) not handled"
-    for result in retried_results:
+    results = []
+    for result in examined:
         outcomes[result.outcome.value] += 1
+        if _worth_listing(result):
+            results.append(result if ctx.ledger.enforces_cap else result.model_copy(update={"cap_enforced": False}))
 
-    handled = len(retried_results) + not_reached
     report = RetryReport(
-        results=tuple(listed_results + retried_results),
+        results=tuple(results),
         sweep=summary.model_copy(
             update={
-                "pages_read": state["pages"],
-                "executions_seen": state["seen"],
-                "listing_complete": state["complete"],
-                "eligible": state["eligible"],
-                "left_for_next_sweep": max(0, state["eligible"] - handled),
+                "pages_read": pages,
+                "executions_seen": seen,
+                "listing_complete": listing_complete,
+                "eligible": candidates,
+                "left_for_next_sweep": max(0, candidates - len(examined) - not_reached),
                 "not_reached": not_reached,
                 "stopped_early": stopped_early,
                 "listing_error": listing_error,
-                "results_omitted": omitted,
+                "results_omitted": len(examined) - len(results),
                 "outcomes": dict(sorted(outcomes.items())),
             }
         ),
     )
-    if not ctx.ledger.enforces_cap:
-        report = report.model_copy(
-            update={"results": tuple(r.model_copy(update={"cap_enforced": False}) for r in report.results)}
-        )
     logger.info(
-        "sweep: %d execution(s) seen in %d page(s), %d eligible, %s; %s",
-        state["seen"],
-        state["pages"],
-        state["eligible"],
+        "sweep: %d execution(s) seen in %d page(s), %d candidate(s), %s; %s",
+        seen,
+        pages,
+        candidates,
         ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) or "nothing to do",
         stopped_early or "complete",
         extra={"sweep": report.sweep.model_dump(mode="json", by_alias=True) if report.sweep else None},
     )
     return report
+
+
+def _worth_listing(result: ExecutionResult) -> bool:
+    """Results a person acts on; the rest (skipped, deferred, given up before) are only counted."""
+    if result.outcome in (Outcome.RETRIED, Outcome.DRY_RUN, Outcome.FAILED):
+        return True
+    return result.outcome is Outcome.EXHAUSTED and "gave up earlier" not in result.reason
 
 
 async def _retry_oldest_first(
@@ -266,36 +209,43 @@ async def _retry_oldest_first(
     deadline: float,
     progress: SweepProgress | None,
 ) -> tuple[list[ExecutionResult], int, bool]:
-    """Retry the oldest candidates until ``max_restarts`` restarted; (results, not reached, timed out)."""
-    results: list[ExecutionResult] = []
+    """Handle candidates oldest first until ``max_restarts`` restarted: (results in that order, not reached, timed out).
+
+    Each candidate goes through :func:`retry_one` (detail, ledger, full policy), so one found not
+    retryable (exhausted, cooling down, terminal errors) leaves its slot to the next oldest.
+    """
+    results: dict[int, ExecutionResult] = {}
     restarted = 0
     in_flight = 0
+    position = itertools.count()
     total = min(len(selected), max_restarts)
 
     async def worker() -> None:
         nonlocal restarted, in_flight
         while selected and restarted + in_flight < max_restarts:
             candidate = selected.popleft()
+            index = next(position)
             in_flight += 1
             try:
                 result = await retry_one(candidate.execution_id, gateway, dry_run=request.dry_run, context=ctx)
             finally:
                 in_flight -= 1
-            results.append(result)
+            results[index] = result
             if result.outcome in (Outcome.RETRIED, Outcome.DRY_RUN):
                 restarted += 1
-            if progress is not None:
-                progress("retrying", len(results), total)
+                if progress is not None:
+                    progress("retrying", restarted, total)
 
-    workers = min(settings.concurrency, max_restarts)
+    timed_out = False
+    not_reached = 0
     try:
         async with asyncio.timeout_at(deadline):
-            await asyncio.gather(*(worker() for _ in range(workers)))
+            await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, max_restarts))))
     except TimeoutError:
         # Work in flight was cancelled; whatever was left in the queue was never started.
+        timed_out = True
         not_reached = min(len(selected) + in_flight, max(0, max_restarts - restarted))
-        return results, not_reached, True
-    return results, 0, False
+    return [results[i] for i in sorted(results)], not_reached, timed_out
 
 
 async def _pages(gateway: CdfGateway, filter: dict[str, Any], page_size: int) -> AsyncIterator[list[dict[str, Any]]]:
@@ -312,16 +262,6 @@ async def _pages(gateway: CdfGateway, filter: dict[str, Any], page_size: int) ->
     finally:
         if not pending.done():
             pending.cancel()
-
-
-def _failed(execution_id: str, error: CdfRequestError, execution: dict[str, Any]) -> ExecutionResult:
-    return ExecutionResult(
-        execution_id=execution_id,
-        outcome=Outcome.FAILED,
-        reason=error.message,
-        execution=execution,
-        error=ErrorInfo(code=error.code, message=error.message, retryable=error.retryable),
-    )
 
 
 def _split(text: str) -> tuple[str, ...]:
