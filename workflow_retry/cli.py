@@ -1,0 +1,357 @@
+"""The command line: ``python -m workflow_retry retry|sweep|status|emulator``.
+
+It reads the same environment as the Lambda (``CDF_PROJECT``, ``CDF_URL`` or ``CDF_CLUSTER``,
+``IDP_CLIENT_ID``, ``IDP_TOKEN_URL``, ``IDP_SCOPES``, ``IDP_CLIENT_SECRET`` or
+``IDP_CLIENT_SECRET_REF``, and every ``RETRY_*`` setting) and goes through the same core
+(``function.execute``). Output: a table by default, ``--json`` for scripts; a progress bar on stderr
+when it is a terminal.
+
+Exit codes: 0 when nothing failed; 1 when any ID failed, was invalid or unknown, or was given up
+(``exhausted``), or a sweep could not list; 2 for bad arguments or configuration (nothing was sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+from workflow_retry.errors import RetryToolError
+from workflow_retry.models import ExecutionResult, Outcome, RetryReport
+from workflow_retry.policy import format_time
+
+EXIT_OK = 0
+EXIT_FAILURES = 1
+EXIT_USAGE = 2
+FAILING_OUTCOMES = frozenset({Outcome.FAILED, Outcome.INVALID, Outcome.NOT_FOUND, Outcome.EXHAUSTED})
+_DURATION = re.compile(r"(\d+)\s*([smhd]?)")
+_MINUTES_PER_UNIT = {"s": 1 / 60, "m": 1, "": 1, "h": 60, "d": 1440}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.run(args)
+    except RetryToolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m workflow_retry", description="Retry failed Cognite Data Fusion workflow executions."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (stderr)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    retry = commands.add_parser("retry", help="retry failed executions by ID")
+    retry.add_argument("ids", nargs="+", metavar="ID", help="execution IDs (UUIDs)")
+    retry.add_argument("--dry-run", action="store_true", help="report what would be done, change nothing")
+    retry.add_argument("--json", action="store_true", help="print the result as JSON")
+    retry.set_defaults(run=_run_retry)
+
+    sweep = commands.add_parser("sweep", help="find failed executions and retry them under the policy")
+    sweep.add_argument("--workflow", action="append", metavar="WF[:VERSION]", help="only this workflow (repeatable)")
+    sweep.add_argument(
+        "--since", type=_minutes, metavar="DURATION", help="window, e.g. 90m, 2h, 1d (default: settings)"
+    )
+    sweep.add_argument("--max-restarts", type=int, metavar="N", help="executions restarted at most (default: settings)")
+    sweep.add_argument("--dry-run", action="store_true", help="list what would be retried, change nothing")
+    sweep.add_argument("--json", action="store_true", help="print the result as JSON")
+    sweep.set_defaults(run=_run_sweep)
+
+    status = commands.add_parser("status", help="show an execution, its ledger record and what the policy says")
+    status.add_argument("id", metavar="ID")
+    status.add_argument("--json", action="store_true", help="print as JSON")
+    status.set_defaults(run=_run_status)
+
+    emulator = commands.add_parser("emulator", help="run the CDF API emulator locally (Ctrl-C stops it)")
+    emulator.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
+    emulator.add_argument("--seed", type=int, default=5, metavar="N", help="failed executions to seed")
+    emulator.set_defaults(run=_run_emulator)
+    return parser
+
+
+def _minutes(text: str) -> int:
+    match = _DURATION.fullmatch(text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90m, 2h, 1d)")
+    minutes = int(match.group(1)) * _MINUTES_PER_UNIT[match.group(2)]
+    if minutes < 1:
+        raise argparse.ArgumentTypeError("the window must be at least one minute")
+    return int(minutes)
+
+
+# -- commands ---------------------------------------------------------------------------------------
+
+
+def _run_retry(args: argparse.Namespace) -> int:
+    from workflow_retry.payloads import parse_payload
+
+    request = parse_payload({"executionIds": list(args.ids), "dryRun": args.dry_run})
+    client, credentials, settings = _connect()
+    from workflow_retry import function
+
+    bar = ProgressBar(sys.stderr, "retrying")
+    report = function.execute(request, client, credentials, settings, progress=bar.update)
+    bar.close()
+    _print_report(report, as_json=args.json)
+    return exit_code(report)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from workflow_retry.payloads import parse_payload
+
+    sweep: dict[str, Any] = {}
+    if args.workflow:
+        sweep["workflows"] = args.workflow
+    if args.since:
+        sweep["lookbackMinutes"] = args.since
+    if args.max_restarts:
+        sweep["maxRestarts"] = args.max_restarts
+    request = parse_payload({"sweep": sweep, "dryRun": args.dry_run})
+    client, credentials, settings = _connect()
+    from workflow_retry import function
+
+    bar = ProgressBar(sys.stderr, "sweep")
+    report = function.execute_sweep(
+        request,
+        client,
+        credentials,
+        settings,
+        context=function.build_context(request, client, settings),
+        progress=lambda phase, done, total: bar.update(done, total, phase),
+    )
+    bar.close()
+    _print_report(report, as_json=args.json)
+    return exit_code(report)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from workflow_retry import function
+    from workflow_retry.cdf import SdkCdfGateway, run_on_sdk_loop
+    from workflow_retry.ids import InvalidExecutionId, parse_execution_id
+    from workflow_retry.models import RetryRequest
+    from workflow_retry.policy import decide
+    from workflow_retry.service import now_ms
+
+    try:
+        execution_id = parse_execution_id(args.id)
+    except InvalidExecutionId as exc:
+        print(f"error: invalid execution ID: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    client, credentials, settings = _connect()
+    context = function.build_context(RetryRequest(ids=()), client, settings)
+    gateway = SdkCdfGateway(client, credentials)
+
+    async def read() -> tuple[Any, Any]:
+        import asyncio
+
+        now = now_ms()
+        return tuple(
+            await asyncio.gather(
+                gateway.get_execution(execution_id), context.ledger.get(execution_id, now), return_exceptions=True
+            )
+        )
+
+    execution, record = run_on_sdk_loop(read())
+    if isinstance(execution, BaseException):
+        print(f"error: execution {execution_id}: {execution}", file=sys.stderr)
+        return EXIT_FAILURES
+    if isinstance(record, BaseException):
+        print(f"warning: {record}", file=sys.stderr)
+        record = None
+    decision = decide(
+        execution,
+        dry_run=True,
+        policy=context.policy,
+        attempts=record.attempts if record else 0,
+        last_attempt_ms=record.last_attempt_at if record else None,
+    )
+    if args.json:
+        out = {
+            "execution": execution,
+            "ledger": {"kind": context.ledger.kind, "record": record.to_json() if record else None},
+            "policy": {"action": decision.action.value, "reason": decision.reason},
+        }
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    failed = [t for t in execution.get("executedTasks") or () if t.get("status") not in ("COMPLETED", "SKIPPED")]
+    rows = [
+        ("execution", execution_id),
+        ("workflow", f"{execution.get('workflowExternalId')} version {execution.get('version')}"),
+        ("status", execution.get("status")),
+        ("created", format_time(execution.get("createdTime"))),
+        ("ended", format_time(execution.get("endTime"))),
+        ("reason", execution.get("reasonForIncompletion") or "-"),
+    ]
+    rows += [
+        (f"task {t.get('externalId')}", f"{t.get('status')}: {t.get('reasonForIncompletion') or '-'}") for t in failed
+    ]
+    if record is not None:
+        rows += [
+            (f"ledger ({context.ledger.kind})", f"{record.attempts} attempt(s) of {context.policy.max_attempts}"),
+            ("last attempt", f"{format_time(record.last_attempt_at)} ({record.last_outcome})"),
+            ("record expires", format_time(record.expires_at * 1000)),
+        ]
+    else:
+        rows.append((f"ledger ({context.ledger.kind})", "no attempts recorded"))
+    rows.append(("policy now", f"{decision.action.value}: {decision.reason}"))
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+    return EXIT_OK
+
+
+def _run_emulator(args: argparse.Namespace) -> int:
+    import secrets
+
+    try:
+        from emulator import CdfEmulator
+    except ImportError:
+        print(
+            "error: the emulator is not installed here (it lives in the repository, not the package)", file=sys.stderr
+        )
+        return EXIT_USAGE
+    client_id, client_secret = "local-client", secrets.token_urlsafe(24)
+    with CdfEmulator(project="local", port=args.port) as emu:
+        emu.add_client(client_id, client_secret)
+        ids = emu.seed_many(args.seed, workflow_external_id="wf") if args.seed > 0 else []
+        print(f"CDF emulator on {emu.base_url}; in another shell:\n")
+        print(f"export CDF_URL={emu.base_url} CDF_PROJECT={emu.project}")
+        print(f"export IDP_TOKEN_URL={emu.token_url} IDP_CLIENT_ID={client_id}")
+        print(f"export IDP_CLIENT_SECRET={client_secret}")
+        print("python -m workflow_retry sweep --dry-run\n")
+        print(f"{len(ids)} FAILED execution(s) seeded:", *ids, sep="\n  ")
+        print("Ctrl-C stops it.", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return EXIT_OK
+
+
+# -- connection and output --------------------------------------------------------------------------
+
+
+def _connect() -> tuple[Any, Any, Any]:
+    """A client, session credentials and settings from the environment (ConfigurationError if incomplete)."""
+    from workflow_retry.cdf import ClientCredentials
+    from workflow_retry.connection import build_client, connection_settings_from_environment
+    from workflow_retry.errors import ConfigurationError
+    from workflow_retry.settings import settings_from_environment
+
+    settings = settings_from_environment()
+    connection = connection_settings_from_environment()
+    secret = os.environ.get("IDP_CLIENT_SECRET")
+    reference = os.environ.get("IDP_CLIENT_SECRET_REF")
+    if not secret and reference:
+        from workflow_retry.aws.secrets import AwsSecretReader, resolve_secret
+
+        secret = resolve_secret(None, reference, AwsSecretReader(max_age_seconds=300))
+    if not secret:
+        raise ConfigurationError("set IDP_CLIENT_SECRET (or IDP_CLIENT_SECRET_REF) to the client secret")
+    client = build_client(connection, secret, timeout_seconds=settings.request_timeout_seconds)
+    return client, ClientCredentials(connection.client_id, secret), settings
+
+
+def exit_code(report: RetryReport) -> int:
+    if any(result.outcome in FAILING_OUTCOMES for result in report.results):
+        return EXIT_FAILURES
+    if report.sweep is not None and report.sweep.listing_error is not None:
+        return EXIT_FAILURES
+    return EXIT_OK
+
+
+def _print_report(report: RetryReport, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    print(render_table(report.results, shutil.get_terminal_size((120, 24)).columns))
+    counts = ", ".join(f"{count} {outcome}" for outcome, count in report.counts.items() if count)
+    if report.sweep is None:
+        print(f"\n{counts or 'nothing to do'}")
+        return
+    s = report.sweep
+    print(
+        f"\nsweep of {', '.join(s.workflows) or 'every workflow'} ({', '.join(s.statuses)}), "
+        f"created {format_time(s.window_start)} to {format_time(s.window_end)}: "
+        f"{s.executions_seen} seen in {s.pages_read} page(s), {s.eligible} candidate(s)"
+    )
+    print("outcomes: " + (", ".join(f"{n} {o}" for o, n in s.outcomes.items()) or "none"))
+    if s.left_for_next_sweep:
+        print(f"left for the next sweep (maxRestarts {s.max_restarts}): {s.left_for_next_sweep}")
+    if s.not_reached:
+        print(f"not reached before the deadline: {s.not_reached}")
+    if s.stopped_early:
+        print(f"stopped early: {s.stopped_early}")
+
+
+def render_table(results: Sequence[ExecutionResult], width: int = 120) -> str:
+    """Results as a plain-text table, the reason cut to fit the width."""
+    if not results:
+        return "(no executions to show)"
+    rows = [
+        (
+            r.execution_id,
+            str((r.execution or {}).get("workflowExternalId") or "-"),
+            r.outcome.value,
+            "-" if r.attempts is None else str(r.attempts),
+            r.reason,
+        )
+        for r in results
+    ]
+    headers = ("EXECUTION", "WORKFLOW", "OUTCOME", "ATTEMPTS", "REASON")
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers[:4])]
+    room = max(20, width - sum(widths) - 2 * 4)
+
+    def line(cells: Sequence[str]) -> str:
+        reason = cells[4] if len(cells[4]) <= room else cells[4][: room - 3] + "..."
+        return "  ".join(c.ljust(w) for c, w in zip(cells[:4], widths, strict=True)) + "  " + reason
+
+    return "\n".join([line(headers), *(line(row) for row in rows)])
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; silent when the stream is not one (pipes, CI, tests)."""
+
+    def __init__(self, stream: IO[str], label: str) -> None:
+        self._stream = stream
+        self._label = label
+        self._active = stream.isatty()
+        self._drawn = False
+
+    def update(self, done: int, total: int | None, phase: str | None = None) -> None:
+        if not self._active:
+            return
+        label = phase or self._label
+        if total:
+            filled = int(30 * min(done, total) / total)
+            text = f"\r{label:<9} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}"
+        else:
+            text = f"\r{label:<9} {done} execution(s) listed"
+        self._stream.write(text.ljust(60))
+        self._stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self._stream.write("\r" + " " * 60 + "\r")
+            self._stream.flush()
