@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+
+from emulator import CdfEmulator
+from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
+from workflow_retry.aws.config import aws_settings_from_environment
+from workflow_retry.aws.entrypoint import LambdaApp
+from workflow_retry.connection import connection_settings_from_environment
 
 REGION = "eu-west-1"
 
@@ -51,3 +57,49 @@ def idempotency_table(moto_endpoint: str) -> str:
         TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
     )
     return name
+
+
+AWS_SETTING_NAMES = (
+    "IDP_CLIENT_SECRET",
+    "IDP_CLIENT_SECRET_REF",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_SECRET_REF",
+    "WEBHOOK_SIGNATURES",
+    "FUNCTION_URL_AUTH_TYPE",
+    "SNS_TOPIC_ARNS",
+    "IDEMPOTENCY_TABLE",
+    "IDEMPOTENCY_EXPIRY_SECONDS",
+    "SECRETS_MAX_AGE_SECONDS",
+)
+
+
+@pytest.fixture
+def lambda_env(emu: CdfEmulator, fast_env: None, monkeypatch: pytest.MonkeyPatch) -> CdfEmulator:
+    """The Lambda's environment pointing at the emulator (client credentials of the test function)."""
+    for name in AWS_SETTING_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CDF_PROJECT", emu.project)
+    monkeypatch.setenv("CDF_URL", emu.base_url)
+    monkeypatch.setenv("IDP_CLIENT_ID", FUNCTION_CLIENT_ID)
+    monkeypatch.setenv("IDP_TOKEN_URL", emu.token_url)
+    monkeypatch.setenv("IDP_CLIENT_SECRET", FUNCTION_CLIENT_SECRET)
+    # The attempt ledger's cap and cooldown are the policy's business (tests/test_policy*); here they
+    # would only blur what the entrypoint does. Tests that need them set RETRY_LEDGER back.
+    monkeypatch.setenv("RETRY_LEDGER", "none")
+    return emu
+
+
+AppFactory = Callable[..., LambdaApp]
+
+
+@pytest.fixture
+def new_app(lambda_env: CdfEmulator, monkeypatch: pytest.MonkeyPatch) -> AppFactory:
+    """A fresh container: ``new_app({"WEBHOOK_SECRET": ...}, sns_verifier=...)`` sets the environment first."""
+
+    def make(env: dict[str, str] | None = None, **kwargs: Any) -> LambdaApp:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        # What LambdaApp.from_environment does at a cold start, with test parts (e.g. sns_verifier) passed in.
+        return LambdaApp(aws_settings_from_environment(), connection_settings_from_environment(), **kwargs)
+
+    return make

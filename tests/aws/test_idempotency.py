@@ -100,7 +100,8 @@ def test_a_missing_table_fails_closed_without_doing_the_work(moto_endpoint: str)
     work = Work()
 
     with pytest.raises(
-        IdempotencyStoreError, match=r"the idempotency table failed \(ResourceNotFoundException\): delivery sns:m-1 not handled"
+        IdempotencyStoreError,
+        match=r"the idempotency table failed \(ResourceNotFoundException\): delivery sns:m-1 not handled",
     ):
         registered(dynamodb_guard("no-such-table", 3600)).run_once("sns:m-1", work)
     assert work.calls == 0

@@ -304,7 +304,7 @@ class LambdaApp:
 
     def _execute(self, request: RetryRequest, context: Any) -> RetryReport:
         client, credentials = self._cdf()
-        return execute(request, client, credentials, self._settings_for(context))
+        return execute(request, client, credentials, invocation_settings(cached_settings(), context))
 
     def _cdf(self) -> tuple[CogniteClient, ClientCredentials]:
         """The container's CogniteClient, rebuilt only when the client secret changed (rotation)."""
@@ -323,16 +323,15 @@ class LambdaApp:
         # Sessions for the retried executions use the same client credentials as the client itself.
         return client, ClientCredentials(self._connection.client_id, secret)
 
-    @staticmethod
-    def _settings_for(context: Any) -> Settings:
-        """The core's settings, with the deadline cut to the invocation's remaining time less a margin."""
-        settings = cached_settings()
-        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
-        if remaining_ms is None:
-            return settings
-        budget = remaining_ms() / 1000 - LAMBDA_SAFETY_MARGIN_SECONDS
-        deadline = max(MIN_DEADLINE_SECONDS, min(settings.deadline_seconds, budget))
-        return settings.model_copy(update={"deadline_seconds": deadline})
+
+def invocation_settings(settings: Settings, context: Any) -> Settings:
+    """The core's settings for one invocation: the deadline cut to its remaining time less a margin."""
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining_ms is None:
+        return settings
+    budget = remaining_ms() / 1000 - LAMBDA_SAFETY_MARGIN_SECONDS
+    deadline = max(MIN_DEADLINE_SECONDS, min(settings.deadline_seconds, budget))
+    return settings.model_copy(update={"deadline_seconds": deadline})
 
 
 _app: LambdaApp | None = None
