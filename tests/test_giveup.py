@@ -10,10 +10,10 @@ from typing import Any
 import boto3
 import pytest
 from cognite.client import CogniteClient
-from moto.server import ThreadedMotoServer
 
 from emulator import CdfEmulator, Fault
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
+from tests.support.moto import moto_server
 from workflow_retry import function
 from workflow_retry.cdf import ClientCredentials
 from workflow_retry.payloads import parse_payload
@@ -25,14 +25,7 @@ CREDENTIALS = ClientCredentials(FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET)
 @pytest.fixture(scope="module")
 def sns_queue() -> Iterator[tuple[str, str]]:
     """A give-up topic with an SQS queue subscribed (raw delivery), on moto's server."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-        env.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with moto_server():
         sns: Any = boto3.client("sns")
         sqs: Any = boto3.client("sqs")
         topic = sns.create_topic(Name="give-ups")["TopicArn"]
@@ -40,7 +33,6 @@ def sns_queue() -> Iterator[tuple[str, str]]:
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
         yield topic, queue_url
-    server.stop()
 
 
 def messages(queue_url: str) -> list[dict[str, Any]]:

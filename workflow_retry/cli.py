@@ -148,8 +148,7 @@ def _run_status(args: argparse.Namespace) -> int:
     from workflow_retry.cdf import SdkCdfGateway, run_on_sdk_loop
     from workflow_retry.ids import InvalidExecutionId, parse_execution_id
     from workflow_retry.models import RetryRequest
-    from workflow_retry.policy import decide
-    from workflow_retry.service import now_ms
+    from workflow_retry.service import decide_with_record, now_ms
 
     try:
         execution_id = parse_execution_id(args.id)
@@ -177,13 +176,7 @@ def _run_status(args: argparse.Namespace) -> int:
     if isinstance(record, BaseException):
         print(f"warning: {record}", file=sys.stderr)
         record = None
-    decision = decide(
-        execution,
-        dry_run=True,
-        policy=context.policy,
-        attempts=record.attempts if record else 0,
-        last_attempt_ms=record.last_attempt_at if record else None,
-    )
+    decision = decide_with_record(execution, record, context.policy, dry_run=True, now_ms=now_ms())
     if args.json:
         out = {
             "execution": execution,

@@ -114,14 +114,7 @@ async def retry_one(
         raise read_record
     record = read_record
 
-    decision = decide(
-        execution,
-        dry_run=dry_run,
-        policy=ctx.policy,
-        attempts=record.attempts if record else 0,
-        last_attempt_ms=record.last_attempt_at if record else None,
-        now_ms=now,
-    )
+    decision = decide_with_record(execution, record, ctx.policy, dry_run=dry_run, now_ms=now)
     attempts = record.attempts if record else None
     if decision.action is Action.SKIP:
         return _result(execution_id, Outcome.SKIPPED, decision.reason, execution, attempts)
@@ -134,6 +127,20 @@ async def retry_one(
     if decision.action is Action.REPORT_ONLY:
         return _result(execution_id, Outcome.DRY_RUN, decision.reason, execution, attempts)
     return await _retry_counted(execution_id, execution, record, decision, gateway, ctx)
+
+
+def decide_with_record(
+    execution: Mapping[str, Any], record: AttemptRecord | None, policy: RetryPolicy, *, dry_run: bool, now_ms: int
+) -> Decision:
+    """The policy's decision for an execution given its ledger record (None: never retried)."""
+    return decide(
+        execution,
+        dry_run=dry_run,
+        policy=policy,
+        attempts=record.attempts if record else 0,
+        last_attempt_ms=record.last_attempt_at if record else None,
+        now_ms=now_ms,
+    )
 
 
 async def _retry_counted(

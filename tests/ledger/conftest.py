@@ -8,25 +8,14 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
-REGION = "eu-west-1"
+from tests.support.moto import moto_server
 
 
 @pytest.fixture(scope="package")
 def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ENDPOINT_URL", endpoint)
-        env.setenv("AWS_DEFAULT_REGION", REGION)
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        env.delenv("AWS_PROFILE", raising=False)
+    with moto_server() as endpoint:
         yield endpoint
-    server.stop()
 
 
 @pytest.fixture
