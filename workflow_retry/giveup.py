@@ -94,7 +94,8 @@ class SnsNotifier:
         subject = f"Workflow retry gave up: {give_up.workflow_external_id or 'workflow'} {give_up.execution_id}"
         self._sns.publish(
             TopicArn=self.topic_arn,
-            Subject=subject[:_SNS_SUBJECT_LIMIT],
+            # SNS subjects: printable ASCII, no line breaks, at most 100 characters.
+            Subject="".join(c if " " <= c <= "~" else "?" for c in subject)[:_SNS_SUBJECT_LIMIT],
             Message=json.dumps(give_up.to_json()),
             MessageAttributes={
                 "outcome": {"DataType": "String", "StringValue": give_up.outcome},
