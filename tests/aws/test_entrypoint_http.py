@@ -332,6 +332,19 @@ def test_no_webhook_secret_configured_is_a_500_that_does_not_explain_itself_to_t
     assert cdf_requests(emu) == []
 
 
+def test_a_signed_request_when_the_cdf_client_secret_is_missing_is_a_500_after_authentication(
+    new_app: AppFactory, emu: CdfEmulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("IDP_CLIENT_SECRET")
+    failed = emu.seed_execution("wf", "1", "FAILED")
+
+    response = post(new_app({"WEBHOOK_SECRET": SECRET}), *signed({"executionId": failed["id"]}))
+
+    assert response["statusCode"] == 500
+    assert "IDP_CLIENT_SECRET or IDP_CLIENT_SECRET_REF" in caplog.text
+    assert cdf_requests(emu) == []
+
+
 # -- signatures off (AWS_IAM) ------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from workflow_retry.aws.config import (
     HTTP_MAX_BODY_BYTES,
@@ -134,7 +134,7 @@ class LambdaApp:
 
     def handle(self, event: object, context: Any) -> dict[str, Any]:
         source = detect_source(event)
-        assert isinstance(event, dict)  # detect_source refuses anything else
+        event = cast(dict[str, Any], event)  # detect_source refuses anything but an object
         self._guard.register(context)
         match source:
             case Source.HTTP:
@@ -242,7 +242,7 @@ class LambdaApp:
         try:
             if SNS_MESSAGE_TYPE_HEADER in request.headers:
                 return self._sns_https(request, context)
-            delivery = self._authenticated_webhook(request)
+            return http_answer(self._handle_delivery(self._authenticated_webhook(request), context))
         except SignatureError as exc:
             logger.warning("HTTP request %s refused: %s", request.request_id, exc)
             return http_error(401, str(exc))
@@ -256,7 +256,6 @@ class LambdaApp:
             # Details stay in the log: the caller may not be authenticated yet.
             logger.error("HTTP request %s: the function is misconfigured: %s", request.request_id, exc)
             return http_error(500, "the function is misconfigured; its log says how")
-        return http_answer(self._handle_delivery(delivery, context))
 
     def _authenticated_webhook(self, request: HttpRequest) -> Delivery:
         if self._settings.signatures_required:
