@@ -30,7 +30,44 @@ unit: $(STAMP)
 test-quick: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-test: lint typecheck unit
+test: lint typecheck infra-check unit
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist
+	rm -rf $(VENV) $(INFRA_VENV) .mypy_cache .ruff_cache .pytest_cache build dist
+
+# ---- Deployment (infra/, docs/deploy.md): the Lambda zip, the Cognite function folder, offline checks.
+# The check tools live in .venv-infra/ (separate environments: checkov and cognite-toolkit pin
+# conflicting versions, and neither may touch the project's pins); pip's cache stays in the repo.
+INFRA_VENV := .venv-infra
+INFRA_AWS := $(INFRA_VENV)/aws
+INFRA_TOOLKIT := $(INFRA_VENV)/toolkit
+INFRA_PIP_ENV := PIP_CACHE_DIR=$(CURDIR)/$(INFRA_VENV)/pip-cache PIP_DISABLE_PIP_VERSION_CHECK=1
+
+.PHONY: package cognite-function infra-tools infra-check
+
+infra-tools: $(INFRA_AWS)/.installed $(INFRA_TOOLKIT)/.installed
+
+$(INFRA_AWS)/.installed: infra/requirements-infra.txt
+	rm -rf $(INFRA_AWS)
+	$(PYTHON) -m venv $(INFRA_AWS)
+	$(INFRA_PIP_ENV) $(INFRA_AWS)/bin/python -m pip install --quiet -r infra/requirements-infra.txt
+	touch $@
+
+$(INFRA_TOOLKIT)/.installed: infra/requirements-toolkit.txt
+	rm -rf $(INFRA_TOOLKIT)
+	$(PYTHON) -m venv $(INFRA_TOOLKIT)
+	$(INFRA_PIP_ENV) $(INFRA_TOOLKIT)/bin/python -m pip install --quiet -r infra/requirements-toolkit.txt
+	touch $@
+
+# dist/lambda.zip: requirements.txt for Lambda (Linux x86_64, CPython 3.11) + handler.py + workflow_retry/.
+package:
+	$(INFRA_PIP_ENV) $(PYTHON) infra/scripts/package_lambda.py --out dist/lambda.zip
+
+# The Toolkit module's code folder, copied from handler.py, workflow_retry/ and requirements.txt.
+cognite-function:
+	$(PYTHON) infra/scripts/build_function_folder.py
+
+infra-check: infra-tools package cognite-function
+	$(INFRA_AWS)/bin/python infra/scripts/check_sam_template.py
+	$(INFRA_TOOLKIT)/bin/python infra/scripts/check_toolkit_build.py
+	$(PYTHON) infra/scripts/check_function_package.py --venv $(INFRA_VENV)/runtime
