@@ -6,17 +6,15 @@ generated CA and signing certificate (tests/aws/local_sns.py).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.aws.local_sns import CERT_PATH, OTHER_TOPIC_ARN, REGION, TOPIC_ARN, LocalSns, trust_loopback
-from tests.conftest import register_secret
+from tests.aws.senders import new_webhook_secret
 from workflow_retry.errors import (
     ConfigurationError,
     SenderNotAllowedError,
@@ -36,14 +34,8 @@ NOW = 1_760_000_000
 BODY = b'{"executionId": "059edaa4-a17a-4102-910e-2c3591500cce"}'
 
 
-def new_secret() -> str:
-    value = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    register_secret(value)
-    return value
-
-
-OLD_SECRET = new_secret()
-NEW_SECRET = new_secret()
+OLD_SECRET = new_webhook_secret()
+NEW_SECRET = new_webhook_secret()
 
 
 def signed_headers(

@@ -2,40 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from emulator import CdfEmulator
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
+from tests.support.moto import moto_server
 from workflow_retry.aws.config import aws_settings_from_environment
 from workflow_retry.aws.entrypoint import LambdaApp
 from workflow_retry.connection import connection_settings_from_environment
-
-REGION = "eu-west-1"
 
 
 @pytest.fixture(scope="package")
 def moto_endpoint() -> Iterator[str]:
     """moto in server mode on a free loopback port; boto3 clients made in these tests go there."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ENDPOINT_URL", endpoint)
-        env.setenv("AWS_DEFAULT_REGION", REGION)
-        env.setenv("AWS_REGION", REGION)
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        env.delenv("AWS_PROFILE", raising=False)
-        env.delenv("AWS_SESSION_TOKEN", raising=False)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
+    with moto_server() as endpoint:
         yield endpoint
-    server.stop()
 
 
 def unique(prefix: str) -> str:

@@ -7,10 +7,8 @@ that fails authentication must not reach CDF: each such test asserts the emulato
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,43 +17,21 @@ import boto3
 import pytest
 
 from emulator import CdfEmulator, Fault
+from tests.aws import senders
 from tests.aws.conftest import AppFactory, unique
 from tests.aws.local_sns import OTHER_TOPIC_ARN, TOPIC_ARN, LocalSns
 from tests.aws.samples import HttpKind, http_event, lambda_context
-from tests.conftest import FUNCTION_CLIENT_SECRET, register_secret
+from tests.conftest import FUNCTION_CLIENT_SECRET
 from workflow_retry.aws.config import HTTP_MAX_BODY_BYTES
 from workflow_retry.aws.entrypoint import LambdaApp
 from workflow_retry.errors import ConfigurationError
-from workflow_retry.webhooks import WebhookSecret
+
+SECRET = senders.new_webhook_secret()
+OLD_SECRET = senders.new_webhook_secret()
 
 
-def new_secret() -> str:
-    value = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    register_secret(value)
-    return value
-
-
-SECRET = new_secret()
-OLD_SECRET = new_secret()
-
-
-def signed(
-    payload: object,
-    secret: str = SECRET,
-    *,
-    webhook_id: str | None = None,
-    timestamp: int | None = None,
-) -> tuple[bytes, dict[str, str]]:
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    webhook_id = webhook_id or f"msg_{secrets.token_hex(8)}"
-    when = int(time.time()) if timestamp is None else timestamp
-    headers = {
-        "Content-Type": "application/json",
-        "Webhook-Id": webhook_id,
-        "Webhook-Timestamp": str(when),
-        "Webhook-Signature": WebhookSecret.parse(secret).sign(webhook_id, when, body),
-    }
-    return body, headers
+def signed(payload: object, secret: str = SECRET, **kwargs: Any) -> tuple[bytes, dict[str, str]]:
+    return senders.signed(payload, secret, **kwargs)
 
 
 def post(

@@ -26,11 +26,12 @@ import pytest
 
 from emulator import CdfEmulator
 from tests.aws.samples import FUNCTION_ARN, http_event, sns_event, sqs_event
-from tests.aws.test_entrypoint_http import SECRET, signed
+from tests.aws.senders import new_webhook_secret, signed
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "/2018-06-01/runtime"
+SECRET = new_webhook_secret()
 TRACE_ID = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 WAIT_SECONDS = 120  # a safety net for a hung process, not a measurement
 
@@ -166,10 +167,11 @@ def test_the_lambda_runtime_client_runs_lambda_handler_as_aws_would(
 ) -> None:
     from_sns, from_sqs, from_url = (emu.seed_execution("wf", "1", "FAILED") for _ in range(3))
     sqs = sqs_event({"executionId": from_sqs["id"]}, "not a payload")
+    url = http_event("function-url", *signed({"executionId": from_url["id"]}, SECRET), base64_body=True)
     invocations = [
         runtime_api.invoke(sns_event({"executionId": from_sns["id"]})),
         runtime_api.invoke(sqs),
-        runtime_api.invoke(http_event("function-url", *signed({"executionId": from_url["id"]}), base64_body=True)),
+        runtime_api.invoke(url),
         runtime_api.invoke({"Records": [{"eventSource": "aws:s3"}]}),
     ]
     process = subprocess.Popen(

@@ -8,8 +8,9 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.aws.conftest import REGION, unique
+from tests.aws.conftest import unique
 from tests.conftest import register_secret
+from tests.support.moto import REGION
 from workflow_retry.aws.secrets import AwsSecretReader, SecretReference, resolve_secret
 from workflow_retry.errors import ConfigurationError
 
