@@ -808,8 +808,8 @@ class SessionStore:
         self.issued_nonces.append(nonce)
         return {"id": session_id, "type": session_type, "status": "READY", "nonce": nonce}
 
-    def consume(self, nonce: Any) -> _Nonce:
-        """Bind a nonce: the 400s for unknown, expired and reused nonces."""
+    def validate(self, nonce: Any) -> _Nonce:
+        """The 400s for a missing, unknown, expired or reused nonce; does not use it up."""
         if not isinstance(nonce, str) or not nonce:
             raise bad_request("authentication.nonce is required")
         entry = self._nonces.get(nonce)
@@ -817,6 +817,11 @@ class SessionStore:
             raise bad_request("Invalid or expired nonce")
         if entry.used:
             raise bad_request("Nonce has already been used")
+        return entry
+
+    def consume(self, nonce: Any) -> _Nonce:
+        """Bind a nonce: the 400s for unknown, expired and reused nonces."""
+        entry = self.validate(nonce)
         entry.used = True
         return entry
 
@@ -1106,12 +1111,15 @@ class EmulatorState:
     def retry(self, execution_id: str, body: Json) -> Json:
         """``POST /workflows/executions/{id}/retry``.
 
-        Checks, in order: body shape (400), execution exists (404), status is retryable (400), nonce is
-        valid and unused (400); then applies the retry and consumes the nonce.
+        Checks, in order: body shape (400), execution exists (404), nonce is valid and unused (400),
+        status is retryable (400); then applies the retry and consumes the nonce. The real API's order is
+        not documented; authenticating the request (the nonce) before looking at the state is assumed,
+        so a repeated POST after a lost answer is refused for its used nonce.
         """
         _reject_unknown(body, ("authentication",), "request body")
         nonce = self.sessions.nonce_of(body)
         execution = self.executions.require(execution_id)
+        self.sessions.validate(nonce)
         self.executions.check_retryable(execution)
         self.sessions.consume(nonce)
         return self.executions.apply_retry(execution)

@@ -389,6 +389,23 @@ def test_a_lost_answer_after_the_retry_was_applied_is_not_retried_twice(
     assert emu.retry_count(failed) == 1
 
 
+def test_a_refusal_because_another_caller_restarted_it_is_skipped_not_failed(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    # Between our read and our request, the execution is restarted elsewhere and CDF refuses ours.
+    emu.add_fault(Fault(method="POST", path_regex=RETRY_PATH, statuses=[400], apply_then_fail=True))
+
+    result = handler.handle({"executionId": failed}, client, SECRETS)
+
+    [item] = result["results"]
+    assert item["outcome"] == "skipped"
+    assert "restarted by another caller" in item["reason"]
+    assert item["error"] is None
+    assert emu.retry_count(failed) == 1
+    assert len(retries(emu, failed)) == 1
+
+
 def test_an_execution_that_fails_again_can_be_retried_by_a_later_call(
     emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -178,6 +178,10 @@ async def _retry_counted(
     if result.outcome is Outcome.RETRIED:
         reason = f"{result.reason} (attempt {took.attempts} of {ctx.policy.max_attempts})"
         return result.model_copy(update={"reason": reason})
+    if result.outcome is Outcome.SKIPPED:
+        # Another caller restarted it between our read and our request. Our count stays: it holds the
+        # same number theirs does, and giving it back could erase theirs (RAW has no conditional write).
+        return result
     if result.error is not None and not result.error.retryable:
         # CDF refused the request (a 4xx) and the execution does not run: the attempt did not happen.
         await _release(ctx, took, record)
@@ -259,20 +263,23 @@ async def _after_failed_retry(
     """A retry request failed: find out whether the execution runs again before calling it a failure.
 
     A 5xx or timeout may come after CDF restarted the execution (the answer was lost); the SDK then
-    repeats the POST, which CDF refuses (the nonce was used, the execution is RUNNING). Reading the
-    execution again tells these apart from a real failure, so an ID that runs again is never reported
-    as failed, and so never retried a second time by whoever acts on the report.
+    repeats the POST, which CDF refuses because the nonce was used. Reading the execution again tells
+    these apart from a real failure, so an ID that runs again is never reported as failed (and so never
+    retried a second time by whoever acts on the report). A plain refusal (another 4xx) of an execution
+    that runs again means another caller restarted it in the meantime: ``skipped``, not ours to count.
     """
     try:
         after = await gateway.get_execution(execution_id)
     except CdfRequestError:
         after = None
-    if after is not None and retry_was_applied(after):
-        reason = (
-            f"retried: the execution is RUNNING again, though CDF's answer to the retry request was: {error.message}"
-        )
+    if after is None or not retry_was_applied(after):
+        return _failed(execution_id, error, "the retry request failed", after or before)
+    ours = error.retryable or (error.code == 400 and "nonce" in error.message.lower())
+    if ours:
+        reason = f"retried: CDF's answer was lost ({error.message}), and the execution is RUNNING again"
         return _result(execution_id, Outcome.RETRIED, reason, after)
-    return _failed(execution_id, error, "the retry request failed", after or before)
+    reason = f"already RUNNING again, restarted by another caller (CDF refused this retry: {error.message})"
+    return _result(execution_id, Outcome.SKIPPED, reason, after)
 
 
 def _result(

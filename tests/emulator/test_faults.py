@@ -119,11 +119,11 @@ def test_dropped_connection_through_sdk(emu: CdfEmulator, client: CogniteClient)
 def test_apply_then_fail_leaves_the_retry_applied(emu: CdfEmulator, client: CogniteClient) -> None:
     execution = emu.seed_execution()
     emu.add_fault(Fault(method="POST", path_regex=RETRY_PATH, statuses=[503], apply_then_fail=True))
-    # the SDK retries the 503 with the same nonce; by then the execution is RUNNING
+    # the SDK retries the 503 with the same nonce, which the first (applied) request used up
     with pytest.raises(CogniteAPIError) as info:
         client.workflows.executions.retry(execution["id"])
     assert info.value.code == 400
-    assert "cannot be retried: status is RUNNING" in info.value.message
+    assert info.value.message == "Nonce has already been used"
     assert emu.retry_count(execution["id"]) == 1
     assert _statuses(emu, RETRY_PATH) == [503, 400]
     stored = emu.get_execution(execution["id"])
