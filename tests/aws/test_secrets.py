@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 import pytest
+from pydantic import SecretStr
 
 from tests.aws.conftest import unique
 from tests.conftest import register_secret
@@ -132,5 +133,5 @@ def test_an_arn_in_another_region_is_asked_in_that_region() -> None:
 def test_a_value_set_directly_wins_over_no_reference_and_none_is_none() -> None:
     reader = AwsSecretReader(300)
 
-    assert resolve_secret("direct", None, reader) == "direct"
+    assert resolve_secret(SecretStr("direct"), "ignored/reference", reader) == "direct"
     assert resolve_secret(None, None, reader) is None

@@ -133,6 +133,7 @@ class LambdaApp:
     # -- one invocation -------------------------------------------------------------------------
 
     def handle(self, event: object, context: Any) -> dict[str, Any]:
+        """One invocation: the answer Lambda returns to the event's source (see docs/aws.md)."""
         source = detect_source(event)
         event = cast(dict[str, Any], event)  # detect_source refuses anything but an object
         self._guard.register(context)
@@ -285,10 +286,7 @@ class LambdaApp:
         return http_answer(self._handle_delivery(delivery, context))
 
     def _webhooks(self) -> StandardWebhookVerifier:
-        direct = self._settings.webhook_secret
-        text = resolve_secret(
-            direct.get_secret_value() if direct else None, self._settings.webhook_secret_ref, self._secrets
-        )
+        text = resolve_secret(self._settings.webhook_secret, self._settings.webhook_secret_ref, self._secrets)
         if text is None:
             raise ConfigurationError(
                 "webhook signatures are required but neither WEBHOOK_SECRET nor WEBHOOK_SECRET_REF is set"
@@ -307,10 +305,7 @@ class LambdaApp:
 
     def _cdf(self) -> tuple[CogniteClient, ClientCredentials]:
         """The container's CogniteClient, rebuilt only when the client secret changed (rotation)."""
-        direct = self._settings.client_secret
-        secret = resolve_secret(
-            direct.get_secret_value() if direct else None, self._settings.client_secret_ref, self._secrets
-        )
+        secret = resolve_secret(self._settings.client_secret, self._settings.client_secret_ref, self._secrets)
         if not secret:
             raise ConfigurationError("set IDP_CLIENT_SECRET or IDP_CLIENT_SECRET_REF (the CDF client secret)")
         with self._lock:

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import SecretStr
 
 from workflow_retry.errors import ConfigurationError
 
@@ -126,10 +127,10 @@ def _select_key(value: str, reference: SecretReference) -> str:
     return selected
 
 
-def resolve_secret(value: str | None, reference: str | None, reader: SecretReader) -> str | None:
+def resolve_secret(value: SecretStr | None, reference: str | None, reader: SecretReader) -> str | None:
     """The secret set directly, or read from its reference, or None when neither is set."""
     if value is not None:
-        return value
+        return value.get_secret_value()
     if reference:
         return reader.read(reference)
     return None
