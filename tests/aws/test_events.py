@@ -131,13 +131,12 @@ def test_sns_through_sqs_unwraps_both_envelopes_and_keys_on_the_sns_message_id()
     assert [r.execution_id for r in delivery.request().ids] == [EXECUTION_ID]
 
 
-def test_sns_through_a_fifo_queue_keeps_the_group_and_is_known_as_fifo() -> None:
+def test_sns_through_a_fifo_queue_is_unwrapped_and_known_as_fifo() -> None:
     event = sns_sqs_event(PAYLOAD, fifo=True)
     [delivery] = sqs_deliveries(event)
 
     assert is_fifo(event)
     assert not is_fifo(sqs_event(PAYLOAD))
-    assert delivery.group == "powertools-test"
     assert [r.execution_id for r in delivery.request().ids] == [EXECUTION_ID]
 
 

@@ -61,7 +61,6 @@ class Delivery:
     payload: object = None
     problem: str | None = None
     record_id: str | None = None
-    group: str | None = None
 
     def request(self) -> RetryRequest:
         """The payload as a request; :class:`PayloadError` when it cannot be read."""
@@ -130,7 +129,6 @@ def sqs_deliveries(event: dict[str, Any]) -> list[Delivery]:
                 payload=payload,
                 problem=problem,
                 record_id=record.messageId,
-                group=record.attributes.MessageGroupId,
             )
         )
     return deliveries
