@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-quick lint typecheck unit clean
+.PHONY: setup demo test test-quick lint typecheck unit bench bench-smoke clean
 
 setup: $(STAMP)
 
@@ -30,7 +30,15 @@ unit: $(STAMP)
 test-quick: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-test: lint typecheck infra-check unit
+test: lint typecheck infra-check unit bench-smoke
+
+# Benchmarks (docs/benchmarks.md). The full run writes bench/results/latest.json (a few minutes);
+# the smoke only proves the bench still runs: it fails on a crash, never on a missed target.
+bench: $(STAMP)
+	$(PY) -m bench
+
+bench-smoke: $(STAMP)
+	$(PY) -m bench --quick --json bench/results/tmp-smoke.json
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) .mypy_cache .ruff_cache .pytest_cache build dist

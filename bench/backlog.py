@@ -1,0 +1,200 @@
+"""Comparisons 3 and 4: a backlog of failed executions after an outage, without and with rate limits.
+
+3. The backlog (200 failed executions, 20 ms per request) through ``handle`` with a batch payload
+   and through a sweep, against the user's script in a loop. Ideal time: requests per ID x latency
+   x IDs / concurrency (every request of every ID, spread perfectly over the concurrency slots).
+4. The same backlog while the emulator answers 429 (with ``Retry-After``) to 20% of API requests:
+   every execution must be retried exactly once (IDs left transiently failed are delivered again,
+   as SQS or Lambda's async retries would), and the total request count must not explode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bench.emulated import LATENCY_SECONDS, EmulatedCdf
+from bench.retry_one import warm_up
+from bench.stats import median, paired_ratio, rounded
+from bench.table import Row, Status, at_least, at_most, info, not_available
+from bench.worker import Worker
+from emulator import Fault
+
+SPEEDUP_TARGET = 10.0
+IDEAL_TARGET = 2.0
+STORM_TARGET = 1.5
+"""Requests under 20% 429s / requests without: 1 / (1 - 0.2) = 1.25 is the least possible."""
+THROTTLE_PROBABILITY = 0.2
+RETRY_AFTER_SECONDS = 1.0
+MAX_DELIVERIES = 5
+# API paths only: the identity provider is not CDF and is not throttled with it.
+_API_PATHS = r"^/(workflows|sessions|raw)\b"
+
+
+@dataclass(frozen=True)
+class BacklogRun:
+    seconds: float
+    requests: int
+    max_in_flight: int
+    answer: dict[str, Any]
+
+
+def _run(cdf: EmulatedCdf, worker: Worker, side: str, size: int, tag: str) -> BacklogRun:
+    workflow = f"bench-backlog-{side}-{tag}"
+    ids = cdf.seed_failed(size, workflow)
+    cdf.start_counting()
+    if side == "loop":
+        answer = worker.call("script", ids=ids, timeout=60 + size)
+        if answer["errors"]:
+            raise RuntimeError(f"the script loop failed: {answer['first_errors']}")
+    else:
+        payload: dict[str, Any] = (
+            {"executionIds": ids}
+            if side == "batch"
+            else {"sweep": {"workflows": [workflow], "lookbackMinutes": 60, "maxRestarts": size}}
+        )
+        answer = worker.call("handle", payload=payload, timeout=60 + size)
+        if answer["counts"].get("retried") != size:
+            raise RuntimeError(f"handle ({side}) did not retry all {size} executions: {answer['counts']}")
+    retried = sum(cdf.emu.retry_count(i) for i in ids)
+    if retried != size:
+        raise RuntimeError(f"{side}: {retried} retries applied for {size} executions")
+    return BacklogRun(answer["seconds"], len(cdf.api_requests()), cdf.emu.max_in_flight, answer)
+
+
+def compare_backlog(cdf: EmulatedCdf, size: int, rounds: int, concurrency: int, *, with_sweep: bool) -> list[Row]:
+    cdf.emu.latency = LATENCY_SECONDS
+    sides = ["loop", "batch"] + (["sweep"] if with_sweep else [])
+    runs: dict[str, list[BacklogRun]] = {side: [] for side in sides}
+    with Worker(cdf.child_env()) as worker:
+        warm_up(cdf, worker)
+        for i in range(rounds):
+            for side in sides[i % len(sides) :] + sides[: i % len(sides)]:
+                runs[side].append(_run(cdf, worker, side, size, f"r{i}"))
+    loop = [r.seconds for r in runs["loop"]]
+    rows: list[Row] = []
+    for side, label in (("batch", "handle, batch payload"), ("sweep", "handle, sweep payload")):
+        if side not in runs:
+            rows.append(
+                not_available(
+                    f"backlog {size}: {label} / the script loop, speed-up",
+                    f">= {SPEEDUP_TARGET:g}x",
+                    "workflow_retry.sweep has not landed",
+                )
+            )
+            continue
+        seconds = [r.seconds for r in runs[side]]
+        requests_per_id = median([r.requests for r in runs[side]]) / size
+        ideal = requests_per_id * LATENCY_SECONDS * size / concurrency
+        details: dict[str, Any] = {
+            "rounds": rounds,
+            "seconds": rounded(seconds),
+            "loop_seconds": rounded(loop),
+            "requests_per_id": round(requests_per_id, 2),
+            "loop_requests_per_id": round(median([r.requests for r in runs["loop"]]) / size, 2),
+            "concurrency": concurrency,
+            "max_in_flight": max(r.max_in_flight for r in runs[side]),
+            "ideal_seconds": round(ideal, 3),
+        }
+        if side == "sweep":
+            details["sweep_summary"] = runs[side][-1].answer.get("sweep")
+        rows.append(
+            at_least(
+                f"backlog {size}: {label} / the script loop, speed-up",
+                paired_ratio(loop, seconds),
+                SPEEDUP_TARGET,
+                **details,
+            )
+        )
+        rows.append(
+            at_most(
+                f"backlog {size}: {label} / ideal ({requests_per_id:.1f} req/ID x 20 ms x {size} / {concurrency})",
+                median(seconds) / ideal,
+                IDEAL_TARGET,
+            )
+        )
+    return rows
+
+
+def compare_rate_limited(cdf: EmulatedCdf, size: int, *, with_loop: bool) -> list[Row]:
+    """The backlog under 20% 429s: exactly one retry per execution, no request storm."""
+    cdf.emu.latency = LATENCY_SECONDS
+    rows: list[Row] = []
+    with Worker(cdf.child_env()) as worker:
+        warm_up(cdf, worker)
+        baseline = _run(cdf, worker, "batch", size, "unthrottled")
+        ids = cdf.seed_failed(size, "bench-throttled-batch")
+        cdf.start_counting()
+        fault = cdf.emu.add_fault(
+            Fault(
+                path_regex=_API_PATHS, statuses=[429], probability=THROTTLE_PROBABILITY, retry_after=RETRY_AFTER_SECONDS
+            )
+        )
+        pending, deliveries, seconds = list(ids), 0, 0.0
+        while pending and deliveries < MAX_DELIVERIES:
+            answer = worker.call("handle", payload={"executionIds": pending}, timeout=120 + size)
+            pending, deliveries, seconds = answer["redeliver"], deliveries + 1, seconds + answer["seconds"]
+        cdf.emu.clear_faults()
+        requests = cdf.api_requests()
+        max_in_flight = cdf.emu.max_in_flight
+    retries = [cdf.emu.retry_count(i) for i in ids]
+    once, twice, never = retries.count(1), sum(1 for n in retries if n > 1), retries.count(0)
+    storm = len(requests) / baseline.requests
+    throttled = sum(1 for r in requests if r.status == 429)
+    rows.append(
+        Row(
+            f"rate limits: {size} with 20% 429s, executions retried exactly once",
+            f"{once}/{size} ({deliveries} deliveries)",
+            f"{size}/{size}",
+            Status.PASS if once == size else Status.FAIL,
+            float(once),
+            float(size),
+            {
+                "retried_twice_or_more": twice,
+                "never_retried": never,
+                "still_pending": len(pending),
+                "deliveries": deliveries,
+                "seconds_total": round(seconds, 3),
+                "answered_429": throttled,
+                "injected_429": fault.applied,
+                "max_in_flight": max_in_flight,
+            },
+        )
+    )
+    rows.append(
+        at_most(
+            f"rate limits: requests / the fault-free backlog's ({len(requests)} requests)",
+            storm,
+            STORM_TARGET,
+            requests=len(requests),
+            fault_free_requests=baseline.requests,
+            answered_429=throttled,
+        )
+    )
+    if with_loop:
+        rows.append(_loop_under_throttling(cdf, size))
+    return rows
+
+
+def _loop_under_throttling(cdf: EmulatedCdf, size: int) -> Row:
+    """The user's loop on the same throttled backlog (in a fresh worker: the SDK's default retries)."""
+    with Worker(cdf.child_env()) as worker:
+        ids = cdf.seed_failed(size, "bench-throttled-loop")
+        cdf.start_counting()
+        cdf.emu.add_fault(
+            Fault(
+                path_regex=_API_PATHS, statuses=[429], probability=THROTTLE_PROBABILITY, retry_after=RETRY_AFTER_SECONDS
+            )
+        )
+        answer = worker.call("script", ids=ids, timeout=60 + 2 * size)
+        cdf.emu.clear_faults()
+        requests = cdf.api_requests()
+    retries = [cdf.emu.retry_count(i) for i in ids]
+    return info(
+        "rate limits: the script loop on the same backlog (for comparison)",
+        f"{retries.count(1)}/{size} once, {len(requests)} requests, {answer['seconds']:.1f} s",
+        float(retries.count(1)),
+        errors=answer["errors"],
+        requests=len(requests),
+        seconds=round(answer["seconds"], 3),
+    )

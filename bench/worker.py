@@ -1,0 +1,193 @@
+"""A long-lived measuring process, and the bench's handle on it.
+
+``python -m bench.worker`` builds one CogniteClient from the Toolkit environment (as a user's script
+or a warm Cognite Function would hold one), warms it up, then answers one JSON command per line on
+stdin with one JSON line on its own protocol pipe (stdout; anything else the code prints goes to
+stderr). Commands:
+
+- ``{"op": "script", "ids": [...]}``: the user's loop, ``client.workflows.executions.retry(id)`` per ID;
+- ``{"op": "handle", "payload": {...}}``: ``handler.handle(payload, client, secrets)``;
+- ``{"op": "lambda", "event": {...}}``: ``handler.lambda_handler(event, context)`` (its own client);
+- ``{"op": "exit"}``.
+
+Each answer holds ``seconds`` (wall time of the call alone), ``cpu_seconds`` (CPU time of the whole
+worker meanwhile) and what the call returned, summarised. With ``"profile": PATH`` on a command,
+the call runs under cProfile on the SDK's event-loop thread and the stats are written to PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from typing import IO, Any
+
+from bench.emulated import ROOT
+from bench.user import BenchLambdaContext, function_secrets, summarise, user_client
+
+
+class WorkerError(RuntimeError):
+    """The worker died, timed out, or answered an error."""
+
+
+class Worker:
+    """The bench's side of a worker process (a context manager: the process ends on exit)."""
+
+    def __init__(self, env: dict[str, str], *, start_timeout: float = 60.0) -> None:
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "bench.worker"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+        self.hello = self._read(start_timeout)
+
+    def call(self, op: str, timeout: float = 120.0, **arguments: Any) -> dict[str, Any]:
+        """Send one command and wait (at most ``timeout`` seconds) for its answer."""
+        assert self._process.stdin is not None
+        try:
+            self._process.stdin.write(json.dumps({"op": op, **arguments}) + "\n")
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            raise WorkerError(f"the worker is gone: {self._stderr_tail()}") from None
+        answer = self._read(timeout)
+        if "error" in answer:
+            raise WorkerError(f"{op} failed in the worker: {answer['error']}")
+        return answer
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        assert self._process.stdout is not None
+        ready, _, _ = select.select([self._process.stdout], [], [], timeout)
+        if not ready:
+            self.close()
+            raise WorkerError(f"no answer from the worker within {timeout:g} s: {self._stderr_tail()}")
+        line = self._process.stdout.readline()
+        if not line:
+            self._process.wait(timeout=5)
+            raise WorkerError(f"the worker exited ({self._process.returncode}): {self._stderr_tail()}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def _stderr_tail(self, limit: int = 2000) -> str:
+        self._stderr.seek(0)
+        text = self._stderr.read().decode("utf-8", "replace")
+        return text[-limit:].strip() or "(no output)"
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            try:
+                assert self._process.stdin is not None
+                self._process.stdin.write(json.dumps({"op": "exit"}) + "\n")
+                self._process.stdin.close()
+                self._process.wait(timeout=10)
+            except (BrokenPipeError, subprocess.TimeoutExpired, OSError):
+                self._process.kill()
+                self._process.wait()
+        self._stderr.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- the worker process ------------------------------------------------------------------------
+
+
+def _run_op(op: str, command: dict[str, Any], client: Any) -> dict[str, Any]:
+    """Run one measured call; what it returned, summarised (timing is added by the caller)."""
+    if op == "script":
+        errors = []
+        for execution_id in command["ids"]:
+            try:
+                client.workflows.executions.retry(execution_id)
+            except Exception as exc:  # a user's loop that logs and goes on
+                errors.append(f"{type(exc).__name__}: {exc}"[:200])
+        return {"errors": len(errors), "first_errors": errors[:3]}
+    import handler
+
+    if op == "handle":
+        return summarise(handler.handle(command["payload"], client, function_secrets(), {"call_id": "bench"}))
+    if op == "lambda":
+        try:
+            return {"raised": None, **summarise(handler.lambda_handler(command["event"], BenchLambdaContext()))}
+        except Exception as exc:  # a direct invoke raises after processing when something may pass
+            return {"raised": f"{type(exc).__name__}: {exc}"[:300], **summarise({})}
+    raise ValueError(f"unknown op {op!r}")
+
+
+class _LoopProfiler:
+    """cProfile on the SDK's event-loop thread, where ``handle``'s coroutines and the HTTP calls run.
+
+    (cProfile only sees the thread that enabled it; the calling thread merely waits for the loop.)
+    """
+
+    def __init__(self) -> None:
+        import cProfile
+
+        self.profile = cProfile.Profile()
+
+    def _on_loop(self, enable: bool) -> None:
+        from cognite.client.utils._async_helpers import run_sync  # the SDK's loop thread (pinned SDK)
+
+        async def switch() -> None:
+            if enable:
+                self.profile.enable()
+            else:
+                self.profile.disable()
+
+        run_sync(switch())
+
+    def __enter__(self) -> _LoopProfiler:
+        self._on_loop(True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._on_loop(False)
+
+
+def serve() -> None:
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever the measured code prints must not corrupt the protocol
+    sys.stdout = sys.stderr
+
+    client = user_client()
+    client.iam.token.inspect()  # fetch the token and open the connection before anything is timed
+
+    def answer(payload: dict[str, Any]) -> None:
+        protocol.write(json.dumps(payload) + "\n")
+        protocol.flush()
+
+    answer({"ready": True, "pid": os.getpid()})
+    for line in sys.stdin:
+        command = json.loads(line)
+        op = command.get("op")
+        if op == "exit":
+            break
+        try:
+            profiler = _LoopProfiler() if command.get("profile") else None
+            cpu, started = time.process_time(), time.perf_counter()
+            if profiler is not None:
+                with profiler:
+                    result = _run_op(op, command, client)
+            else:
+                result = _run_op(op, command, client)
+            seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+            if profiler is not None:
+                profiler.profile.dump_stats(command["profile"])
+            answer({"seconds": seconds, "cpu_seconds": cpu_seconds, **result})
+        except Exception as exc:
+            answer({"error": f"{type(exc).__name__}: {exc}"[:1000]})
+
+
+if __name__ == "__main__":
+    serve()
