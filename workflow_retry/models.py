@@ -101,9 +101,13 @@ class RetryReport(_WireModel):
         return counts
 
     @property
-    def has_transient_failures(self) -> bool:
-        """Any result that failed retryably or is deferred (cooling down): the event should come back."""
-        return any(r.wants_redelivery for r in self.results)
+    def needs_redelivery(self) -> bool:
+        """Whether the event should come back: a result failed retryably or is deferred (cooling down).
+
+        Never for a sweep: what it did not finish is the next scheduled sweep's work, and a platform's
+        redelivery of the sweep would only run it again sooner.
+        """
+        return self.sweep is None and any(r.wants_redelivery for r in self.results)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready result: ``{"results": [...], "counts": {...}}``."""

@@ -12,7 +12,6 @@ from workflow_retry.aws.responses import (
     batch_response,
     http_answer,
     http_status_of,
-    needs_redelivery,
 )
 from workflow_retry.models import ErrorInfo, ExecutionResult, Outcome, RetryReport
 
@@ -37,7 +36,7 @@ def result(outcome: Outcome, code: int | None = None, retryable: bool = False) -
     ],
 )
 def test_which_reports_must_come_again(results: tuple[ExecutionResult, ...], expected: bool) -> None:
-    assert needs_redelivery(report(*results)) is expected
+    assert report(*results).needs_redelivery is expected
 
 
 @pytest.mark.parametrize(
@@ -100,3 +99,12 @@ def test_several_deliveries_merge_into_one_result_with_a_line_each() -> None:
         {"key": "sns:2", "status": "replayed"},
         {"key": "sns:3", "status": "invalid", "reason": "not JSON"},
     ]
+
+
+def test_a_sweep_never_asks_for_redelivery_its_leftovers_are_the_next_sweeps() -> None:
+    from workflow_retry.models import SweepSummary
+
+    summary = SweepSummary(window_start=0, window_end=1, workflows=(), statuses=("FAILED",), max_restarts=20)
+    cooling = report(result(Outcome.DEFERRED), result(Outcome.FAILED, 503, retryable=True))
+    assert cooling.needs_redelivery is True
+    assert cooling.model_copy(update={"sweep": summary}).needs_redelivery is False

@@ -43,7 +43,6 @@ from workflow_retry.aws.responses import (
     http_error,
     http_response,
     merged_report,
-    needs_redelivery,
 )
 from workflow_retry.aws.secrets import AwsSecretReader, SecretReader, resolve_secret
 from workflow_retry.cdf import ClientCredentials
@@ -151,14 +150,14 @@ class LambdaApp:
 
     def _direct(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         report = self._execute(parse_payload(event), context)
-        if report.has_transient_failures:
+        if report.needs_redelivery:
             raise TransientFailuresError(report)
         return report.to_dict()
 
     def _asynchronous(self, deliveries: list[Delivery], context: Any) -> dict[str, Any]:
         """SNS and EventBridge: every delivery handled, then raise if one must come again."""
         outcomes = [self._handle_delivery(delivery, context) for delivery in deliveries]
-        transient = [o.report for o in outcomes if o.report is not None and o.report.has_transient_failures]
+        transient = [o.report for o in outcomes if o.report is not None and o.report.needs_redelivery]
         if transient:
             raise TransientFailuresError(merged_report(transient))
         for outcome in outcomes:
@@ -204,7 +203,7 @@ class LambdaApp:
 
         def work() -> dict[str, Any]:
             report = self._execute(request, context)
-            if needs_redelivery(report):
+            if report.needs_redelivery:
                 raise _ComeBack(report)
             return report.to_dict()
 

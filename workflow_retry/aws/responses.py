@@ -14,20 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from workflow_retry.models import RetryReport
+from workflow_retry.models import Outcome, RetryReport
 
 RETRY_AFTER_SECONDS = 30
 """``Retry-After`` sent with 409 and 503 answers."""
 
 DeliveryStatus = Literal["handled", "replayed", "invalid", "transient", "in_progress", "store_failed"]
-
-
-def needs_redelivery(report: RetryReport) -> bool:
-    """Whether the delivery must come again: a result failed transiently, or is deferred (cooling down).
-
-    Outcomes are compared as strings, so the rule holds whichever outcomes the core defines.
-    """
-    return any(str(r.outcome) == "deferred" or (r.error is not None and r.error.retryable) for r in report.results)
 
 
 @dataclass(frozen=True)
@@ -94,10 +86,10 @@ def http_error(status: int, message: str, *, retry_after: bool = False) -> dict[
 def http_status_of(report: RetryReport) -> int:
     """200 when every ID was handled; 503 when CDF throttled or was unavailable (429, 503) or a retry is
     cooling down; 502 for any other transient failure (another 5xx, no answer, the deadline)."""
-    if not needs_redelivery(report):
+    if not report.needs_redelivery:
         return 200
     unavailable = any(
-        str(r.outcome) == "deferred" or (r.error is not None and r.error.retryable and r.error.code in (429, 503))
+        r.outcome is Outcome.DEFERRED or (r.error is not None and r.error.retryable and r.error.code in (429, 503))
         for r in report.results
     )
     return 503 if unavailable else 502
