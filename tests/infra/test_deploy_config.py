@@ -31,7 +31,7 @@ from workflow_retry.settings import SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, Sett
 # Keys of function_config.yaml the deploy-functions-oidc workflow reads.
 FUNCTION_CONFIG_KEYS = {
     "description", "owner", "cpu", "memory", "metadata", "env_vars", "data_set_id", "common_folder",
-    "function_file", "function_deploy_timeout", "post_deploy_cleanup", "index_url", "extra_index_urls",
+    "function_file", "function_deploy_timeout", "post_deploy_cleanup", "index_url", "extra_index_urls", "runtime",
 }  # fmt: skip
 POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME"}
 
@@ -97,6 +97,7 @@ def test_the_two_cognite_configurations_agree(function_config, toolkit_function)
     assert set(function_config) <= FUNCTION_CONFIG_KEYS
     assert function_config["env_vars"] == toolkit_function["envVars"]
     assert function_config["function_file"] == toolkit_function["functionPath"] == "handler.py"
+    assert function_config["runtime"] == toolkit_function["runtime"] == "py311"
     assert (function_config["cpu"], function_config["memory"]) == (toolkit_function["cpu"], toolkit_function["memory"])
 
 
