@@ -110,17 +110,18 @@ def test_toolkit_check_passes_the_unmodified_copy(toolkit_python, toolkit_copy, 
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _package_check(python: Path, venv: Path, lambda_zip: Path, folder: Path):
-    return run_script(
-        python, "check_function_package", "--venv", str(venv), "--zip", str(lambda_zip), "--cognite-folder", str(folder)
-    )
+def _package_check(tmp_path: Path, lambda_zip: Path, handler_edit: tuple[str, str] | None = None):
+    """Run the package check on ``lambda_zip`` and a freshly built Cognite folder (optionally edited)."""
+    folder = tmp_path / "fn"
+    build_function_folder.build_function_folder(folder)
+    if handler_edit:
+        _edit(folder / "handler.py", *handler_edit)
+    args = ["--venv", str(tmp_path / "venv"), "--zip", str(lambda_zip), "--cognite-folder", str(folder)]
+    return run_script(Path(sys.executable), "check_function_package", *args)
 
 
 def test_package_check_rejects_a_handle_cognite_cannot_call(lambda_zip, tmp_path):
-    folder = tmp_path / "fn"
-    build_function_folder.build_function_folder(folder)
-    _edit(folder / "handler.py", "    data: object,\n", "    payload: object,\n")
-    result = _package_check(Path(sys.executable), tmp_path / "venv", lambda_zip, folder)
+    result = _package_check(tmp_path, lambda_zip, ("    data: object,\n", "    payload: object,\n"))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "must be a subset of" in result.stderr
     assert "validate_function_folder rejected" in result.stderr
@@ -132,17 +133,13 @@ def test_package_check_rejects_a_package_missing_a_dependency(lambda_zip, tmp_pa
         for info in source.infolist():
             if not info.filename.startswith("aws_lambda_powertools/"):
                 target.writestr(info, source.read(info))
-    folder = tmp_path / "fn"
-    build_function_folder.build_function_folder(folder)
-    result = _package_check(Path(sys.executable), tmp_path / "venv", stripped, folder)
+    result = _package_check(tmp_path, stripped)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "No module named 'aws_lambda_powertools'" in result.stderr
     assert "does not import cleanly" in result.stderr
 
 
 def test_package_check_passes_the_real_package(lambda_zip, tmp_path):
-    folder = tmp_path / "fn"
-    build_function_folder.build_function_folder(folder)
-    result = _package_check(Path(sys.executable), tmp_path / "venv", lambda_zip, folder)
+    result = _package_check(tmp_path, lambda_zip)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "validate_function_folder passed" in result.stdout
