@@ -1,0 +1,82 @@
+"""The fault matrix: every fault of ``faults.CASES`` through ``handle``, SQS and HTTP (``lambda_handler``).
+
+One call carries a target execution (the fault's), a control execution and an invalid ID. For each
+case and entrypoint: every ID has exactly one result with the expected outcome, ``retryable`` flag and
+status; the retry requests that reached the emulator and the retries CDF applied (never more than
+one) are as expected; nothing was sent for the invalid ID; the platform is told to deliver again
+exactly the IDs that may succeed later (SQS ``batchItemFailures``, HTTP 5xx); the call ended inside
+its deadline; and no secret shows in anything the caller or the log saw.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from tests.reliability.conftest import (
+    DEADLINE_SECONDS,
+    DEADLINE_SLACK_SECONDS,
+    ENTRYPOINTS,
+    Entrypoint,
+    Harness,
+    Seen,
+)
+from tests.reliability.faults import CASES, Expect, FaultCase
+from tests.reliability.secrets import known_secrets
+from tests.support.leaks import find_leaks
+
+pytestmark = pytest.mark.reliability
+
+
+def expected_http_status(expects: list[Expect]) -> int:
+    """docs/aws.md: 200 unless something must come again; 503 for throttling/unavailable, else 502."""
+    again = [e for e in expects if e.wants_redelivery]
+    if not again:
+        return 200
+    return 503 if any(e.outcome == "deferred" or e.code in (429, 503) for e in again) else 502
+
+
+def check(seen: Seen | None, expect: Expect, entrypoint: Entrypoint, what: str) -> None:
+    assert seen is not None, f"{what}: no result at all"
+    assert (seen.outcome, seen.retryable) == (expect.outcome, expect.retryable), f"{what}: {seen}"
+    if entrypoint != "sqs":  # SQS answers only batchItemFailures; its log line has no status field
+        assert seen.code == expect.code, f"{what}: {seen}"
+
+
+@pytest.mark.parametrize("entrypoint", ENTRYPOINTS)
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
+def test_every_id_gets_its_one_honest_outcome_under_the_fault(
+    harness: Harness, request: pytest.FixtureRequest, case: FaultCase, entrypoint: Entrypoint
+) -> None:
+    emu = harness.emu
+    if case.needs_moto:
+        request.getfixturevalue("moto_endpoint")
+    target = emu.seed_execution("wf", "1", "FAILED")["id"] if case.seed_target else str(uuid.uuid4())
+    control = emu.seed_execution("wf", "1", "FAILED")["id"]
+    invalid = f"../{control}/retry"
+    case.arrange(harness, target)
+
+    first = harness.deliver(entrypoint, [target, control, invalid])
+    time.sleep(case.settle_seconds)  # a slow request still asleep in the emulator lands before counting
+
+    assert first.elapsed < DEADLINE_SECONDS + DEADLINE_SLACK_SECONDS, f"took {first.elapsed:.1f} s"
+    expects = {target: case.target, control: case.expect_control()}
+    assert set(first.results) == {target, control, invalid}, "every ID, and only those, has a result"
+    for execution_id, expect in expects.items():
+        what = f"{'target' if execution_id == target else 'control'} {execution_id}"
+        check(first.results.get(execution_id), expect, entrypoint, what)
+        posts = len(emu.requests_matching("POST", rf"/executions/{execution_id}/retry$"))
+        assert expect.posts_ok(posts), f"{what}: {posts} retry request(s) reached CDF"
+        if execution_id != target or case.seed_target:
+            assert emu.retry_count(execution_id) == expect.applied, f"{what}: retries applied"
+    assert first.results[invalid].outcome == "invalid"
+    assert all(".." not in r.raw_path for r in emu.requests), "the invalid ID was sent"
+    again = [i for i in (target, control) if expects[i].wants_redelivery]
+    # A webhook sender sends its whole request again on a 5xx; SQS only the records it was told to.
+    expected_back = (first.ids if again else []) if entrypoint == "http" else again
+    assert first.comes_back == expected_back
+    if entrypoint == "http":
+        assert first.http_status == expected_http_status(list(expects.values()))
+    assert find_leaks(first.texts, known_secrets(emu)) == []
