@@ -98,6 +98,7 @@ def test_the_two_cognite_configurations_agree(function_config, toolkit_function)
     assert function_config["env_vars"] == toolkit_function["envVars"]
     assert function_config["function_file"] == toolkit_function["functionPath"] == "handler.py"
     assert function_config["runtime"] == toolkit_function["runtime"] == "py311"
+    assert function_config["metadata"] == toolkit_function["metadata"]
     assert (function_config["cpu"], function_config["memory"]) == (toolkit_function["cpu"], toolkit_function["memory"])
 
 
