@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,10 @@ _API_PATHS = r"^/(workflows|sessions|raw)\b"
 @dataclass(frozen=True)
 class BacklogRun:
     seconds: float
+    cpu_seconds: float
+    """CPU time of the measured process during the call (its share of ``seconds`` shows a CPU-bound run)."""
+    emulator_cpu_seconds: float
+    """CPU time of the bench's process (the emulator) meanwhile: on a 2-core machine it competes too."""
     requests: int
     max_in_flight: int
     answer: dict[str, Any]
@@ -43,6 +48,7 @@ def _run(cdf: EmulatedCdf, worker: Worker, side: str, size: int, tag: str) -> Ba
     workflow = f"bench-backlog-{side}-{tag}"
     ids = cdf.seed_failed(size, workflow)
     cdf.start_counting()
+    emulator_cpu = time.process_time()
     if side == "loop":
         answer = worker.call("script", ids=ids, timeout=60 + size)
         if answer["errors"]:
@@ -56,10 +62,13 @@ def _run(cdf: EmulatedCdf, worker: Worker, side: str, size: int, tag: str) -> Ba
         answer = worker.call("handle", payload=payload, timeout=60 + size)
         if answer["counts"].get("retried") != size:
             raise RuntimeError(f"handle ({side}) did not retry all {size} executions: {answer['counts']}")
+    emulator_cpu = time.process_time() - emulator_cpu
     retried = sum(cdf.emu.retry_count(i) for i in ids)
     if retried != size:
         raise RuntimeError(f"{side}: {retried} retries applied for {size} executions")
-    return BacklogRun(answer["seconds"], len(cdf.api_requests()), cdf.emu.max_in_flight, answer)
+    return BacklogRun(
+        answer["seconds"], answer["cpu_seconds"], emulator_cpu, len(cdf.api_requests()), cdf.emu.max_in_flight, answer
+    )
 
 
 def compare_backlog(cdf: EmulatedCdf, size: int, rounds: int, concurrency: int, *, with_sweep: bool) -> list[Row]:
@@ -89,7 +98,10 @@ def compare_backlog(cdf: EmulatedCdf, size: int, rounds: int, concurrency: int, 
         details: dict[str, Any] = {
             "rounds": rounds,
             "seconds": rounded(seconds),
+            "cpu_seconds": rounded([r.cpu_seconds for r in runs[side]]),
+            "emulator_cpu_seconds": rounded([r.emulator_cpu_seconds for r in runs[side]]),
             "loop_seconds": rounded(loop),
+            "loop_cpu_seconds": rounded([r.cpu_seconds for r in runs["loop"]]),
             "requests_per_id": round(requests_per_id, 2),
             "loop_requests_per_id": round(median([r.requests for r in runs["loop"]]) / size, 2),
             "concurrency": concurrency,

@@ -129,5 +129,7 @@ def test_concurrent_invocations_under_raw_apply_one_retry_thanks_to_cdfs_status_
         results = list(pool.map(invocation, range(5)))
 
     assert emu.retry_count(failed) == 1
-    assert all(r["outcome"] in ("retried", "skipped") for r in results), [r["reason"] for r in results]
+    # One that reads the ledger after the winner counted its attempt is told to wait (deferred).
+    assert all(r["outcome"] in ("retried", "skipped", "deferred") for r in results), [r["reason"] for r in results]
+    assert [r["outcome"] for r in results].count("retried") == 1
     assert emu.raw_rows("workflow_retry", "attempts")[failed]["attempts"] == 1

@@ -1,4 +1,4 @@
-"""The attempt ledger in a CDF RAW table, through cognite-sdk's ``client.raw`` API.
+"""The attempt ledger in a CDF RAW table, through cognite-sdk's HTTP client.
 
 One row per execution, keyed by the execution ID, with the columns ``workflowExternalId``,
 ``attempts``, ``lastAttemptAt`` (epoch ms), ``lastOutcome`` and ``expiresAt`` (epoch seconds). The
@@ -11,18 +11,29 @@ RAW has no conditional writes, so :meth:`RawLedger.take_attempt` cannot refuse a
 two invocations that read the same record both count the attempt. CDF's own status check is what
 keeps that safe: the first retry makes the execution RUNNING and CDF refuses the second (see
 ``docs/policy.md``).
+
+Requests go through the async client's ``get``/``post`` (as in :mod:`workflow_retry.cdf`), not the
+SDK's ``client.raw.rows`` methods: those are throttled per process to 5 reads and 2 writes at once,
+which made the ledger the bottleneck of a batch. Row writes of concurrent retries are sent together
+(:class:`_BatchedInserts`); see ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 from cognite.client import AsyncCogniteClient, CogniteClient
-from cognite.client.data_classes import RowWrite
 from cognite.client.exceptions import CogniteAPIError, CogniteException, CogniteRequestError
 
 from workflow_retry.errors import LedgerError
 from workflow_retry.ledger import AttemptRecord, LedgerKind, next_record
+
+WRITE_WINDOW_SECONDS = 0.002
+"""How long a row write waits for others to join its insert request (it runs while the session is created)."""
+MAX_ROWS_PER_INSERT = 1000
 
 
 class RawLedger:
@@ -32,19 +43,29 @@ class RawLedger:
     enforces_cap = True
 
     def __init__(self, client: CogniteClient | AsyncCogniteClient, database: str, table: str, ttl_seconds: int) -> None:
-        self._raw = (client.get_async_client() if isinstance(client, CogniteClient) else client).raw
+        self._client = client.get_async_client() if isinstance(client, CogniteClient) else client
         self.database = database
         self.table = table
         self._ttl_seconds = ttl_seconds
+        project = quote(self._client.config.project, safe="")
+        self._rows_path = (
+            f"/api/v1/projects/{project}/raw/dbs/{quote(database, safe='')}/tables/{quote(table, safe='')}/rows"
+        )
+        self._inserts = _BatchedInserts(self._insert)
 
     async def get(self, execution_id: str, now_ms: int) -> AttemptRecord | None:
         try:
-            row = await self._raw.rows.retrieve(self.database, self.table, execution_id)
+            response = await self._client.get(f"{self._rows_path}/{quote(execution_id, safe='')}")
+        except CogniteAPIError as exc:
+            if exc.code == 404:
+                return None  # no row yet, or the database or table does not exist yet
+            raise _ledger_error("reading", exc) from None
         except CogniteException as exc:
             raise _ledger_error("reading", exc) from None
-        if row is None or not row.columns:
-            return None  # also when the database or table does not exist yet (404)
-        record = _from_columns(execution_id, row.columns)
+        columns = response.json().get("columns")
+        if not isinstance(columns, dict) or not columns:
+            return None
+        record = _from_columns(execution_id, columns)
         return None if record is None or record.expires_at <= now_ms // 1000 else record
 
     async def take_attempt(
@@ -59,7 +80,7 @@ class RawLedger:
             await self._write(previous)
             return
         try:
-            await self._raw.rows.delete(self.database, self.table, taken.execution_id)
+            await self._client.post(f"{self._rows_path}/delete", json={"items": [{"key": taken.execution_id}]})
         except CogniteException as exc:
             raise _ledger_error("writing", exc) from None
 
@@ -71,12 +92,56 @@ class RawLedger:
 
     async def _write(self, record: AttemptRecord) -> None:
         columns = {k: v for k, v in record.to_json().items() if k != "executionId"}
+        await self._inserts.put({"key": record.execution_id, "columns": columns})
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> None:
         try:
-            await self._raw.rows.insert(
-                self.database, self.table, RowWrite(key=record.execution_id, columns=columns), ensure_parent=True
-            )
+            await self._client.post(self._rows_path, json={"items": rows}, params={"ensureParent": "true"})
         except CogniteException as exc:
             raise _ledger_error("writing", exc) from None
+
+
+class _BatchedInserts:
+    """Row writes made within ``WRITE_WINDOW_SECONDS`` of each other, sent as one insert request.
+
+    In a batch, the retries take their attempts at about the same time: one request for all of them
+    instead of one per row. A writer waits until the request that carried its row has answered, and
+    gets its error if it failed, exactly as if it had sent the row alone. Of two writes of one key in
+    one window, the later wins (as it would have, sent one after the other).
+    """
+
+    def __init__(self, send: Callable[[list[dict[str, Any]]], Awaitable[None]]) -> None:
+        self._send = send
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None  # referenced, so the loop cannot drop it
+
+    async def put(self, row: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        written: asyncio.Future[None] = loop.create_future()
+        self._pending.append((row, written))
+        if self._flushing is None:
+            self._flushing = loop.create_task(self._flush_after_window())
+        await written
+
+    async def _flush_after_window(self) -> None:
+        await asyncio.sleep(WRITE_WINDOW_SECONDS)
+        batch, self._pending, self._flushing = self._pending, [], None
+        rows = list({row["key"]: row for row, _ in batch}.values())
+        try:
+            for start in range(0, len(rows), MAX_ROWS_PER_INSERT):
+                await self._send(rows[start : start + MAX_ROWS_PER_INSERT])
+        except asyncio.CancelledError:
+            for _, written in batch:
+                written.cancel()
+            raise
+        except Exception as exc:
+            for _, written in batch:
+                if not written.done():
+                    written.set_exception(exc)
+        else:
+            for _, written in batch:
+                if not written.done():
+                    written.set_result(None)
 
 
 def _from_columns(execution_id: str, columns: dict[str, Any]) -> AttemptRecord | None:

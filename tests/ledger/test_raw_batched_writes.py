@@ -1,0 +1,71 @@
+"""The RAW ledger sends the row writes of concurrent retries together (fewer requests in a batch)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from cognite.client import CogniteClient
+
+import handler
+from emulator import CdfEmulator, Fault
+from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
+from workflow_retry.cdf import run_on_sdk_loop
+from workflow_retry.errors import LedgerError
+from workflow_retry.ledger import AttemptRecord
+from workflow_retry.ledger.raw import RawLedger
+
+SECRETS = {"client-id": FUNCTION_CLIENT_ID, "client-secret": FUNCTION_CLIENT_SECRET}
+TTL = 86_400
+ROWS = r"/raw/dbs/[^/]+/tables/[^/]+/rows$"
+
+pytestmark = pytest.mark.usefixtures("fast_env")
+
+
+def test_concurrent_attempts_are_written_in_fewer_requests_and_every_row_lands(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    ledger = RawLedger(client, "db", "t", TTL)
+    now = int(time.time() * 1000)
+    ids = [f"exec-{i}" for i in range(20)]
+
+    async def take_all() -> list[AttemptRecord | None]:
+        return list(await asyncio.gather(*(ledger.take_attempt(None, i, "wf", now) for i in ids)))
+
+    taken = run_on_sdk_loop(take_all())
+
+    assert [r.attempts if r else None for r in taken] == [1] * 20
+    assert sorted(emu.raw_rows("db", "t")) == sorted(ids)
+    assert len(emu.requests_matching("POST", ROWS)) < len(ids)
+
+
+def test_a_failed_insert_fails_every_write_it_carried(emu: CdfEmulator, client: CogniteClient) -> None:
+    ledger = RawLedger(client, "db", "t", TTL)
+    emu.add_fault(Fault(method="POST", path_regex=ROWS, statuses=[403] * 5))
+
+    async def take_two() -> list[object]:
+        return list(
+            await asyncio.gather(
+                ledger.take_attempt(None, "exec-a", "wf", 0),
+                ledger.take_attempt(None, "exec-b", "wf", 0),
+                return_exceptions=True,
+            )
+        )
+
+    outcomes = run_on_sdk_loop(take_two())
+
+    assert all(isinstance(o, LedgerError) for o in outcomes), outcomes
+    assert emu.raw_rows("db", "t") == {}
+
+
+def test_a_batch_of_retries_counts_each_attempt_once(emu: CdfEmulator, client: CogniteClient) -> None:
+    ids = emu.seed_many(30, workflow_external_id="wf")
+
+    result = handler.handle({"executionIds": ids}, client, SECRETS)
+
+    assert result["counts"]["retried"] == 30
+    rows = emu.raw_rows("workflow_retry", "attempts")
+    assert {key: row["attempts"] for key, row in rows.items()} == dict.fromkeys(ids, 1)
+    assert all(emu.retry_count(i) == 1 for i in ids)
+    assert len(emu.requests_matching("POST", ROWS)) < len(ids)
