@@ -1,15 +1,20 @@
 """One typed settings object, read from the environment once per process.
 
 Every variable is optional; defaults are chosen for a Cognite Function (10-minute limit, 1 CPU).
+
+:class:`Settings` reads the environment itself, as pydantic-settings would for these flat fields
+(``RETRY_<FIELD>`` or a field's aliases, any case; explicit arguments win), because importing
+pydantic-settings costs a Cognite Function's cold start 30-50 ms (docs/benchmarks.md). The Lambda
+path's settings (``connection``, ``aws.config``) keep pydantic-settings.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from workflow_retry.errors import ConfigurationError
 from workflow_retry.payloads import describe_validation_error
@@ -19,10 +24,20 @@ SECRET_CLIENT_ID = "client-id"  # noqa: S105 (a key name)
 SECRET_CLIENT_SECRET = "client-secret"  # noqa: S105 (a key name)
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Run-time settings. Environment variables are upper case with the ``RETRY_`` prefix."""
 
-    model_config = SettingsConfigDict(env_prefix="RETRY_", frozen=True, extra="ignore")
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        validate_by_name=True,
+        validate_by_alias=True,
+        env_prefix="RETRY_",  # type: ignore[typeddict-unknown-key]  # read by __init__ (and tests/infra)
+    )
+
+    def __init__(self, **values: Any) -> None:
+        """Explicit values over the environment's over the defaults."""
+        super().__init__(**(environment_values(type(self)) | values))
 
     deadline_seconds: float = Field(
         default=240.0,
@@ -62,6 +77,24 @@ class Settings(BaseSettings):
         if self.request_timeout_seconds >= self.deadline_seconds:
             raise ValueError("request_timeout_seconds must be shorter than deadline_seconds")
         return self
+
+
+def environment_values(model: type[BaseModel]) -> dict[str, str]:
+    """The raw values of a model's fields in the environment: its aliases, else prefix + name, any case."""
+    environ = {name.lower(): value for name, value in os.environ.items()}
+    prefix = str(model.model_config.get("env_prefix", ""))
+    values: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            candidates = [choice for choice in alias.choices if isinstance(choice, str)]
+        else:
+            candidates = [alias] if isinstance(alias, str) else [prefix + name]
+        for candidate in candidates:
+            if candidate.lower() in environ:
+                values[name] = environ[candidate.lower()]
+                break
+    return values
 
 
 def settings_from_environment() -> Settings:

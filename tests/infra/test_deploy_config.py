@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import AliasChoices
-from pydantic_settings import BaseSettings
+from pydantic import AliasChoices, BaseModel
 
 from tests.infra.conftest import (
     REPO_ROOT,
@@ -36,7 +35,7 @@ FUNCTION_CONFIG_KEYS = {
 POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME"}
 
 
-def _environment_names(model: type[BaseSettings]) -> set[str]:
+def _environment_names(model: type[BaseModel]) -> set[str]:
     """The environment variables a settings class reads (aliases, else prefix + field name)."""
     prefix = str(model.model_config.get("env_prefix", ""))
     names: set[str] = set()
