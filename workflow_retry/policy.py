@@ -17,7 +17,8 @@ one :class:`Decision`. The checks run in a fixed order, and the first that appli
 5. terminal errors: every failed task is FAILED_WITH_TERMINAL_ERROR (and ``retryTerminalErrors`` is
    false) -> ``skip``
 6. in flight: the last retry was sent after this failure ended, moments ago (the read predates
-   that retry: another invocation's, or a stale answer) -> ``skip``
+   that retry: another invocation's, or a stale answer; or that retry's request was lost) -> ``defer``
+   until the window has passed: never ``skip``, which would drop a delivery whose retry never ran
 7. cap: already retried ``maxAttempts`` times -> ``exhausted``
 8. cooldown: the last retry was less than the cooldown ago -> ``defer``
 9. ``dryRun`` -> ``report_only``; otherwise ``retry``.
@@ -328,9 +329,14 @@ def decide(
         and ended < last_attempt_ms
         and now - last_attempt_ms < IN_FLIGHT_WINDOW_MS
     ):
+        # Deferred, not skipped: when that retry's request was lost (a 5xx, a timeout) the execution
+        # never restarts, and a skip would drop the redelivery that is its only way back.
+        not_before = last_attempt_ms + IN_FLIGHT_WINDOW_MS
         return Decision(
-            Action.SKIP,
-            f"retry {attempts} was sent at {format_time(last_attempt_ms)}, after this failure: it is still starting",
+            Action.DEFER,
+            f"retry {attempts} was sent at {format_time(last_attempt_ms)}, after this failure: it may still be "
+            f"starting; to be looked at again from {format_time(not_before)}",
+            not_before_ms=not_before,
         )
     if attempts >= policy.max_attempts:
         when = f"; last at {format_time(last_attempt_ms)}" if last_attempt_ms else ""

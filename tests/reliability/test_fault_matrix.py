@@ -15,10 +15,12 @@ import uuid
 
 import pytest
 
+from emulator import CdfEmulator
 from tests.reliability.conftest import (
     DEADLINE_SECONDS,
     DEADLINE_SLACK_SECONDS,
     ENTRYPOINTS,
+    Delivered,
     Entrypoint,
     Harness,
     Seen,
@@ -53,8 +55,8 @@ def test_every_id_gets_its_one_honest_outcome_under_the_fault(
     emu = harness.emu
     if case.needs_moto:
         request.getfixturevalue("moto_endpoint")
-    target = emu.seed_execution("wf", "1", "FAILED")["id"] if case.seed_target else str(uuid.uuid4())
-    control = emu.seed_execution("wf", "1", "FAILED")["id"]
+    target = failed_a_minute_ago(emu) if case.seed_target else str(uuid.uuid4())
+    control = failed_a_minute_ago(emu)
     invalid = f"../{control}/retry"
     case.arrange(harness, target)
 
@@ -80,3 +82,39 @@ def test_every_id_gets_its_one_honest_outcome_under_the_fault(
     if entrypoint == "http":
         assert first.http_status == expected_http_status(list(expects.values()))
     assert find_leaks(first.texts, known_secrets(emu)) == []
+
+    # The fault passes; the platform delivers again what it was told to (a configuration fault stays).
+    emu.clear_faults()
+    second = harness.redeliver(first)
+    time.sleep(case.settle_seconds)
+    seeded = [target, control] if case.seed_target else [control]
+    assert_nothing_lost_or_doubled(emu, seeded, first, second)
+    if second is not None:
+        assert second.elapsed < DEADLINE_SECONDS + DEADLINE_SLACK_SECONDS, f"took {second.elapsed:.1f} s"
+        assert find_leaks(second.texts, known_secrets(emu)) == []
+
+
+def failed_a_minute_ago(emu: CdfEmulator) -> str:
+    now = int(time.time() * 1000)
+    return str(emu.seed_execution("wf", "1", "FAILED", created_time=now - 120_000, end_time=now - 60_000)["id"])
+
+
+def assert_nothing_lost_or_doubled(
+    emu: CdfEmulator, execution_ids: list[str], first: Delivered, second: Delivered | None
+) -> None:
+    """After the redelivery: never two retries; an ID reported done really runs; one not running comes back.
+
+    Every execution of the matrix starts FAILED, so ``retried`` or ``skipped`` (someone restarted it)
+    is only honest when CDF shows it RUNNING. One still FAILED must be reported as such: ``failed``
+    (coming back when retryable, announced as given up when not) or ``deferred`` (coming back).
+    """
+    last = second or first
+    for execution_id in execution_ids:
+        seen = last.results.get(execution_id) or first.results[execution_id]
+        running = emu.get_execution(execution_id)["status"] == "RUNNING"  # type: ignore[index]
+        assert emu.retry_count(execution_id) == (1 if running else 0), execution_id
+        if running:
+            continue
+        assert seen.outcome in ("failed", "deferred"), f"{execution_id} is still FAILED but reported {seen}"
+        if seen.wants_redelivery:
+            assert execution_id in last.comes_back, f"{execution_id} still FAILED, and will not come back: {seen}"
