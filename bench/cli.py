@@ -47,7 +47,7 @@ class Plan:
     def full(cls) -> Plan:
         """The issue's sizes, with medians of several rounds: a few minutes."""
         return cls(
-            import_runs=11,
+            import_runs=15,
             cold_path_runs=5,
             one_retry_rounds=15,
             backlog_size=200,

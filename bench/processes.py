@@ -23,6 +23,8 @@ class ChildError(RuntimeError):
 class ChildRun:
     seconds: float
     """Wall time from spawning the process to reaping it."""
+    cpu_seconds: float
+    """User + system CPU time of the process: unlike wall time, barely affected by other load."""
     max_rss_mb: float
     """Peak resident set size of the process (``ru_maxrss`` of that one child)."""
     output: dict[str, Any]
@@ -51,4 +53,9 @@ def run_python(args: list[str], env: dict[str, str], timeout: float = 120.0) -> 
         raise ChildError(f"python {' '.join(args)}: {why}: {(err or out)[-1500:].strip()}")
     lines = [line for line in out.splitlines() if line.startswith("{")]
     output: dict[str, Any] = json.loads(lines[-1]) if lines else {}
-    return ChildRun(seconds=seconds, max_rss_mb=usage.ru_maxrss / 1024, output=output)
+    return ChildRun(
+        seconds=seconds,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        max_rss_mb=usage.ru_maxrss / 1024,
+        output=output,
+    )
