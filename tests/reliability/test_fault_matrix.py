@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,7 @@ from tests.reliability.conftest import (
 from tests.reliability.faults import CASES, Expect, FaultCase
 from tests.reliability.secrets import known_secrets
 from tests.support.leaks import find_leaks
+from workflow_retry.errors import ConfigurationError
 
 pytestmark = pytest.mark.reliability
 
@@ -118,3 +120,25 @@ def assert_nothing_lost_or_doubled(
         assert seen.outcome in ("failed", "deferred"), f"{execution_id} is still FAILED but reported {seen}"
         if seen.wants_redelivery:
             assert execution_id in last.comes_back, f"{execution_id} still FAILED, and will not come back: {seen}"
+
+
+@pytest.mark.parametrize("entrypoint", ENTRYPOINTS)
+def test_a_dynamodb_ledger_without_a_region_is_a_configuration_error_before_any_request(
+    harness: Harness, entrypoint: Entrypoint, tmp_path: Path
+) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL"):
+        harness.monkeypatch.delenv(name, raising=False)
+    harness.setenv({"RETRY_LEDGER": "dynamodb", "RETRY_LEDGER_TABLE": "ledger"})
+    harness.setenv({"AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")})
+    execution_id = failed_a_minute_ago(harness.emu)
+
+    first = harness.deliver(entrypoint, [execution_id])
+
+    if entrypoint == "handle":
+        assert isinstance(first.answer, ConfigurationError)
+        assert "region" in str(first.answer)
+    elif entrypoint == "sqs":
+        assert first.comes_back == [execution_id]  # fixed configuration: the message is handled then
+    else:
+        assert first.http_status == 500
+    assert harness.emu.requests == []

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from workflow_retry.errors import LedgerError
+from workflow_retry.errors import ConfigurationError, LedgerError
 from workflow_retry.ledger import AttemptRecord, LedgerKind, next_record
 
 if TYPE_CHECKING:
@@ -42,8 +42,15 @@ class DynamoDbLedger:
 
     @classmethod
     def from_table_name(cls, table_name: str, ttl_seconds: int) -> DynamoDbLedger:
-        """A ledger with a boto3 client from the environment (region, credentials, endpoint)."""
-        return cls(boto3.client("dynamodb"), table_name, ttl_seconds)
+        """A ledger with a boto3 client from the environment (region, credentials, endpoint).
+
+        :class:`ConfigurationError` when boto3 cannot make the client (e.g. no region is configured).
+        """
+        try:
+            client = boto3.client("dynamodb")
+        except BotoCoreError as exc:
+            raise ConfigurationError(f"RETRY_LEDGER=dynamodb: no DynamoDB client can be made: {exc}") from None
+        return cls(client, table_name, ttl_seconds)
 
     async def get(self, execution_id: str, now_ms: int) -> AttemptRecord | None:
         answer = await self._call(
