@@ -70,8 +70,9 @@ def create_clean_venv(path: Path) -> Path:
 
 
 def run_check(python: Path, code: str, *args: str) -> str | None:
-    # -I: no PYTHONPATH, no user site-packages, no current directory on sys.path.
-    completed = subprocess.run([str(python), "-I", "-c", code, *args], check=False)
+    # -I: no PYTHONPATH, no user site-packages, no current directory on sys.path. -B: write no byte
+    # code, as on Lambda's read-only /var/task (the package brings its own).
+    completed = subprocess.run([str(python), "-I", "-B", "-c", code, *args], check=False)
     return None if completed.returncode == 0 else f"exit code {completed.returncode}"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import importlib.util
 import zipfile
 from pathlib import Path
 
@@ -79,12 +80,12 @@ def test_built_lambda_zip_holds_code_and_dependencies_only(lambda_zip):
     with zipfile.ZipFile(lambda_zip) as archive:
         names = archive.namelist()
         assert "handler.py" in names
-        code = {name for name in names if name.startswith("workflow_retry/")}
+        code = {name for name in names if name.startswith("workflow_retry/") and "__pycache__/" not in name}
         assert code == {name for name in _source_files() if name.startswith("workflow_retry/")}
         assert archive.read("handler.py") == (REPO_ROOT / "handler.py").read_bytes()
+        handler_pyc = archive.read("__pycache__/handler.cpython-311.pyc")
         total = sum(info.file_size for info in archive.infolist())
     assert not [name for name in names if name.startswith(NEVER_DEPLOYED)]
-    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
     # What requirements.txt pins is what is packaged.
     pins = [line.split("==") for line in (REPO_ROOT / "requirements.txt").read_text().splitlines() if "==" in line]
     for name, version in pins:
@@ -92,3 +93,11 @@ def test_built_lambda_zip_holds_code_and_dependencies_only(lambda_zip):
         assert any(entry.lower().startswith(dist_info.lower()) for entry in names), f"{name}=={version} missing"
     assert total < package_lambda.MAX_UNZIPPED_BYTES
     assert lambda_zip.stat().st_size < package_lambda.MAX_ZIPPED_BYTES
+    # Byte code for the runtime, valid whatever the files' timestamps: unchecked-hash .pyc (PEP 552).
+    assert handler_pyc[:4] == importlib.util.MAGIC_NUMBER
+    assert int.from_bytes(handler_pyc[4:8], "little") == 0b01
+    modules = [name for name in code if name.endswith(".py")]
+    for module in modules:
+        folder, _, stem = module.rpartition("/")
+        assert f"{folder}/__pycache__/{stem[:-3]}.cpython-311.pyc" in names, module
+    assert not [name for name in names if name.endswith(".pyc") and ".cpython-311." not in name]
