@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from emulator import CdfEmulator
+import handler
+from emulator import CdfEmulator, Fault
+from tests.aws.samples import lambda_context, sqs_event
 from tests.reliability.conftest import (
     DEADLINE_SECONDS,
     DEADLINE_SLACK_SECONDS,
@@ -26,9 +28,10 @@ from tests.reliability.conftest import (
     Harness,
     Seen,
 )
-from tests.reliability.faults import CASES, Expect, FaultCase
+from tests.reliability.faults import CASES, SLOW, Expect, FaultCase
 from tests.reliability.secrets import known_secrets
 from tests.support.leaks import find_leaks
+from workflow_retry.aws.config import LAMBDA_SAFETY_MARGIN_SECONDS
 from workflow_retry.errors import ConfigurationError
 
 pytestmark = pytest.mark.reliability
@@ -142,3 +145,31 @@ def test_a_dynamodb_ledger_without_a_region_is_a_configuration_error_before_any_
     else:
         assert first.http_status == 500
     assert harness.emu.requests == []
+
+
+@pytest.mark.parametrize(
+    ("deadline", "lambda_seconds"),
+    [(DEADLINE_SECONDS, 60.0), (60, LAMBDA_SAFETY_MARGIN_SECONDS + DEADLINE_SECONDS)],
+    ids=["retry-deadline", "lambda-time-left"],
+)
+def test_an_sqs_batch_keeps_one_deadline_and_what_it_did_not_reach_comes_back(
+    harness: Harness, deadline: float, lambda_seconds: float
+) -> None:
+    """A batch of slow records ends inside one deadline (RETRY_DEADLINE_SECONDS, or Lambda's time less
+    its margin), not one deadline per record: a Lambda timeout would throw away the whole batch."""
+    harness.setenv({"RETRY_DEADLINE_SECONDS": str(deadline)})
+    ids = [failed_a_minute_ago(harness.emu) for _ in range(6)]
+    harness.emu.add_fault(Fault(method="GET", path_regex=r"/workflows/executions/[^/]+$", latency=SLOW))
+    harness.new_container()
+    event = sqs_event(*({"executionId": i} for i in ids))
+    budget = min(deadline, lambda_seconds - LAMBDA_SAFETY_MARGIN_SECONDS)
+
+    started = time.monotonic()
+    answer = handler.lambda_handler(event, lambda_context(lambda_seconds))
+    elapsed = time.monotonic() - started
+    time.sleep(SLOW)
+
+    assert elapsed < budget + DEADLINE_SLACK_SECONDS, f"took {elapsed:.1f} s for a {budget:.0f} s budget"
+    records = [r["messageId"] for r in event["Records"]]
+    assert answer == {"batchItemFailures": [{"itemIdentifier": r} for r in records]}
+    assert all(harness.emu.retry_count(i) == 0 for i in ids)

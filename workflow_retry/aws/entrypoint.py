@@ -11,8 +11,10 @@ and no secret is fetched for CDF, before a delivery is authenticated and its pay
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 from workflow_retry.aws.config import (
@@ -171,8 +173,10 @@ class LambdaApp:
         """One outcome per record; the batch item failures are the records that must come again.
 
         On a FIFO queue nothing after a record that must come again is handled (it comes back too),
-        so that the queue's order holds.
+        so that the queue's order holds. The batch shares one deadline: a record not started before it
+        comes back whole (one deadline per record could outlast the Lambda's time and lose the batch).
         """
+        started = time.monotonic()
         fifo = is_fifo(event)
         failures: list[str] = []
         for delivery in sqs_deliveries(event):
@@ -180,8 +184,13 @@ class LambdaApp:
             if fifo and failures:
                 failures.append(record_id)
                 continue
+            time_left = self._time_left(context, started)
+            if time_left < MIN_DEADLINE_SECONDS:
+                logger.warning("SQS message %s not started: the invocation's deadline has come", record_id)
+                failures.append(record_id)
+                continue
             try:
-                outcome = self._handle_delivery(delivery, context)
+                outcome = self._handle_delivery(delivery, context, time_left)
             except Exception:
                 logger.exception("SQS message %s: unexpected error; it will be delivered again", record_id)
                 failures.append(record_id)
@@ -192,7 +201,20 @@ class LambdaApp:
             logger.info("%d SQS message(s) will be delivered again: %s", len(failures), failures)
         return batch_response(failures)
 
-    def _handle_delivery(self, delivery: Delivery, context: Any) -> DeliveryOutcome:
+    def _time_left(self, context: Any, started: float) -> float:
+        """Seconds left of an invocation that began at ``started``: RETRY_DEADLINE_SECONDS from then, within
+        the Lambda's remaining time less the margin (``inf`` when the settings are invalid: each delivery
+        reports that itself)."""
+        try:
+            left = cached_settings().deadline_seconds - (time.monotonic() - started)
+        except ConfigurationError:
+            return math.inf
+        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+        if remaining_ms is not None:
+            left = min(left, remaining_ms() / 1000 - LAMBDA_SAFETY_MARGIN_SECONDS)
+        return left
+
+    def _handle_delivery(self, delivery: Delivery, context: Any, time_left: float | None = None) -> DeliveryOutcome:
         """Read the delivery's payload and run it through the core once; never raises for a per-delivery problem."""
         try:
             request = delivery.request()
@@ -202,7 +224,7 @@ class LambdaApp:
             return DeliveryOutcome(delivery.key, "invalid", reason=str(exc))
 
         def work() -> dict[str, Any]:
-            report = self._execute(request, context)
+            report = self._execute(request, context, time_left)
             if report.needs_redelivery:
                 raise _ComeBack(report)
             return report.to_dict()
@@ -298,9 +320,12 @@ class LambdaApp:
 
     # -- CDF ----------------------------------------------------------------------------------------
 
-    def _execute(self, request: RetryRequest, context: Any) -> RetryReport:
+    def _execute(self, request: RetryRequest, context: Any, time_left: float | None = None) -> RetryReport:
         client, credentials = self._cdf()
-        return execute(request, client, credentials, invocation_settings(cached_settings(), context))
+        settings = invocation_settings(cached_settings(), context)
+        if time_left is not None:
+            settings = settings.model_copy(update={"deadline_seconds": min(settings.deadline_seconds, time_left)})
+        return execute(request, client, credentials, settings)
 
     def _cdf(self) -> tuple[CogniteClient, ClientCredentials]:
         """The container's CogniteClient, rebuilt only when the client secret changed (rotation)."""
