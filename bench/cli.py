@@ -42,6 +42,8 @@ class Plan:
     sweep_sizes: tuple[int, int]
     sweep_runs: int
     time_limit_seconds: float
+    wait_for_deferred: bool
+    """Wait out the policy's in-flight window (a minute) for IDs deferred under rate limits."""
 
     @classmethod
     def full(cls) -> Plan:
@@ -57,6 +59,7 @@ class Plan:
             sweep_sizes=(1_000, 50_000),
             sweep_runs=1,
             time_limit_seconds=420.0,
+            wait_for_deferred=True,
         )
 
     @classmethod
@@ -73,6 +76,7 @@ class Plan:
             sweep_sizes=(100, 1_000),
             sweep_runs=1,
             time_limit_seconds=90.0,
+            wait_for_deferred=False,
         )
 
 
@@ -98,7 +102,9 @@ def steps(plan: Plan) -> list[tuple[str, Step]]:
         ),
         (
             "rate-limits",
-            lambda cdf: compare_rate_limited(cdf, plan.throttled_size, with_loop=plan.loop_under_throttling),
+            lambda cdf: compare_rate_limited(
+                cdf, plan.throttled_size, with_loop=plan.loop_under_throttling, wait_for_deferred=plan.wait_for_deferred
+            ),
         ),
         (
             "sweep-memory",

@@ -60,16 +60,18 @@ class BenchLambdaContext:
 
 
 def summarise(result: dict[str, Any]) -> dict[str, Any]:
-    """What the bench needs of a ``handle`` result: counts, IDs to deliver again, whether the cap held."""
+    """What the bench needs of a ``handle`` result: counts, IDs that come back, whether the cap held.
+
+    ``transient``: IDs that failed retryably (a queue delivers them again soon); ``deferred``: IDs
+    told to come back after a wait (cooling down, or a retry request of theirs still in its window).
+    """
     results = result.get("results") or []
-    redeliver = [
-        r["executionId"]
-        for r in results
-        if r.get("outcome") == "deferred" or (r.get("error") or {}).get("retryable") is True
-    ]
+    transient = [r["executionId"] for r in results if (r.get("error") or {}).get("retryable") is True]
+    deferred = {r["executionId"]: r.get("reason") for r in results if r.get("outcome") == "deferred"}
     return {
         "counts": {k: v for k, v in (result.get("counts") or {}).items() if v},
-        "redeliver": redeliver,
+        "transient": transient,
+        "deferred": deferred,
         "cap_enforced": all(r.get("capEnforced", True) for r in results),
         "sweep": result.get("sweep"),
         "sample_reason": results[0].get("reason") if results else None,
