@@ -72,15 +72,29 @@ def _run(cdf: EmulatedCdf, worker: Worker, side: str, size: int, tag: str) -> Ba
     )
 
 
-def compare_backlog(cdf: EmulatedCdf, size: int, rounds: int, concurrency: int, *, with_sweep: bool) -> list[Row]:
+def compare_backlog(
+    cdf: EmulatedCdf,
+    size: int,
+    rounds: int,
+    concurrency: int,
+    *,
+    with_sweep: bool,
+    slow_network: tuple[int, float] | None = None,
+) -> list[Row]:
+    """The backlog at 20 ms; with ``slow_network`` (IDs, latency) also a smaller one at a cloud-like latency."""
     cdf.emu.latency = LATENCY_SECONDS
     sides = ["loop", "batch"] + (["sweep"] if with_sweep else [])
     runs: dict[str, list[BacklogRun]] = {side: [] for side in sides}
+    slow: dict[str, BacklogRun] = {}
     with Worker(cdf.child_env()) as worker:
         warm_up(cdf, worker)
         for i in range(rounds):
             for side in sides[i % len(sides) :] + sides[: i % len(sides)]:
                 runs[side].append(_run(cdf, worker, side, size, f"r{i}"))
+        if slow_network is not None:
+            cdf.emu.latency = slow_network[1]
+            slow = {side: _run(cdf, worker, side, slow_network[0], "slow") for side in ("loop", "batch")}
+            cdf.emu.latency = LATENCY_SECONDS
     loop = [r.seconds for r in runs["loop"]]
     rows: list[Row] = []
     for side, label in (("batch", "handle, batch payload"), ("sweep", "handle, sweep payload")):
@@ -124,6 +138,20 @@ def compare_backlog(cdf: EmulatedCdf, size: int, rounds: int, concurrency: int, 
                 f"backlog {size}: {label} / ideal ({requests_per_id:.1f} req/ID x 20 ms x {size} / {concurrency})",
                 median(seconds) / ideal,
                 IDEAL_TARGET,
+            )
+        )
+    if slow_network is not None:
+        n, latency = slow_network
+        rows.append(
+            info(
+                f"backlog {n} at {latency * 1000:.0f} ms latency: handle, batch payload / the script loop, speed-up",
+                f"{slow['loop'].seconds / slow['batch'].seconds:.1f}x",
+                slow["loop"].seconds / slow["batch"].seconds,
+                seconds=round(slow["batch"].seconds, 3),
+                cpu_seconds=round(slow["batch"].cpu_seconds, 3),
+                loop_seconds=round(slow["loop"].seconds, 3),
+                requests_per_id=round(slow["batch"].requests / n, 2),
+                ideal_seconds=round(slow["batch"].requests / n * latency * n / concurrency, 3),
             )
         )
     return rows

@@ -44,6 +44,8 @@ class Plan:
     time_limit_seconds: float
     wait_for_deferred: bool
     """Wait out the policy's in-flight window (a minute) for IDs deferred under rate limits."""
+    slow_network: tuple[int, float] | None
+    """A smaller backlog at a cloud-like latency (IDs, seconds per request), where CPU does not bound it."""
 
     @classmethod
     def full(cls) -> Plan:
@@ -60,6 +62,7 @@ class Plan:
             sweep_runs=1,
             time_limit_seconds=420.0,
             wait_for_deferred=True,
+            slow_network=(64, 0.100),
         )
 
     @classmethod
@@ -77,6 +80,7 @@ class Plan:
             sweep_runs=1,
             time_limit_seconds=90.0,
             wait_for_deferred=False,
+            slow_network=None,
         )
 
 
@@ -97,7 +101,12 @@ def steps(plan: Plan) -> list[tuple[str, Step]]:
         (
             "backlog",
             lambda cdf: compare_backlog(
-                cdf, plan.backlog_size, plan.backlog_rounds, concurrency, with_sweep=with_sweep
+                cdf,
+                plan.backlog_size,
+                plan.backlog_rounds,
+                concurrency,
+                with_sweep=with_sweep,
+                slow_network=plan.slow_network,
             ),
         ),
         (

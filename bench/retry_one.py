@@ -31,10 +31,13 @@ def request_shape(method: str, path: str) -> str:
 
 
 def warm_up(cdf: EmulatedCdf, worker: Worker) -> None:
-    """One call of each side before anything is timed (imports, RAW table creation, SDK semaphores)."""
+    """One call of each side before anything is timed (imports, RAW table creation, SDK semaphores).
+
+    ``handle`` first: its first request is the worker's first, as in a fresh Function container.
+    """
     first, second = cdf.seed_failed(2, "bench-warm-up")
-    worker.call("script", ids=[first])
-    worker.call("handle", payload={"executionId": second})
+    worker.call("handle", payload={"executionId": first})
+    worker.call("script", ids=[second])
 
 
 def compare_one_retry(cdf: EmulatedCdf, rounds: int) -> list[Row]:

@@ -161,7 +161,9 @@ def serve() -> None:
     sys.stdout = sys.stderr
 
     client = user_client()
-    client.iam.token.inspect()  # fetch the token and open the connection before anything is timed
+    # Fetch the token before anything is timed, without an API request: the SDK builds its connection
+    # pool at the first one, and in a fresh Function container that is the first request of handle.
+    client.config.credentials.authorization_header()
 
     def answer(payload: dict[str, Any]) -> None:
         protocol.write(json.dumps(payload) + "\n")

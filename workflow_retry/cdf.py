@@ -28,6 +28,7 @@ from workflow_retry.settings import Settings
 
 T = TypeVar("T")
 _MAX_MESSAGE_LENGTH = 500
+_SPARE_CONNECTIONS = 2  # a sweep's next list page, a token refresh
 
 
 @dataclass(frozen=True)
@@ -146,10 +147,19 @@ def bound_sdk_retries(settings: Settings) -> None:
 
     With the SDK's defaults (10 retries, backoff up to 60 s) one request can take minutes when CDF
     answers 429 to everything; these bounds keep one request to well under the deadline.
+
+    Also makes the SDK's connection pool big enough for our concurrency: an execution in flight
+    has up to two requests open at once (its detail and its ledger record; its session and its
+    ledger write), and the SDK's default pool of 20 connections capped a batch at 10 to 16
+    executions whatever the concurrency (docs/benchmarks.md). The SDK reads this when it builds its
+    pool, at the first request of the process; a larger pool set by the user is kept.
     """
     global_config.max_retries = settings.sdk_max_retries
     global_config.max_retries_connect = min(settings.sdk_max_retries, 3)
     global_config.max_retry_backoff = settings.sdk_max_backoff_seconds
+    global_config.max_connection_pool_size = max(
+        global_config.max_connection_pool_size, 2 * settings.concurrency + _SPARE_CONNECTIONS
+    )
 
 
 def apply_request_timeout(client: CogniteClient | AsyncCogniteClient, settings: Settings) -> None:
