@@ -11,15 +11,16 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from bench.emulated import LATENCY_SECONDS, EmulatedCdf
-from bench.retry_one import warm_up
+from bench.retry_one import request_shape, warm_up
 from bench.stats import median, paired_ratio, rounded
 from bench.table import Row, Status, at_least, at_most, info, not_available
 from bench.worker import Worker
-from emulator import Fault
+from emulator import Fault, RecordedRequest
 from workflow_retry.policy import IN_FLIGHT_WINDOW_MS
 
 SPEEDUP_TARGET = 10.0
@@ -225,6 +226,7 @@ def compare_rate_limited(cdf: EmulatedCdf, size: int, *, with_loop: bool, wait_f
             requests=len(requests),
             fault_free_requests=baseline.requests,
             answered_429=throttled,
+            requests_by_kind=_by_kind(requests),
         )
     )
     if with_loop:
@@ -254,3 +256,8 @@ def _loop_under_throttling(cdf: EmulatedCdf, size: int) -> Row:
         requests=len(requests),
         seconds=round(answer["seconds"], 3),
     )
+
+
+def _by_kind(requests: list[RecordedRequest]) -> dict[str, int]:
+    """How many requests of each kind (method and path without project and IDs), most frequent first."""
+    return dict(Counter(request_shape(r.method, r.path) for r in requests).most_common())

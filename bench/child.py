@@ -70,12 +70,25 @@ def dry_sweep(workflow: str) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, **summarise(result)}
 
 
+def peak_rss_kb() -> int | None:
+    """This process's own peak RSS (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux folds the parent's peak into a child's at ``exec`` (the bench's process,
+    holding the emulator's 50,000 executions, would hide the child's own figure).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
 def main(argv: list[str]) -> int:
     match argv:
         case ["cold-path", entry, execution_id]:
-            print(json.dumps(cold_path(entry, execution_id)))
+            print(json.dumps(cold_path(entry, execution_id) | {"vm_hwm_kb": peak_rss_kb()}))
         case ["sweep", workflow]:
-            print(json.dumps(dry_sweep(workflow)))
+            print(json.dumps(dry_sweep(workflow) | {"vm_hwm_kb": peak_rss_kb()}))
         case _:
             print(__doc__, file=sys.stderr)
             return 2

@@ -17,8 +17,10 @@ AWS_MODULES = ("boto3", "botocore", "aws_lambda_powertools")
 
 _PROBE = (
     "import json, sys; import {module}; "
-    "print(json.dumps({{'loaded': sorted(m for m in {watched!r} if m in sys.modules)}}))"
+    "print(json.dumps({{'loaded': sorted(m for m in {watched!r} if m in sys.modules), "
+    "'vm_hwm_kb': int(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))}}))"
 )
+"""The measured import, then one line of JSON: the watched modules it loaded and its own peak RSS."""
 
 
 def _alternating(runs: int, sides: list[str], measure: Callable[[str], ChildRun]) -> dict[str, list[ChildRun]]:

@@ -26,7 +26,11 @@ class ChildRun:
     cpu_seconds: float
     """User + system CPU time of the process: unlike wall time, barely affected by other load."""
     max_rss_mb: float
-    """Peak resident set size of the process (``ru_maxrss`` of that one child)."""
+    """Peak resident set size of the process: ``VmHWM`` as the child reported it (``vm_hwm_kb``).
+
+    ``ru_maxrss`` from ``wait4`` is only a fallback: Linux folds the parent's peak RSS into the
+    child's at ``exec``, so a child of a big bench process would show the bench's size.
+    """
     output: dict[str, Any]
     """The JSON the child printed last (empty when it printed none)."""
 
@@ -56,6 +60,6 @@ def run_python(args: list[str], env: dict[str, str], timeout: float = 120.0) -> 
     return ChildRun(
         seconds=seconds,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
-        max_rss_mb=usage.ru_maxrss / 1024,
+        max_rss_mb=(output.get("vm_hwm_kb") or usage.ru_maxrss) / 1024,
         output=output,
     )
