@@ -55,7 +55,7 @@ class Plan:
             cold_path_runs=5,
             one_retry_rounds=15,
             backlog_size=200,
-            backlog_rounds=3,
+            backlog_rounds=5,
             throttled_size=200,
             loop_under_throttling=True,
             sweep_sizes=(1_000, 50_000),
