@@ -122,8 +122,9 @@ class Harness:
 
     emu: CdfEmulator
     monkeypatch: pytest.MonkeyPatch
-    client_id: str = FUNCTION_CLIENT_ID
-    client_secret: str = FUNCTION_CLIENT_SECRET
+    # Not init fields: hypothesis prints a failing example's init fields, and this one is a secret.
+    client_id: str = field(default=FUNCTION_CLIENT_ID, init=False)
+    client_secret: str = field(default=FUNCTION_CLIENT_SECRET, init=False, repr=False)
 
     def setenv(self, env: dict[str, str]) -> None:
         for name, value in env.items():

@@ -156,7 +156,7 @@ def payload_of_message(text: str, what: str) -> tuple[object, str | None, str | 
     """(payload, key of an inner envelope, problem) of a message text."""
     try:
         value = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         return None, None, f"{what} is not JSON: {_json_problem(exc)}"
     if isinstance(value, dict) and value.get("Type") == "Notification" and "TopicArn" in value:
         try:
@@ -275,12 +275,14 @@ def payload_of_body(body: bytes) -> object:
         raise PayloadError("the body is not UTF-8 text") from None
     try:
         return json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise PayloadError(f"the body is not JSON: {_json_problem(exc)}") from None
 
 
-def _json_problem(exc: ValueError) -> str:
+def _json_problem(exc: ValueError | RecursionError) -> str:
     # Where and what, never the text itself (a message could hold anything).
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, RecursionError):  # json.loads recurses once per level of nesting
+        return "nested too deeply"
     return type(exc).__name__
