@@ -233,18 +233,21 @@ def seen_of(result: dict[str, Any]) -> Seen:
     )
 
 
-def results_from_log(records: list[logging.LogRecord]) -> dict[str, Seen]:
-    """The per-ID result lines of ``workflow_retry.service`` (one per ID and call)."""
-    seen: dict[str, Seen] = {}
+def result_lines(records: list[logging.LogRecord]) -> list[tuple[str, Seen]]:
+    """The per-ID result lines of ``workflow_retry.service`` (one per ID and call), in order."""
+    lines = []
     for record in records:
         execution_id = getattr(record, "execution_id", None)
         if record.name == "workflow_retry.service" and execution_id is not None:
-            seen[execution_id] = Seen(
-                outcome=record.outcome,  # type: ignore[attr-defined]
-                retryable=record.retryable,  # type: ignore[attr-defined]
-                reason=str(record.args[2]) if isinstance(record.args, tuple) and len(record.args) > 2 else "",
-            )
-    return seen
+            reason = record.args[2] if isinstance(record.args, tuple) and len(record.args) > 2 else ""
+            seen = Seen(outcome=record.outcome, retryable=record.retryable, reason=str(reason))  # type: ignore[attr-defined]
+            lines.append((str(execution_id), seen))
+    return lines
+
+
+def results_from_log(records: list[logging.LogRecord]) -> dict[str, Seen]:
+    """The last result line of each ID."""
+    return dict(result_lines(records))
 
 
 @contextmanager
@@ -283,9 +286,10 @@ def harness(emu: CdfEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harne
 
 @pytest.fixture(scope="package")
 def moto_endpoint() -> Iterator[str]:
-    """moto in server mode on a free loopback port (DynamoDB for the ledger and the idempotency table)."""
+    """moto in server mode on a free loopback port (DynamoDB for the ledger and the idempotency table),
+    one request at a time so that conditional writes are atomic under concurrent invocations."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    with moto_server() as endpoint:
+    with moto_server(serial=True) as endpoint:
         yield endpoint
 
 
