@@ -72,9 +72,7 @@ def execute(
     context = build_context(request, client, settings, ledger=ledger, announcer=announcer, environment=environment)
     if request.sweep is not None:
         return execute_sweep(request, client, credentials, settings, context=context)
-    bound_sdk_retries(settings)
-    apply_request_timeout(client, settings)
-    gateway = SdkCdfGateway(client, credentials)
+    gateway = _bounded_gateway(client, credentials, settings)
     logger.info(
         "handling %d execution ID(s)%s with %s sessions, %s ledger",
         len(request.ids),
@@ -98,11 +96,16 @@ def execute_sweep(
     if request.sweep is None:
         raise ValueError("execute_sweep needs a request with 'sweep' set")
     context = context or build_context(request, client, settings)
-    bound_sdk_retries(settings)
-    apply_request_timeout(client, settings)
-    gateway = SdkCdfGateway(client, credentials)
+    gateway = _bounded_gateway(client, credentials, settings)
     logger.info("sweeping%s with %s ledger", " (dry run)" if request.dry_run else "", context.ledger.kind)
     return run_on_sdk_loop(sweep_executions(request, gateway, settings, context, progress))
+
+
+def _bounded_gateway(client: CogniteClient, credentials: ClientCredentials | None, settings: Settings) -> SdkCdfGateway:
+    """The CDF gateway, with the SDK's retries, backoff and request timeout bounded for the deadline."""
+    bound_sdk_retries(settings)
+    apply_request_timeout(client, settings)
+    return SdkCdfGateway(client, credentials)
 
 
 def build_context(
