@@ -18,7 +18,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -39,9 +39,11 @@ from workflow_retry.errors import RetryToolError
 from workflow_retry.settings import cached_settings
 
 Entrypoint = Literal["handle", "sqs", "http"]
+SecretStore = Callable[[str], str]
+"""Stores a secret value somewhere the Lambda can read it; returns its reference (e.g. a Secrets Manager name)."""
 ENTRYPOINTS: tuple[Entrypoint, ...] = ("handle", "sqs", "http")
 
-DEADLINE_SECONDS = 3
+DEADLINE_SECONDS = 2
 """``RETRY_DEADLINE_SECONDS`` of the suite: short, so that a call cut by it costs little."""
 DEADLINE_SLACK_SECONDS = 2.0
 """Allowed beyond the deadline for answering and a loaded 2-core machine (a broken deadline costs far more)."""
@@ -125,6 +127,7 @@ class Harness:
     # Not init fields: hypothesis prints a failing example's init fields, and this one is a secret.
     client_id: str = field(default=FUNCTION_CLIENT_ID, init=False)
     client_secret: str = field(default=FUNCTION_CLIENT_SECRET, init=False, repr=False)
+    secret_store: SecretStore | None = field(default=None, init=False, repr=False)
 
     def setenv(self, env: dict[str, str]) -> None:
         for name, value in env.items():
@@ -132,9 +135,12 @@ class Harness:
         cached_settings.cache_clear()
 
     def use_client(self, client_id: str, client_secret: str) -> None:
-        """Credentials of the function (Cognite secrets, or the Lambda's IDP_* environment)."""
+        """Credentials of the function (Cognite secrets, or the Lambda's IDP_* environment or secret store)."""
         self.client_id, self.client_secret = client_id, client_secret
-        self.setenv({"IDP_CLIENT_ID": client_id, "IDP_CLIENT_SECRET": client_secret})
+        if self.secret_store is None:
+            self.setenv({"IDP_CLIENT_ID": client_id, "IDP_CLIENT_SECRET": client_secret})
+        else:
+            self.setenv({"IDP_CLIENT_ID": client_id, "IDP_CLIENT_SECRET_REF": self.secret_store(client_secret)})
 
     def deliver(self, entrypoint: Entrypoint, ids: list[str]) -> Delivered:
         """A first delivery of ``ids`` through ``entrypoint``."""
@@ -262,25 +268,30 @@ def recording() -> Iterator[RecordingHandler]:
         root.removeHandler(capture)
 
 
-@pytest.fixture
-def harness(emu: CdfEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    """The emulator (emptied), the suite's settings, the Lambda's environment, and fresh containers."""
+def make_harness(emu: CdfEmulator, monkeypatch: pytest.MonkeyPatch, secret_store: SecretStore | None = None) -> Harness:
+    """The suite's settings and the Lambda's environment on ``monkeypatch``; the next invocation a fresh container.
+
+    With ``secret_store``, the Lambda reads its client secret and webhook secret from there
+    (``IDP_CLIENT_SECRET_REF``, ``WEBHOOK_SECRET_REF``) instead of the environment.
+    """
     for name in _CLEARED:
         monkeypatch.delenv(name, raising=False)
     h = Harness(emu, monkeypatch)
-    h.setenv(
-        {
-            **FAST_ENV,
-            "CDF_PROJECT": emu.project,
-            "CDF_URL": emu.base_url,
-            "IDP_TOKEN_URL": emu.token_url,
-            "IDP_CLIENT_ID": FUNCTION_CLIENT_ID,
-            "IDP_CLIENT_SECRET": FUNCTION_CLIENT_SECRET,
-            "WEBHOOK_SECRET": WEBHOOK_SECRET,
-        }
-    )
+    h.secret_store = secret_store
+    h.setenv({**FAST_ENV, "CDF_PROJECT": emu.project, "CDF_URL": emu.base_url, "IDP_TOKEN_URL": emu.token_url})
+    if secret_store is None:
+        h.setenv({"WEBHOOK_SECRET": WEBHOOK_SECRET})
+    else:
+        h.setenv({"WEBHOOK_SECRET_REF": secret_store(WEBHOOK_SECRET)})
+    h.use_client(FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET)
     h.new_container()
-    yield h
+    return h
+
+
+@pytest.fixture
+def harness(emu: CdfEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    """The emulator (emptied), the suite's settings, the Lambda's environment, and fresh containers."""
+    yield make_harness(emu, monkeypatch)
     cached_settings.cache_clear()
 
 

@@ -6,7 +6,7 @@ execution (a 401, a session or ledger outage): the control then ends like the ta
 
 ``retry_posts`` counts the ``POST .../retry`` requests that reached the emulator for the execution
 (the SDK's own retries included); ``applied`` the retries CDF applied (``emu.retry_count``): never
-more than one. Settings: 3 SDK retries without backoff, 1 s request timeout, 3 s deadline.
+more than one. Settings: 3 SDK retries without backoff, 1 s request timeout, 2 s deadline.
 """
 
 from __future__ import annotations
@@ -113,8 +113,11 @@ def dynamodb_ledger(table: str | None) -> Arrange:
 
     def arrange(h: Harness, target: str) -> None:
         env = {"RETRY_LEDGER": "dynamodb", "RETRY_LEDGER_TABLE": table or "ledger", "AWS_MAX_ATTEMPTS": "2"}
-        if table is None:
-            env |= {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{_closed_port()}", "AWS_DEFAULT_REGION": "eu-west-1"}
+        if table is None:  # only DynamoDB is unreachable (secrets may come from Secrets Manager)
+            env |= {
+                "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{_closed_port()}",
+                "AWS_DEFAULT_REGION": "eu-west-1",
+            }
             env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
         else:
             assert not _table_exists(table)
@@ -138,7 +141,7 @@ def _slow(path: str, method: str, latency: float, times: int | None = None) -> C
     return lambda t: Fault(method=method, path_regex=path.format(t=t), latency=latency, times=times)
 
 
-SLOW = 1.5
+SLOW = 1.2
 """Latency of a slow server: beyond the 1 s request timeout."""
 WRITERS = [WORKFLOW_READ, SESSIONS_CREATE, RAW_READ, RAW_WRITE]
 
