@@ -43,7 +43,7 @@ bench-smoke: $(STAMP)
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) .mypy_cache .ruff_cache .pytest_cache build dist
 
-# ---- Deployment (infra/, docs/deploy.md): the Lambda zip, the Cognite function folder, offline checks.
+# ---- Deployment (infra/, README (deploy)): the Lambda zip, the Cognite function folder, offline checks.
 # The check tools live in .venv-infra/ (separate environments: checkov and cognite-toolkit pin
 # conflicting versions, and neither may touch the project's pins); pip's cache stays in the repo.
 INFRA_VENV := .venv-infra

@@ -25,7 +25,7 @@ def handle(
 
 
 def lambda_handler(event: object, context: Any) -> dict[str, Any]:
-    """AWS Lambda entrypoint: SNS, SQS, EventBridge, direct invokes and signed HTTP (docs/aws.md)."""
+    """AWS Lambda entrypoint: SNS, SQS, EventBridge, direct invokes and signed HTTP (README (AWS))."""
     # Imported here, not at the top: a Cognite Function never loads boto3 or Powertools.
     from workflow_retry.aws.entrypoint import lambda_handler as aws_lambda_handler
 

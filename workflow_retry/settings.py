@@ -50,7 +50,7 @@ class Settings(BaseModel):
     sdk_max_retries: int = Field(default=3, ge=0, le=10, description="cognite-sdk retries of one request")
     sdk_max_backoff_seconds: int = Field(default=4, ge=0, le=60, description="Cap of the SDK's backoff")
 
-    # The attempt ledger and the sweep (docs/policy.md). The retry policy itself is read by
+    # The attempt ledger and the sweep (README (policy)). The retry policy itself is read by
     # workflow_retry.policy.resolve_policy, so that a call's data can override it.
     ledger: Literal["raw", "dynamodb", "none"] | None = Field(
         default=None, description="Where attempts are counted; unset: RAW wherever there is a CDF client"

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.reliability
 
 
 def expected_http_status(expects: list[Expect]) -> int:
-    """docs/aws.md: 200 unless something must come again; 503 for throttling/unavailable, else 502."""
+    """README (AWS): 200 unless something must come again; 503 for throttling/unavailable, else 502."""
     again = [e for e in expects if e.wants_redelivery]
     if not again:
         return 200

@@ -31,7 +31,7 @@ def _env(name: str) -> AliasChoices:
 
 
 class AwsSettings(BaseSettings):
-    """Secrets, webhook security and duplicate detection of the Lambda entrypoint (see docs/aws.md)."""
+    """Secrets, webhook security and duplicate detection of the Lambda entrypoint (see README (AWS))."""
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
