@@ -268,21 +268,26 @@ def recording() -> Iterator[RecordingHandler]:
         root.removeHandler(capture)
 
 
-def make_harness(emu: CdfEmulator, monkeypatch: pytest.MonkeyPatch, secret_store: SecretStore | None = None) -> Harness:
+def make_harness(
+    emu: CdfEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    secret_store: SecretStore | None = None,
+    webhook_secret_store: SecretStore | None = None,
+) -> Harness:
     """The suite's settings and the Lambda's environment on ``monkeypatch``; the next invocation a fresh container.
 
-    With ``secret_store``, the Lambda reads its client secret and webhook secret from there
-    (``IDP_CLIENT_SECRET_REF``, ``WEBHOOK_SECRET_REF``) instead of the environment.
+    With stores, the Lambda reads its client secret (``IDP_CLIENT_SECRET_REF``) and its webhook secret
+    (``WEBHOOK_SECRET_REF``) from there instead of the environment.
     """
     for name in _CLEARED:
         monkeypatch.delenv(name, raising=False)
     h = Harness(emu, monkeypatch)
     h.secret_store = secret_store
     h.setenv({**FAST_ENV, "CDF_PROJECT": emu.project, "CDF_URL": emu.base_url, "IDP_TOKEN_URL": emu.token_url})
-    if secret_store is None:
+    if webhook_secret_store is None:
         h.setenv({"WEBHOOK_SECRET": WEBHOOK_SECRET})
     else:
-        h.setenv({"WEBHOOK_SECRET_REF": secret_store(WEBHOOK_SECRET)})
+        h.setenv({"WEBHOOK_SECRET_REF": webhook_secret_store(WEBHOOK_SECRET)})
     h.use_client(FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET)
     h.new_container()
     return h

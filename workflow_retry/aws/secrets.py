@@ -9,11 +9,15 @@ A reference names where a secret lives:
 Append ``#key`` to read one key of a secret that holds a JSON object (``my/secret#clientSecret``).
 Values are cached for ``max_age_seconds`` (one fetch per container and period, whatever the number of
 invocations), so a rotated secret reaches warm containers within that period.
+
+botocore logs every response body at DEBUG (logger ``botocore.parsers``), the secret values read here
+included, and ``AWS_LAMBDA_LOG_LEVEL=DEBUG`` turns that on: importing this module drops those records.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +29,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
 from workflow_retry.errors import ConfigurationError
+
+
+class _WithoutResponseBodies(logging.Filter):
+    """Drops botocore's "Response body" DEBUG records: a GetSecretValue or GetParameter body is the secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Response body")
+
+
+logging.getLogger("botocore.parsers").addFilter(_WithoutResponseBodies())
 
 
 class SecretReader(Protocol):
