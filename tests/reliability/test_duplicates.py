@@ -20,7 +20,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-import boto3
 import pytest
 
 import handler
@@ -89,19 +88,6 @@ def duplicates(harness: Harness) -> Harness:
     return harness
 
 
-def idempotency_table(harness: Harness, request: pytest.FixtureRequest) -> None:
-    request.getfixturevalue("moto_endpoint")
-    name = f"idempotency-{time.monotonic_ns()}"
-    dynamodb: Any = boto3.client("dynamodb")
-    dynamodb.create_table(
-        TableName=name,
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    harness.setenv({"IDEMPOTENCY_TABLE": name})
-
-
 @pytest.mark.parametrize("table", ["with-table", "without-table"])
 @pytest.mark.parametrize("source", ["sns", "sqs", "http"])
 def test_the_same_event_ten_times_at_once_applies_one_retry(
@@ -109,7 +95,7 @@ def test_the_same_event_ten_times_at_once_applies_one_retry(
 ) -> None:
     h, emu = duplicates, duplicates.emu
     if table == "with-table":
-        idempotency_table(h, request)
+        h.setenv({"IDEMPOTENCY_TABLE": request.getfixturevalue("idempotency_table")})
     now = int(time.time() * 1000)
     execution_id = emu.seed_execution("wf", "1", "FAILED", created_time=now - 120_000, end_time=now - 60_000)["id"]
     event = make_event(source, execution_id)
@@ -156,9 +142,7 @@ def test_two_sweeps_at_once_retry_each_execution_once(
 ) -> None:
     emu = harness.emu
     if ledger == "dynamodb":
-        request.getfixturevalue("moto_endpoint")
-        table = ledger_table()
-        harness.setenv({"RETRY_LEDGER_TABLE": table})
+        harness.setenv({"RETRY_LEDGER_TABLE": request.getfixturevalue("ledger_table")})
     harness.setenv({"RETRY_LEDGER": ledger, "RETRY_DEADLINE_SECONDS": "20", "RETRY_CONCURRENCY": "4"})
     now = int(time.time() * 1000)
     ids = [
@@ -178,15 +162,3 @@ def test_two_sweeps_at_once_retry_each_execution_once(
         assert report["counts"]["failed"] == 0
         assert set(report["sweep"]["outcomes"]) <= {"retried", "skipped", "deferred"}
         assert sum(report["sweep"]["outcomes"].values()) == report["sweep"]["eligible"]
-
-
-def ledger_table() -> str:
-    name = f"ledger-{time.monotonic_ns()}"
-    dynamodb: Any = boto3.client("dynamodb")
-    dynamodb.create_table(
-        TableName=name,
-        AttributeDefinitions=[{"AttributeName": "executionId", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "executionId", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return name
