@@ -60,6 +60,10 @@ RAW_ROWS_LIMIT_MAX = 10_000
 RAW_LIST_LIMIT_MAX = 1000
 
 
+DEFAULT_RUN_MS = 60_000
+"""A seeded execution without times was created this long ago and ran until now (its endTime is never in the future)."""
+
+
 def now_ms() -> int:
     """Milliseconds since the Unix epoch, the unit of every CDF timestamp."""
     return int(time.time() * 1000)
@@ -399,7 +403,8 @@ class ExecutionStore:
         if status == "RUNNING":
             end_time = None
         elif end_time is None:
-            end_time = created_time + 60_000
+            # It ran for up to a minute and has ended by now (never in the future).
+            end_time = min(created_time + DEFAULT_RUN_MS, now_ms())
         return Execution(
             id=execution_id or new_uuid(),
             workflow_external_id=workflow_external_id,
@@ -467,7 +472,7 @@ class ExecutionStore:
             definition,
             tuple(_task_template(spec) for spec in specs),
             reason=reason,
-            created_time=now_ms() if created_time is None else created_time,
+            created_time=now_ms() - DEFAULT_RUN_MS if created_time is None else created_time,
             start_time=start_time,
             end_time=end_time,
             metadata=validate_metadata(metadata),
@@ -493,14 +498,14 @@ class ExecutionStore:
         input: Json | None = None,
     ) -> list[str]:
         """Add ``n`` executions sharing one definition; without ``created_time`` they are 1 ms apart,
-        the last one created now.  Sorts the index once; tasks are made on first use."""
+        the last one created DEFAULT_RUN_MS ago.  Sorts the index once; tasks are made on first use."""
         status = self._check_seed_args(workflow_external_id, version, status)
         specs = self._task_specs(tasks, status, reason)
         definition = _definition_from_specs(specs, f"{workflow_external_id} v{version}")
         self.definitions.setdefault((workflow_external_id, version), definition)
         templates = tuple(_task_template(spec) for spec in specs)
         meta = validate_metadata(metadata)
-        base = now_ms() - (n - 1) if created_time is None else created_time
+        base = now_ms() - DEFAULT_RUN_MS - (n - 1) if created_time is None else created_time
         uuids = new_uuids(2 * n)
         new: list[Execution] = []
         for i in range(n):

@@ -455,3 +455,28 @@ def test_cognites_function_folder_check_accepts_handler_py() -> None:
 
     root = Path(__file__).resolve().parents[1]
     validate_function_folder(str(root), "handler.py", skip_folder_validation=False)
+
+
+def test_a_deadline_that_cuts_a_sent_retry_request_says_it_may_have_been_applied(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRY_DEADLINE_SECONDS", "3")
+    monkeypatch.setenv("RETRY_REQUEST_TIMEOUT_SECONDS", "2")
+    monkeypatch.setenv("RETRY_SDK_MAX_RETRIES", "0")
+    from workflow_retry.settings import cached_settings
+
+    cached_settings.cache_clear()
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    not_reached = emu.seed_execution("wf", "1", "FAILED")["id"]
+    # The retry request goes out after 1.5 s (a slow session) and outlives the 3 s deadline.
+    emu.add_fault(Fault(method="POST", path_regex=r"/sessions$", latency=1.5, times=1))
+    emu.add_fault(Fault(method="POST", path_regex=rf"/workflows/executions/{failed}/retry$", latency=5.0, times=1))
+    emu.add_fault(Fault(method="GET", path_regex=rf"/workflows/executions/{not_reached}$", latency=5.0, times=1))
+
+    result = by_id(handler.handle({"executionIds": [failed, not_reached]}, client, SECRETS))
+
+    assert result[failed]["outcome"] == "failed"
+    assert result[failed]["error"]["retryable"] is True
+    assert "may have applied it" in result[failed]["reason"]
+    assert result[not_reached]["outcome"] == "failed"
+    assert "may have applied" not in result[not_reached]["reason"]

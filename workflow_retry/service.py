@@ -29,6 +29,10 @@ from workflow_retry.settings import Settings
 logger = logging.getLogger(__name__)
 
 DEADLINE_MESSAGE = "not reached before the call's deadline"
+DEADLINE_IN_FLIGHT_MESSAGE = (
+    "the call's deadline passed while the retry request was in flight: CDF may have applied it "
+    "(a later delivery reads the execution first and will not retry it twice)"
+)
 CAP_NOT_ENFORCED = "attempt cap not enforced (ledger: none)"
 
 
@@ -73,11 +77,13 @@ async def retry_executions(
         try:
             if requested.execution_id is None:
                 return _result(requested.shown, Outcome.INVALID, requested.problem or "invalid")
+            watched = _RetryRequestWatch(gateway)
             try:
                 async with asyncio.timeout_at(deadline), slots:
-                    return await retry_one(requested.execution_id, gateway, dry_run=request.dry_run, context=ctx)
+                    return await retry_one(requested.execution_id, watched, dry_run=request.dry_run, context=ctx)
             except TimeoutError:
-                return _failed(requested.shown, CdfRequestError(None, DEADLINE_MESSAGE, retryable=True))
+                message = DEADLINE_IN_FLIGHT_MESSAGE if watched.retry_sent else DEADLINE_MESSAGE
+                return _failed(requested.shown, CdfRequestError(None, message, retryable=True))
         finally:
             done += 1
             if progress is not None:
@@ -90,6 +96,32 @@ async def retry_executions(
     for result in report.results:
         _log_result(result)
     return report
+
+
+class _RetryRequestWatch:
+    """One ID's view of the gateway that remembers whether its retry request went out.
+
+    When the deadline cuts the work of an ID, that tells "not reached" from "sent, answer unknown".
+    """
+
+    def __init__(self, gateway: CdfGateway) -> None:
+        self._gateway = gateway
+        self.retry_sent = False
+
+    async def get_execution(self, execution_id: ExecutionId) -> dict[str, Any]:
+        return await self._gateway.get_execution(execution_id)
+
+    async def create_nonce(self) -> Nonce:
+        return await self._gateway.create_nonce()
+
+    async def retry_execution(self, execution_id: ExecutionId, nonce: Nonce) -> dict[str, Any]:
+        self.retry_sent = True
+        return await self._gateway.retry_execution(execution_id, nonce)
+
+    async def list_executions(
+        self, filter: dict[str, Any], limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        return await self._gateway.list_executions(filter, limit, cursor)
 
 
 async def retry_one(

@@ -307,7 +307,7 @@ def moto_endpoint() -> Iterator[str]:
     """moto in server mode on a free loopback port (DynamoDB for the ledger and the idempotency table),
     one request at a time so that conditional writes are atomic under concurrent invocations."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    with moto_server(serial=True) as endpoint:
+    with moto_server() as endpoint:
         yield endpoint
 
 

@@ -29,10 +29,11 @@ class SerialMotoServer(ThreadedMotoServer):
 
 
 @contextmanager
-def moto_server(*, serial: bool = False) -> Iterator[str]:
+def moto_server(*, serial: bool = True) -> Iterator[str]:
     """Start moto, point boto3 at it (``AWS_ENDPOINT_URL``, test credentials); yields the endpoint.
 
-    ``serial``: one request at a time, so that concurrent conditional writes are atomic (see :class:`SerialMotoServer`).
+    ``serial`` (the default): one request at a time, so that concurrent conditional writes are atomic
+    as in DynamoDB (see :class:`SerialMotoServer`); the tests of concurrent invocations rely on it.
     """
     server = (SerialMotoServer if serial else ThreadedMotoServer)(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
