@@ -456,7 +456,8 @@ class CdfEmulator:
 
     def seed_many(self, n: int, **kwargs: Any) -> list[str]:
         """Add ``n`` executions quickly (one index sort); same keyword arguments as ``seed_execution``
-        except ``execution_id``.  Without ``created_time`` they are 1 ms apart, the last one created a minute ago and ended now."""
+        except ``execution_id``.  Without ``created_time`` they are 1 ms apart, the last one created a
+        minute ago and ended now."""
         with self._lock:
             return self._state.executions.seed_many(n, **kwargs)
 
