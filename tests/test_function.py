@@ -480,3 +480,22 @@ def test_a_deadline_that_cuts_a_sent_retry_request_says_it_may_have_been_applied
     assert "may have applied it" in result[failed]["reason"]
     assert result[not_reached]["outcome"] == "failed"
     assert "may have applied" not in result[not_reached]["reason"]
+
+
+def test_a_429_storm_on_the_retry_request_does_not_use_up_attempts(emu: CdfEmulator, client: CogniteClient) -> None:
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    storm = emu.add_fault(Fault(method="POST", path_regex=RETRY_PATH, statuses=[429], probability=1.0))
+
+    for _ in range(3):
+        [item] = handler.handle({"executionId": failed}, client, SECRETS)["results"]
+        assert item["outcome"] == "failed"
+        assert item["error"]["code"] == 429
+        assert item["error"]["retryable"] is True
+    emu.clear_faults()
+    assert storm.applied > 3
+
+    [item] = handler.handle({"executionId": failed}, client, SECRETS)["results"]
+
+    assert item["outcome"] == "retried"
+    assert item["attempts"] == 1
+    assert emu.retry_count(failed) == 1

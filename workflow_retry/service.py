@@ -214,6 +214,11 @@ async def _retry_counted(
         # Another caller restarted it between our read and our request. Our count stays: it holds the
         # same number theirs does, and giving it back could erase theirs (RAW has no conditional write).
         return result
+    if result.error is not None and result.error.code == 429:
+        # Throttled: CDF turned the request away before acting on it, so no attempt was made. Keeping
+        # the count would let a long 429 storm use up the cap without a single retry running.
+        await _release(ctx, took, record)
+        return result.model_copy(update={"attempts": attempts})
     if result.error is not None and not result.error.retryable:
         # CDF refused the request (a 4xx) and the execution does not run: the attempt did not happen.
         await _release(ctx, took, record)
