@@ -54,6 +54,14 @@ def track_emulator(emu: CdfEmulator) -> CdfEmulator:
 
 
 @pytest.fixture(autouse=True)
+def _settings_read_afresh() -> Iterator[None]:
+    """Each test reads the settings from its own environment: none inherits another's cached deadline or ledger."""
+    cached_settings.cache_clear()
+    yield
+    cached_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
 def _scan_every_handle_result(monkeypatch: pytest.MonkeyPatch) -> None:
     """Add every result and exception message of ``handle`` in the suite to the secret scan (a spy only)."""
     from workflow_retry import function
