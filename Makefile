@@ -24,8 +24,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+# The DEBUG secrets scan over the whole fault matrix runs in a process of its own: late in one long
+# process its SQS batches have run out of their 2 s deadline for a reason not yet found (README, known limits).
+ISOLATED := tests/reliability/test_secrets_matrix.py
+
 unit: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --deselect $(ISOLATED)
+	$(PY) -m pytest -q $(ISOLATED)
 
 test-quick: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
