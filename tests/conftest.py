@@ -117,14 +117,11 @@ def function_client(emu: CdfEmulator) -> CogniteClient:
 
 
 @pytest.fixture
-def fast_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Settings for tests: no SDK backoff waits, short request timeout; read afresh for the test."""
+def fast_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings for tests: no SDK backoff waits, short request timeout (read afresh: ``_settings_read_afresh``)."""
     monkeypatch.setenv("RETRY_SDK_MAX_BACKOFF_SECONDS", "0")
     monkeypatch.setenv("RETRY_REQUEST_TIMEOUT_SECONDS", "5")
     monkeypatch.setenv("RETRY_DEADLINE_SECONDS", "60")
-    cached_settings.cache_clear()
-    yield
-    cached_settings.cache_clear()
 
 
 def make_client(emu: CdfEmulator, client_id: str, client_secret: str) -> CogniteClient:

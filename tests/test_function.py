@@ -348,9 +348,6 @@ def test_a_slow_server_beyond_the_request_timeout_fails_retryably(
 ) -> None:
     monkeypatch.setenv("RETRY_REQUEST_TIMEOUT_SECONDS", "1")
     monkeypatch.setenv("RETRY_SDK_MAX_RETRIES", "0")
-    from workflow_retry.settings import cached_settings
-
-    cached_settings.cache_clear()
     failed = emu.seed_execution("wf", "1", "FAILED")["id"]
     emu.add_fault(Fault(method="GET", path_regex=r"/workflows/executions/[^/]+$", latency=2.5, times=5))
 
@@ -428,9 +425,6 @@ def test_the_deadline_holds_when_cdf_answers_429_to_everything(
     monkeypatch.setenv("RETRY_SDK_MAX_RETRIES", "10")
     monkeypatch.setenv("RETRY_SDK_MAX_BACKOFF_SECONDS", "1")
     monkeypatch.setenv("RETRY_CONCURRENCY", "2")
-    from workflow_retry.settings import cached_settings
-
-    cached_settings.cache_clear()
     ids = emu.seed_many(6, status="FAILED")
     emu.add_fault(Fault(statuses=[429] * 10_000, path_regex=r"/workflows/"))
 
@@ -463,9 +457,6 @@ def test_a_deadline_that_cuts_a_sent_retry_request_says_it_may_have_been_applied
     monkeypatch.setenv("RETRY_DEADLINE_SECONDS", "3")
     monkeypatch.setenv("RETRY_REQUEST_TIMEOUT_SECONDS", "2")
     monkeypatch.setenv("RETRY_SDK_MAX_RETRIES", "0")
-    from workflow_retry.settings import cached_settings
-
-    cached_settings.cache_clear()
     failed = emu.seed_execution("wf", "1", "FAILED")["id"]
     not_reached = emu.seed_execution("wf", "1", "FAILED")["id"]
     # The retry request goes out after 1.5 s (a slow session) and outlives the 3 s deadline.

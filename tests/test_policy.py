@@ -293,9 +293,6 @@ def test_ledger_none_is_explicit_and_every_result_says_the_cap_is_not_enforced(
     emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RETRY_LEDGER", "none")
-    from workflow_retry.settings import cached_settings
-
-    cached_settings.cache_clear()
     emu.auto_fail_after_retry = True
     failed = emu.seed_execution("wf", "1", "FAILED")["id"]
 

@@ -191,9 +191,6 @@ def test_sweep_true_uses_the_configured_defaults(
 ) -> None:
     monkeypatch.setenv("RETRY_SWEEP_WORKFLOWS", "wf-a")
     monkeypatch.setenv("RETRY_SWEEP_MAX_RESTARTS", "1")
-    from workflow_retry.settings import cached_settings
-
-    cached_settings.cache_clear()
     emu.seed_many(2, workflow_external_id="wf-a", status="FAILED")
 
     result = sweep(client, {"sweep": True})
