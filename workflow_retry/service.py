@@ -3,9 +3,10 @@
 ``retry_executions`` is the core: it takes one :class:`RetryRequest`, asks ``policy`` what to do with
 each execution and acts through a :class:`CdfGateway`. It does not know which platform called it.
 
-A :class:`RetryContext` carries the policy, the attempt ledger and the give-up announcer. Per
-execution: the execution and its ledger record are read at the same time; the attempt is counted
-while the session is created; then the retry request is sent.
+A :class:`RetryContext` carries the policy, the attempt ledger and the give-up announcer. A batch
+first reads the ledger records of all its IDs at once where the ledger can (:func:`read_ahead`). Per
+execution: the execution and its ledger record (unless read ahead) are read at the same time; the
+attempt is counted while the session is created; then the retry request is sent.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from workflow_retry.cdf import CdfGateway, Nonce
 from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError, LedgerError
 from workflow_retry.giveup import Announcer, GiveUp
 from workflow_retry.ids import ExecutionId
-from workflow_retry.ledger import OUTCOME_GAVE_UP, AttemptLedger, AttemptRecord, NoLedger
+from workflow_retry.ledger import OUTCOME_GAVE_UP, AttemptLedger, AttemptRecord, LedgerSnapshot, NoLedger
 from workflow_retry.models import ErrorInfo, ExecutionResult, Outcome, RequestedId, RetryReport, RetryRequest
 from workflow_retry.policy import DEFAULT_POLICY, Action, Decision, RetryPolicy, decide, retry_was_applied
 from workflow_retry.settings import Settings
@@ -52,6 +53,27 @@ class RetryContext:
     ledger: AttemptLedger = field(default_factory=NoLedger)
     announcer: Announcer = field(default_factory=Announcer)
     clock: Callable[[], int] = now_ms
+    ledger_snapshot: LedgerSnapshot | None = None
+    """Records read ahead for a batch (:func:`read_ahead`); an ID it does not answer for is read alone."""
+
+
+async def read_ahead(execution_ids: list[ExecutionId], context: RetryContext) -> RetryContext:
+    """The context with the ledger records of these IDs read in bulk, where the ledger can do that cheaply.
+
+    Best effort: when the bulk read fails, each ID reads its own record (and reports that read's error).
+    The caller bounds it by the call's deadline.
+    """
+    if len(execution_ids) < 2:
+        return context
+    now = context.clock()
+    try:
+        records = await context.ledger.read_many(execution_ids, now)
+    except LedgerError as exc:
+        logger.warning("reading the attempt ledger in bulk failed, reading it per execution: %s", exc)
+        return context
+    if records is None:
+        return context
+    return replace(context, ledger_snapshot=LedgerSnapshot(records, frozenset(execution_ids), now))
 
 
 Progress = Callable[[int, int], None]
@@ -71,6 +93,11 @@ async def retry_executions(
     deadline = loop.time() + settings.deadline_seconds
     slots = asyncio.Semaphore(settings.concurrency)
     done = 0
+    try:
+        async with asyncio.timeout_at(deadline):
+            ctx = await read_ahead(_unique_valid_ids(request), ctx)
+    except TimeoutError:
+        pass  # every ID reports the deadline below
 
     async def handle_one(requested: RequestedId) -> ExecutionResult:
         nonlocal done
@@ -96,6 +123,10 @@ async def retry_executions(
     for result in report.results:
         _log_result(result)
     return report
+
+
+def _unique_valid_ids(request: RetryRequest) -> list[ExecutionId]:
+    return list(dict.fromkeys(r.execution_id for r in request.ids if r.execution_id is not None))
 
 
 class _RetryRequestWatch:
@@ -131,7 +162,7 @@ async def retry_one(
     ctx = context or RetryContext()
     now = ctx.clock()
     read_execution, read_record = await asyncio.gather(
-        gateway.get_execution(execution_id), ctx.ledger.get(execution_id, now), return_exceptions=True
+        gateway.get_execution(execution_id), _read_record(execution_id, ctx, now), return_exceptions=True
     )
     if isinstance(read_execution, ExecutionNotFoundError):
         return _result(execution_id, Outcome.NOT_FOUND, f"CDF does not know this execution ({read_execution.code})")
@@ -159,6 +190,13 @@ async def retry_one(
     if decision.action is Action.REPORT_ONLY:
         return _result(execution_id, Outcome.DRY_RUN, decision.reason, execution, attempts)
     return await _retry_counted(execution_id, execution, record, decision, gateway, ctx)
+
+
+async def _read_record(execution_id: ExecutionId, ctx: RetryContext, now: int) -> AttemptRecord | None:
+    snapshot = ctx.ledger_snapshot
+    if snapshot is not None and snapshot.knows(execution_id, now):
+        return snapshot.records.get(execution_id)
+    return await ctx.ledger.get(execution_id, now)
 
 
 def decide_with_record(

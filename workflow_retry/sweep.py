@@ -41,7 +41,7 @@ from workflow_retry.models import (
     SweepSummary,
 )
 from workflow_retry.policy import WorkflowSelector, failure_key, screen
-from workflow_retry.service import RetryContext, retry_one
+from workflow_retry.service import RetryContext, read_ahead, retry_one
 from workflow_retry.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -240,6 +240,7 @@ async def _retry_oldest_first(
     not_reached = 0
     try:
         async with asyncio.timeout_at(deadline):
+            ctx = await read_ahead([c.execution_id for c in selected], ctx)
             await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, max_restarts))))
     except TimeoutError:
         # Work in flight was cancelled; whatever was left in the queue was never started.

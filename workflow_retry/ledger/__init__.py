@@ -15,6 +15,7 @@ counts the attempt only if the record is still that one. A ledger that lost the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -72,6 +73,28 @@ def next_record(
     )
 
 
+READ_AHEAD_FRESH_MS = 10_000
+"""How long records read in bulk stand for a fresh read: past that, an execution's record is read again.
+
+A record read ahead is older, when its execution's turn comes, than one read just then; the cap and the
+cooldown guard against loops that take minutes, so a few seconds do not weaken them, but a long batch
+should not decide on a record read long before.
+"""
+
+
+@dataclass(frozen=True)
+class LedgerSnapshot:
+    """Records read in bulk (:meth:`AttemptLedger.read_many`) for the IDs in ``covers``, at ``read_at_ms``."""
+
+    records: Mapping[str, AttemptRecord]
+    covers: frozenset[str]
+    read_at_ms: int
+
+    def knows(self, execution_id: str, now_ms: int) -> bool:
+        """Whether the snapshot answers for this execution now (covered, and still fresh)."""
+        return execution_id in self.covers and now_ms - self.read_at_ms <= READ_AHEAD_FRESH_MS
+
+
 class AttemptLedger(Protocol):
     """Counts attempts per execution. Every method raises :class:`LedgerError` when the store fails."""
 
@@ -85,6 +108,13 @@ class AttemptLedger(Protocol):
 
     async def get(self, execution_id: str, now_ms: int) -> AttemptRecord | None:
         """The execution's record, or None when there is none (or it has expired)."""
+        ...
+
+    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> Mapping[str, AttemptRecord] | None:
+        """The live records of many executions in fewer requests than one each (an ID with no record is absent).
+
+        None when this ledger cannot do that cheaply for these IDs: the caller then reads them one by one.
+        """
         ...
 
     async def take_attempt(
@@ -110,6 +140,9 @@ class NoLedger:
 
     async def get(self, execution_id: str, now_ms: int) -> AttemptRecord | None:
         return None
+
+    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> Mapping[str, AttemptRecord] | None:
+        return {}
 
     async def take_attempt(
         self, seen: AttemptRecord | None, execution_id: str, workflow_external_id: str | None, now_ms: int

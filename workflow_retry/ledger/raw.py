@@ -15,13 +15,18 @@ README (policy)).
 Requests go through the async client's ``get``/``post`` (as in :mod:`workflow_retry.cdf`), not the
 SDK's ``client.raw.rows`` methods: those are throttled per process to 5 reads and 2 writes at once,
 which made the ledger the bottleneck of a batch. Row writes of concurrent retries are sent together
-(:class:`_BatchedInserts`); see ``docs/benchmarks.md``.
+(:class:`_BatchedInserts`), and a batch reads its records by listing the rows written within the TTL
+(:meth:`RawLedger.read_many`; RAW has no read of many keys); see ``docs/benchmarks.md``.
+
+A row is live until its ``expiresAt``, or until the current TTL has passed since RAW last wrote it
+(``lastUpdatedTime``, plus :data:`CLOCK_SKEW_MS`), whichever comes first: so a lowered
+``RETRY_LEDGER_TTL_HOURS`` applies at once, and a row read alone or by listing is judged the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -34,6 +39,15 @@ from workflow_retry.ledger import AttemptRecord, LedgerKind, next_record
 WRITE_WINDOW_SECONDS = 0.002
 """How long a row write waits for others to join its insert request (it runs while the session is created)."""
 MAX_ROWS_PER_INSERT = 1000
+READ_AHEAD_MIN_IDS = 16
+"""Fewer IDs than this are read one by one: their reads overlap anyway, and a listing may carry many rows."""
+READ_AHEAD_IDS_PER_PAGE = 50
+"""A listed page (up to 10,000 rows) is worth this many single reads: more pages than IDs / 50 and the
+listing is abandoned for single reads (a ledger that busy is better read by key)."""
+LIST_PAGE_ROWS = 10_000
+"""RAW's largest page."""
+CLOCK_SKEW_MS = 3_600_000
+"""Slack between this machine's clock (``expiresAt``) and RAW's (``lastUpdatedTime``)."""
 
 
 class RawLedger:
@@ -62,8 +76,43 @@ class RawLedger:
             raise _ledger_error("reading", exc) from None
         except CogniteException as exc:
             raise _ledger_error("reading", exc) from None
-        columns = response.json().get("columns")
+        return self._live_record(execution_id, response.json(), now_ms)
+
+    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> Mapping[str, AttemptRecord] | None:
+        wanted = set(execution_ids)
+        if len(wanted) < READ_AHEAD_MIN_IDS:
+            return None
+        params: dict[str, Any] = {"limit": LIST_PAGE_ROWS, "minLastUpdatedTime": self._oldest_live_ms(now_ms)}
+        found: dict[str, AttemptRecord] = {}
+        for _ in range(max(1, len(wanted) // READ_AHEAD_IDS_PER_PAGE)):
+            try:
+                response = await self._client.get(self._rows_path, params=params)
+            except CogniteAPIError as exc:
+                if exc.code == 404:
+                    return {}  # the database or table does not exist yet: no records at all
+                raise _ledger_error("reading", exc) from None
+            except CogniteException as exc:
+                raise _ledger_error("reading", exc) from None
+            body = response.json()
+            for row in body.get("items") or ():
+                key = row.get("key") if isinstance(row, dict) else None
+                if key in wanted and (record := self._live_record(key, row, now_ms)) is not None:
+                    found[key] = record
+            cursor = body.get("nextCursor")
+            if not cursor:
+                return found
+            params["cursor"] = cursor
+        return None
+
+    def _oldest_live_ms(self, now_ms: int) -> int:
+        """RAW's ``lastUpdatedTime`` of a row must be later than this for the row to be live."""
+        return now_ms - self._ttl_seconds * 1000 - CLOCK_SKEW_MS
+
+    def _live_record(self, execution_id: str, row: dict[str, Any], now_ms: int) -> AttemptRecord | None:
+        columns, updated = row.get("columns"), row.get("lastUpdatedTime")
         if not isinstance(columns, dict) or not columns:
+            return None
+        if isinstance(updated, int | float) and updated <= self._oldest_live_ms(now_ms):
             return None
         record = _from_columns(execution_id, columns)
         return None if record is None or record.expires_at <= now_ms // 1000 else record
