@@ -13,6 +13,7 @@ the table.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -61,6 +62,9 @@ class DynamoDbLedger:
             return None
         record = _from_item(item)
         return None if record.expires_at <= now_ms // 1000 else record
+
+    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> Mapping[str, AttemptRecord] | None:
+        return None  # consistent single reads, one per execution (they run in threads, off the event loop)
 
     async def take_attempt(
         self, seen: AttemptRecord | None, execution_id: str, workflow_external_id: str | None, now_ms: int
