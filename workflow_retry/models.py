@@ -87,6 +87,30 @@ class ExecutionResult(_WireModel):
         return self.outcome is Outcome.DEFERRED or (self.error is not None and self.error.retryable)
 
 
+class SweepSummary(_WireModel):
+    """What a sweep saw and did, including what it did not reach (``results`` hold only what it acted on).
+
+    ``outcomes`` counts every execution the sweep looked at, by outcome (``skipped`` includes those the
+    policy filtered out of the list without reading them in detail).
+    """
+
+    window_start: int = Field(description="createdTime lower bound of the listing (epoch ms)")
+    window_end: int
+    workflows: tuple[str, ...]
+    statuses: tuple[str, ...]
+    max_restarts: int
+    pages_read: int = 0
+    executions_seen: int = 0
+    listing_complete: bool = False
+    eligible: int = Field(default=0, description="Executions the policy would retry now")
+    left_for_next_sweep: int = Field(default=0, description="Eligible, but beyond maxRestarts (newest first left)")
+    not_reached: int = Field(default=0, description="Selected but not handled before the deadline")
+    stopped_early: str | None = Field(default=None, description="Why the sweep stopped before the end, if it did")
+    listing_error: ErrorInfo | None = Field(default=None, description="Why listing failed, if it did")
+    results_omitted: int = Field(default=0, description="Results counted in outcomes but not listed")
+    outcomes: dict[str, int] = Field(default_factory=dict)
+
+
 class RetryReport(_WireModel):
     """One result per distinct input ID, in input order, and how many of each outcome."""
 
@@ -118,30 +142,3 @@ class RetryReport(_WireModel):
         if self.sweep is not None:
             out["sweep"] = self.sweep.model_dump(mode="json", by_alias=True)
         return out
-
-
-class SweepSummary(_WireModel):
-    """What a sweep saw and did, including what it did not reach (``results`` hold only what it acted on).
-
-    ``outcomes`` counts every execution the sweep looked at, by outcome (``skipped`` includes those the
-    policy filtered out of the list without reading them in detail).
-    """
-
-    window_start: int = Field(description="createdTime lower bound of the listing (epoch ms)")
-    window_end: int
-    workflows: tuple[str, ...]
-    statuses: tuple[str, ...]
-    max_restarts: int
-    pages_read: int = 0
-    executions_seen: int = 0
-    listing_complete: bool = False
-    eligible: int = Field(default=0, description="Executions the policy would retry now")
-    left_for_next_sweep: int = Field(default=0, description="Eligible, but beyond maxRestarts (newest first left)")
-    not_reached: int = Field(default=0, description="Selected but not handled before the deadline")
-    stopped_early: str | None = Field(default=None, description="Why the sweep stopped before the end, if it did")
-    listing_error: ErrorInfo | None = Field(default=None, description="Why listing failed, if it did")
-    results_omitted: int = Field(default=0, description="Results counted in outcomes but not listed")
-    outcomes: dict[str, int] = Field(default_factory=dict)
-
-
-RetryReport.model_rebuild()
