@@ -6,6 +6,10 @@ verifiers. Each invocation detects the event's source, unwraps it into deliverie
 (:mod:`~workflow_retry.aws.events`), runs each through the core (``function.execute``) under the
 duplicate guard, and shapes the answer (:mod:`~workflow_retry.aws.responses`). Nothing reaches CDF,
 and no secret is fetched for CDF, before a delivery is authenticated and its payload read.
+
+A cold start loads only what the container's settings and the event need: the signature checks
+(:mod:`workflow_retry.webhooks`, cryptography) on the first HTTP request, boto3 only for an AWS client
+(``IDEMPOTENCY_TABLE``, a ``*_REF`` secret, ``GIVE_UP_TOPIC_ARN``, the DynamoDB ledger).
 """
 
 from __future__ import annotations
@@ -63,15 +67,11 @@ from workflow_retry.function import execute
 from workflow_retry.models import RetryReport, RetryRequest
 from workflow_retry.payloads import parse_payload
 from workflow_retry.settings import Settings, cached_settings
-from workflow_retry.webhooks import (
-    SnsMessageVerifier,
-    StandardWebhookVerifier,
-    UrllibHttpsGetter,
-    parse_webhook_secrets,
-)
 
 if TYPE_CHECKING:
     from cognite.client import CogniteClient
+
+    from workflow_retry.webhooks import SnsMessageVerifier, StandardWebhookVerifier
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class LambdaApp:
         self._guard = guard or (
             dynamodb_guard(settings.idempotency_table, expiry) if settings.idempotency_table else memory_guard(expiry)
         )
-        self._sns = sns_verifier or SnsMessageVerifier(settings.topic_arns, UrllibHttpsGetter(), max_age_seconds=expiry)
+        self._sns = sns_verifier  # made on the first SNS HTTPS message (see _sns_verifier)
         self._lock = threading.Lock()
         self._client: CogniteClient | None = None
         self._client_secret: str | None = None
@@ -294,9 +294,10 @@ class LambdaApp:
             return Delivery(Source.HTTP, key=key, problem=str(exc))
 
     def _sns_https(self, request: HttpRequest, context: Any) -> dict[str, Any]:
-        message = self._sns.verify(request.body)
+        verifier = self._sns_verifier()
+        message = verifier.verify(request.body)
         if message.Type == "SubscriptionConfirmation":
-            self._sns.confirm_subscription(message)
+            verifier.confirm_subscription(message)
             logger.info("confirmed the subscription to SNS topic %s", message.TopicArn)
             return http_response(200, {"confirmed": message.TopicArn})
         if message.Type == "UnsubscribeConfirmation":
@@ -306,7 +307,20 @@ class LambdaApp:
         delivery = Delivery(Source.HTTP, key=inner_key or f"sns:{message.MessageId}", payload=payload, problem=problem)
         return http_answer(self._handle_delivery(delivery, context))
 
+    def _sns_verifier(self) -> SnsMessageVerifier:
+        # Built on first use: its HTTPS getter loads the CA certificates, and webhooks loads cryptography.
+        from workflow_retry.webhooks import SnsMessageVerifier, UrllibHttpsGetter
+
+        with self._lock:
+            if self._sns is None:
+                expiry = self._settings.idempotency_expiry_seconds
+                getter = UrllibHttpsGetter()
+                self._sns = SnsMessageVerifier(self._settings.topic_arns, getter, max_age_seconds=expiry)
+            return self._sns
+
     def _webhooks(self) -> StandardWebhookVerifier:
+        from workflow_retry.webhooks import StandardWebhookVerifier, parse_webhook_secrets  # HTTP requests only
+
         text = resolve_secret(self._settings.webhook_secret, self._settings.webhook_secret_ref, self._secrets)
         if text is None:
             raise ConfigurationError(

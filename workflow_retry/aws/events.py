@@ -12,7 +12,9 @@ Sources (samples in tests/events/):
 A message body may also hold a whole EventBridge event (an EventBridge rule targeting SNS or SQS):
 its ``detail`` is the payload. SNS, SQS and EventBridge records are read with Powertools' parser
 models; the HTTP shapes with small models of what is used here, so that an odd field elsewhere in
-the request cannot turn a clear 4xx into a 500.
+the request cannot turn a clear 4xx into a 500. The parser models are imported by the functions that
+read those sources, not with this module: they cost a cold start ~60 ms, and a direct invoke or an
+HTTP request never uses them.
 
 Each delivery carries a duplicate-detection key from the innermost envelope that has an ID:
 ``sns:<MessageId>``, ``events:<id>`` or ``sqs:<messageId>`` (so one SNS message fanned out to
@@ -28,12 +30,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser.models import (
-    EventBridgeModel,
-    SnsModel,
-    SnsNotificationModel,
-    SqsModel,
-)
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from workflow_retry.errors import PayloadError, UnsupportedEventError
@@ -107,6 +103,8 @@ def direct_delivery(event: dict[str, Any]) -> Delivery:
 
 def sns_deliveries(event: dict[str, Any]) -> list[Delivery]:
     """One delivery per SNS record (SNS invokes Lambda with one record)."""
+    from aws_lambda_powertools.utilities.parser.models import SnsModel  # see the module docstring
+
     model = _parse(SnsModel, event, "SNS event")
     deliveries = []
     for record in model.Records:
@@ -118,6 +116,8 @@ def sns_deliveries(event: dict[str, Any]) -> list[Delivery]:
 
 def sqs_deliveries(event: dict[str, Any]) -> list[Delivery]:
     """One delivery per SQS record, in batch order (the order FIFO queues require)."""
+    from aws_lambda_powertools.utilities.parser.models import SqsModel  # see the module docstring
+
     model = _parse(SqsModel, event, "SQS event")
     deliveries = []
     for record in model.Records:
@@ -141,6 +141,8 @@ def is_fifo(event: dict[str, Any]) -> bool:
 
 
 def eventbridge_delivery(event: dict[str, Any]) -> Delivery:
+    from aws_lambda_powertools.utilities.parser.models import EventBridgeModel  # see the module docstring
+
     model = _parse(EventBridgeModel, event, "EventBridge event")
     return Delivery(Source.EVENTBRIDGE, key=f"events:{model.id}", payload=model.detail)
 
@@ -159,6 +161,8 @@ def payload_of_message(text: str, what: str) -> tuple[object, str | None, str | 
     except (ValueError, RecursionError) as exc:
         return None, None, f"{what} is not JSON: {_json_problem(exc)}"
     if isinstance(value, dict) and value.get("Type") == "Notification" and "TopicArn" in value:
+        from aws_lambda_powertools.utilities.parser.models import SnsNotificationModel  # see the module docstring
+
         try:
             notification = SnsNotificationModel.model_validate(value)
         except ValidationError as exc:
@@ -166,6 +170,8 @@ def payload_of_message(text: str, what: str) -> tuple[object, str | None, str | 
         payload, inner_key, problem = payload_of_message(str(notification.Message), "the SNS Message")
         return payload, inner_key or f"sns:{notification.MessageId}", problem
     if isinstance(value, dict) and "detail-type" in value and "detail" in value and "id" in value:
+        from aws_lambda_powertools.utilities.parser.models import EventBridgeModel  # see the module docstring
+
         try:
             bridged = EventBridgeModel.model_validate(value)
         except ValidationError as exc:

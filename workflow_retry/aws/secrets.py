@@ -22,13 +22,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
 from workflow_retry.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import boto3
 
 
 class _WithoutResponseBodies(logging.Filter):
@@ -86,7 +87,7 @@ class AwsSecretReader:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_age = max_age_seconds
-        self._session = session or boto3.session.Session()
+        self._session = session  # made on the first fetch: boto3 loads only when a secret is read from AWS
         self._clock = clock
         self._cache: dict[str, tuple[float, str]] = {}
         self._clients: dict[tuple[str, str | None], Any] = {}
@@ -104,6 +105,8 @@ class AwsSecretReader:
         return value
 
     def _fetch(self, reference: SecretReference) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError  # the AWS path only (see _client)
+
         client = self._client(reference.service, reference.region)
         try:
             if reference.service == "ssm":
@@ -123,6 +126,10 @@ class AwsSecretReader:
         with self._lock:
             client = self._clients.get((service, region))
             if client is None:
+                if self._session is None:
+                    import boto3  # here, not at the top: a container without a *_REF secret never loads it
+
+                    self._session = boto3.session.Session()
                 client = self._session.client(service, region_name=region)
                 self._clients[(service, region)] = client
             return client
