@@ -4,8 +4,8 @@ Every variable is optional; defaults are chosen for a Cognite Function (10-minut
 
 :class:`Settings` reads the environment itself, as pydantic-settings would for these flat fields
 (``RETRY_<FIELD>`` or a field's aliases, any case; explicit arguments win), because importing
-pydantic-settings costs a Cognite Function's cold start 30-50 ms (docs/benchmarks.md). The Lambda
-path's settings (``connection``, ``aws.config``) keep pydantic-settings.
+pydantic-settings costs a cold start 30-50 ms (docs/benchmarks.md). The Lambda path's settings
+(``connection``, ``aws.config``) read theirs with the same :func:`environment_values`.
 """
 
 from __future__ import annotations
