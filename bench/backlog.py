@@ -145,6 +145,8 @@ def compare_backlog(
                 IDEAL_TARGET,
             )
         )
+        if side == "batch":
+            rows.append(_cpu_bound_row(size, label, runs[side], median(loop)))
     if slow_network is not None:
         n, latency = slow_network
         rows.append(
@@ -160,6 +162,27 @@ def compare_backlog(
             )
         )
     return rows
+
+
+def _cpu_bound_row(size: int, label: str, runs: list[BacklogRun], loop_seconds: float) -> Row:
+    """How much of the call was CPU in the measured process, and the speed-up that CPU alone allows.
+
+    The call cannot take less than its own CPU time (one event loop, one core), so the loop's time
+    over the call's CPU time is the most any concurrency could reach on this machine.
+    """
+    cpu = median([r.cpu_seconds for r in runs])
+    cpu_share = median([r.cpu_seconds / r.seconds for r in runs])
+    cpu_ms = 1000 * median([r.cpu_seconds / r.requests for r in runs])
+    limit = loop_seconds / cpu
+    return info(
+        f"backlog {size}: {label}, CPU in the measured process (the call's floor on this machine)",
+        f"{cpu_share:.0%} of the call, {cpu_ms:.1f} ms/request: at most {limit:.1f}x the loop",
+        limit,
+        cpu_seconds=round(cpu, 3),
+        cpu_share=round(cpu_share, 3),
+        cpu_ms_per_request=round(cpu_ms, 2),
+        speed_up_limit=round(limit, 2),
+    )
 
 
 def compare_rate_limited(cdf: EmulatedCdf, size: int, *, with_loop: bool, wait_for_deferred: bool) -> list[Row]:
