@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -91,7 +92,7 @@ async def retry_executions(
     ctx = context or RetryContext()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.deadline_seconds
-    slots = asyncio.Semaphore(settings.concurrency)
+    slots = shared_slots(settings.concurrency)
     done = 0
     try:
         async with asyncio.timeout_at(deadline):
@@ -123,6 +124,21 @@ async def retry_executions(
     for result in report.results:
         _log_result(result)
     return report
+
+
+_slots_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_slots(concurrency: int) -> asyncio.Semaphore:
+    """The concurrency bound of every call running on this event loop at once (the SDK's one loop).
+
+    Shared, so that calls made at the same time (the records of an SQS batch, each in its own
+    thread) keep RETRY_CONCURRENCY executions in flight in all, not that many each.
+    """
+    by_size = _slots_by_loop.setdefault(asyncio.get_running_loop(), {})
+    return by_size.setdefault(concurrency, asyncio.Semaphore(concurrency))
 
 
 def _unique_valid_ids(request: RetryRequest) -> list[ExecutionId]:

@@ -145,6 +145,34 @@ def test_an_sqs_batch_that_all_went_well_has_no_failures(new_app: AppFactory, em
     assert len(retries(emu)) == 1
 
 
+def test_the_records_of_a_standard_queue_batch_are_handled_at_the_same_time(
+    new_app: AppFactory, emu: CdfEmulator
+) -> None:
+    failed = [emu.seed_execution("wf", "1", "FAILED")["id"] for _ in range(6)]
+    emu.add_fault(Fault(method="GET", path_regex=r"/workflows/executions/[^/]+$", latency=0.3))
+
+    response = new_app().handle(sqs_event(*({"executionId": i} for i in failed)), lambda_context())
+
+    assert response == {"batchItemFailures": []}
+    assert [status_of(emu, i) for i in failed] == ["RUNNING"] * 6
+    # One record alone has one request open at a time (no ledger here): more means records overlapped.
+    assert emu.max_in_flight >= 3
+
+
+def test_records_handled_at_the_same_time_share_one_concurrency_bound(
+    new_app: AppFactory, emu: CdfEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRY_CONCURRENCY", "2")
+    failed = [emu.seed_execution("wf", "1", "FAILED")["id"] for _ in range(6)]
+    emu.add_fault(Fault(method="GET", path_regex=r"/workflows/executions/[^/]+$", latency=0.2))
+
+    response = new_app().handle(sqs_event(*({"executionId": i} for i in failed)), lambda_context())
+
+    assert response == {"batchItemFailures": []}
+    assert all(emu.retry_count(i) == 1 for i in failed)
+    assert emu.max_in_flight == 2  # RETRY_CONCURRENCY for the whole batch, not for each record
+
+
 def test_a_retry_still_cooling_down_comes_back_through_the_queue(
     new_app: AppFactory, emu: CdfEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

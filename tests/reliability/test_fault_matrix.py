@@ -73,7 +73,7 @@ def run_case(harness: Harness, case: FaultCase, entrypoint: Entrypoint) -> list[
     invalid = f"../{control}/retry"
     case.arrange(harness, target)
 
-    # The target last: an SQS batch shares one deadline, and a slow first record would leave the others unstarted.
+    # One SQS batch, one deadline: the records of a standard queue run at the same time within it.
     first = harness.deliver(entrypoint, [control, invalid, target])
     time.sleep(case.settle_seconds)  # a slow request still asleep in the emulator lands before counting
 

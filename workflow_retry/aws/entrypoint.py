@@ -19,6 +19,7 @@ import math
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
 from workflow_retry.aws.config import (
@@ -76,6 +77,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MIN_DEADLINE_SECONDS = 1.0
+SQS_RECORDS_AT_ONCE = 10
+"""Records of a standard queue's batch handled at the same time (SQS's default batch size)."""
 SNS_MESSAGE_TYPE_HEADER = "x-amz-sns-message-type"
 
 
@@ -172,34 +175,49 @@ class LambdaApp:
     def _sqs(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """One outcome per record; the batch item failures are the records that must come again.
 
-        On a FIFO queue nothing after a record that must come again is handled (it comes back too),
-        so that the queue's order holds. The batch shares one deadline: a record not started before it
-        comes back whole (one deadline per record could outlast the Lambda's time and lose the batch).
+        The records of a standard queue are handled at the same time (up to :data:`SQS_RECORDS_AT_ONCE`;
+        the executions of all of them within the process's one RETRY_CONCURRENCY). On a FIFO queue they
+        are handled in order, and nothing after a record that must come again is handled (it comes back
+        too), so that the queue's order holds. The batch shares one deadline: a record not started before
+        it comes back whole (one deadline per record could outlast the Lambda's time and lose the batch).
         """
         started = time.monotonic()
-        fifo = is_fifo(event)
+        deliveries = sqs_deliveries(event)
         failures: list[str] = []
-        for delivery in sqs_deliveries(event):
-            record_id = delivery.record_id or ""
-            if fifo and failures:
-                failures.append(record_id)
-                continue
-            time_left = self._time_left(context, started)
-            if time_left < MIN_DEADLINE_SECONDS:
-                logger.warning("SQS message %s not started: the invocation's deadline has come", record_id)
-                failures.append(record_id)
-                continue
-            try:
-                outcome = self._handle_delivery(delivery, context, time_left)
-            except Exception:
-                logger.exception("SQS message %s: unexpected error; it will be delivered again", record_id)
-                failures.append(record_id)
-                continue
-            if outcome.comes_back:
-                failures.append(record_id)
+        if is_fifo(event):
+            for delivery in deliveries:
+                if failures or self._sqs_record(delivery, context, started):
+                    failures.append(delivery.record_id or "")
+        else:
+            # Records with the same delivery key (a message sent twice) go one after the other, so that
+            # the second is answered with the first's result instead of coming back as "in progress".
+            same_key: dict[object, list[Delivery]] = {}
+            for position, delivery in enumerate(deliveries):
+                same_key.setdefault(delivery.key if delivery.key is not None else position, []).append(delivery)
+
+            def handle_in_turn(group: list[Delivery]) -> list[Delivery]:
+                return [delivery for delivery in group if self._sqs_record(delivery, context, started)]
+
+            workers = max(1, min(len(same_key), SQS_RECORDS_AT_ONCE))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sqs-record") as pool:
+                back = {id(d) for group in pool.map(handle_in_turn, same_key.values()) for d in group}
+            failures = [delivery.record_id or "" for delivery in deliveries if id(delivery) in back]
         if failures:
             logger.info("%d SQS message(s) will be delivered again: %s", len(failures), failures)
         return batch_response(failures)
+
+    def _sqs_record(self, delivery: Delivery, context: Any, started: float) -> bool:
+        """Handle one SQS record of a batch that began at ``started``; whether it must come again."""
+        record_id = delivery.record_id or ""
+        time_left = self._time_left(context, started)
+        if time_left < MIN_DEADLINE_SECONDS:
+            logger.warning("SQS message %s not started: the invocation's deadline has come", record_id)
+            return True
+        try:
+            return self._handle_delivery(delivery, context, time_left).comes_back
+        except Exception:
+            logger.exception("SQS message %s: unexpected error; it will be delivered again", record_id)
+            return True
 
     def _time_left(self, context: Any, started: float) -> float:
         """Seconds left of an invocation that began at ``started``: RETRY_DEADLINE_SECONDS from then, within
