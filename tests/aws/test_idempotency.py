@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -11,7 +12,7 @@ import boto3
 import pytest
 
 from tests.aws.samples import lambda_context
-from workflow_retry.aws.idempotency import DeliveryGuard, dynamodb_guard, memory_guard
+from workflow_retry.aws.idempotency import DeliveryGuard, MemoryGuard, dynamodb_guard, memory_guard
 from workflow_retry.errors import DeliveryInProgressError, IdempotencyStoreError
 
 GuardFactory = Callable[[], DeliveryGuard]
@@ -94,6 +95,38 @@ def test_a_key_being_worked_on_is_refused_to_a_second_invocation(new_guard: Guar
         assert first.result().result == {"done": True}
 
     assert registered(new_guard()).run_once("webhook:msg_1", Work()).result == {"done": True}
+
+
+def test_a_key_held_by_an_invocation_whose_time_is_up_is_taken_by_the_next(new_guard: GuardFactory) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def stuck() -> dict[str, Any]:  # as if the first invocation had been frozen or killed
+        started.set()
+        release.wait(timeout=30)
+        return {"stuck": True}
+
+    first_guard = new_guard()
+    first_guard.register(lambda_context(seconds=0.5))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(first_guard.run_once, "sqs:m-9", stuck)
+        assert started.wait(timeout=30)
+        time.sleep(1.2)  # past the first invocation's end (Powertools keeps whole milliseconds)
+        second = registered(new_guard()).run_once("sqs:m-9", Work({"second": True}))
+        release.set()
+        first.result()
+
+    assert (second.result, second.replayed) == ({"second": True}, False)
+
+
+def test_the_memory_guard_forgets_its_oldest_keys_beyond_its_size() -> None:
+    guard = registered(MemoryGuard(3600, max_records=2))
+    work = Work()
+    for key in ("k-1", "k-2", "k-3"):
+        guard.run_once(key, work)
+
+    assert guard.run_once("k-3", work).replayed
+    assert not guard.run_once("k-1", work).replayed  # forgotten: worked again
+    assert work.calls == 4
 
 
 def test_a_missing_table_fails_closed_without_doing_the_work(moto_endpoint: str) -> None:
