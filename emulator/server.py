@@ -328,6 +328,9 @@ class CdfEmulator:
         self._faults: list[Fault] = []
         self._requests: list[tuple[int, RecordedRequest]] = []
         self._request_seq = 0
+        self._generation = 0
+        """Counts resets: a request that arrived before the last one is answered without touching the
+        state or the records of whatever runs after it (a slow request of an earlier test)."""
         self._server: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.latency: float = 0.0
@@ -563,6 +566,7 @@ class CdfEmulator:
     def reset(self) -> None:
         """Clear executions, sessions, RAW, requests, faults and latency; keep clients and their tokens."""
         with self._lock:
+            self._generation += 1
             self._state.reset()
             self._requests.clear()
             self._faults.clear()
@@ -611,6 +615,7 @@ class CdfEmulator:
         with self._lock:
             self._request_seq += 1
             seq = self._request_seq
+            generation = self._generation
             action = self._take_fault(method, fault_path)
         delay = self.latency + (action.latency if action is not None else 0.0)
         if delay > 0:
@@ -620,6 +625,8 @@ class CdfEmulator:
         if action is None or not action.fails or action.apply_then_fail:
             try:
                 with self._lock:
+                    if generation != self._generation:
+                        return _Answer(DROP, None)  # from before a reset: neither applied nor recorded
                     answer = self._dispatch(method, path, query, headers, body, body_error)
             except Exception:
                 logger.exception("emulator failed on %s %s", method, path)
@@ -643,7 +650,8 @@ class CdfEmulator:
             client_id=answer.client_id,
         )
         with self._lock:
-            self._requests.append((seq, record))
+            if generation == self._generation:
+                self._requests.append((seq, record))
         return answer
 
     @staticmethod

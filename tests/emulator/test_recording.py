@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import threading
 import time
 
 from cognite.client import CogniteClient
@@ -63,3 +65,35 @@ def test_reset_keeps_clients_and_tokens(emu: CdfEmulator) -> None:
     reply = call(emu, "POST", "/workflows/executions/list", {}, token=token)
     assert reply.status == 200
     assert reply.body["items"] == []
+
+
+def test_a_request_in_flight_across_a_reset_is_neither_applied_nor_recorded(emu: CdfEmulator) -> None:
+    """A slow request of an earlier test must not land in the next test's state or records."""
+    token = emu.issue_token(ADMIN_ID)
+    emu.latency = 0.5
+    outcome: list[object] = []
+
+    def insert_slowly() -> None:
+        try:
+            outcome.append(
+                call(
+                    emu,
+                    "POST",
+                    "/raw/dbs/db/tables/t/rows?ensureParent=true",
+                    {"items": [{"key": "k", "columns": {"from": "the earlier test"}}]},
+                    token=token,
+                ).status
+            )
+        except (ConnectionError, http.client.HTTPException) as exc:
+            outcome.append(type(exc).__name__)
+
+    sender = threading.Thread(target=insert_slowly)
+    sender.start()
+    time.sleep(0.2)  # the request has arrived and sleeps its latency
+    emu.reset()
+    sender.join(timeout=10)
+
+    assert outcome
+    assert outcome[0] != 201  # dropped, not answered as if applied
+    assert emu.requests == []
+    assert call(emu, "GET", "/raw/dbs", token=token).body["items"] == []
