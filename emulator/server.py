@@ -564,7 +564,10 @@ class CdfEmulator:
             self._requests.clear()
 
     def reset(self) -> None:
-        """Clear executions, sessions, RAW, requests, faults and latency; keep clients and their tokens."""
+        """Clear executions, sessions, RAW, requests, faults and latency; keep clients and their tokens.
+
+        Requests still in flight (sleeping their latency) are then dropped unapplied and unrecorded.
+        """
         with self._lock:
             self._generation += 1
             self._state.reset()
