@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from bench.emulated import LATENCY_SECONDS, EmulatedCdf
+from bench.emulated import LATENCY_SECONDS, PROJECT, EmulatedCdf
 from bench.retry_one import request_shape, warm_up
 from bench.stats import median, rounded
 from bench.table import Row, Status, at_least, at_most, info, not_available
@@ -88,6 +88,7 @@ def compare_backlog(
     sides = ["loop", "batch"] + (["sweep"] if with_sweep else [])
     runs: dict[str, list[BacklogRun]] = {side: [] for side in sides}
     slow: dict[str, BacklogRun] = {}
+    bare: list[BacklogRun] = []
     with Worker(cdf.child_env()) as worker:
         warm_up(cdf, worker)
         for i in range(rounds):
@@ -95,6 +96,8 @@ def compare_backlog(
             this_round = [side for side in sides if side != "loop" or i < LOOP_ROUNDS]
             for side in this_round[i % len(this_round) :] + this_round[: i % len(this_round)]:
                 runs[side].append(_run(cdf, worker, side, size, f"r{i}"))
+            if i < LOOP_ROUNDS:
+                bare.append(_bare(cdf, worker, runs["batch"][-1].requests, concurrency))
         if slow_network is not None:
             cdf.emu.latency = slow_network[1]
             slow = {side: _run(cdf, worker, side, slow_network[0], "slow") for side in ("loop", "batch")}
@@ -147,6 +150,7 @@ def compare_backlog(
         )
         if side == "batch":
             rows.append(_cpu_bound_row(size, label, runs[side], median(loop)))
+            rows.append(_sdk_floor_row(size, bare, median(loop), concurrency))
     if slow_network is not None:
         n, latency = slow_network
         rows.append(
@@ -162,6 +166,35 @@ def compare_backlog(
             )
         )
     return rows
+
+
+def _bare(cdf: EmulatedCdf, worker: Worker, requests: int, concurrency: int) -> BacklogRun:
+    """As many plain GETs as the batch sent, through the same client and concurrency, and nothing else."""
+    (execution_id,) = cdf.seed_failed(1, "bench-bare")
+    path = f"/api/v1/projects/{PROJECT}/workflows/executions/{execution_id}"
+    cdf.start_counting()
+    answer = worker.call("bare", path=path, requests=requests, concurrency=concurrency, timeout=60 + requests)
+    return BacklogRun(answer["seconds"], answer["cpu_seconds"], 0.0, len(cdf.api_requests()), cdf.emu.max_in_flight, {})
+
+
+def _sdk_floor_row(size: int, bare: list[BacklogRun], loop_seconds: float, concurrency: int) -> Row:
+    """What the SDK alone allows here: the batch's number of requests as bare GETs, at the same concurrency.
+
+    No policy, ledger, session or retry logic: if this is not 10x faster than the loop, no client
+    built on the SDK that sends that many requests can be.
+    """
+    seconds = median([r.seconds for r in bare])
+    requests = median([r.requests for r in bare])
+    cpu_ms = 1000 * median([r.cpu_seconds / r.requests for r in bare])
+    return info(
+        f"backlog {size}: the SDK alone, the batch's {requests:.0f} requests as bare GETs, {concurrency} at a time",
+        f"{loop_seconds / seconds:.1f}x the loop ({cpu_ms:.1f} ms CPU/request)",
+        loop_seconds / seconds,
+        seconds=rounded([r.seconds for r in bare]),
+        cpu_seconds=rounded([r.cpu_seconds for r in bare]),
+        requests=requests,
+        speed_up=round(loop_seconds / seconds, 2),
+    )
 
 
 def _cpu_bound_row(size: int, label: str, runs: list[BacklogRun], loop_seconds: float) -> Row:

@@ -8,6 +8,8 @@ stderr). Commands:
 - ``{"op": "script", "ids": [...]}``: the user's loop, ``client.workflows.executions.retry(id)`` per ID;
 - ``{"op": "handle", "payload": {...}}``: ``handler.handle(payload, client, secrets)``;
 - ``{"op": "lambda", "event": {...}}``: ``handler.lambda_handler(event, context)`` (its own client);
+- ``{"op": "bare", "path": ..., "requests": N, "concurrency": K}``: N plain ``GET path`` through the same
+  client's async ``get``, K at a time, nothing else: the SDK's own floor for that many requests;
 - ``{"op": "exit"}``.
 
 Each answer holds ``seconds`` (wall time of the call alone), ``cpu_seconds`` (CPU time of the whole
@@ -113,6 +115,8 @@ def _run_op(op: str, command: dict[str, Any], client: Any) -> dict[str, Any]:
             except Exception as exc:  # a user's loop that logs and goes on
                 errors.append(f"{type(exc).__name__}: {exc}"[:200])
         return {"errors": len(errors), "first_errors": errors[:3]}
+    if op == "bare":
+        return _bare_requests(client, command["path"], command["requests"], command["concurrency"])
     import handler
 
     if op == "handle":
@@ -123,6 +127,27 @@ def _run_op(op: str, command: dict[str, Any], client: Any) -> dict[str, Any]:
         except Exception as exc:  # a direct invoke raises after processing when something may pass
             return {"raised": f"{type(exc).__name__}: {exc}"[:300], **summarise({})}
     raise ValueError(f"unknown op {op!r}")
+
+
+def _bare_requests(client: Any, path: str, requests: int, concurrency: int) -> dict[str, Any]:
+    """``requests`` GETs of ``path`` on the SDK's loop, ``concurrency`` at a time (no logic around them)."""
+    import asyncio
+
+    from cognite.client.utils._async_helpers import run_sync  # the SDK's loop thread (pinned SDK)
+
+    async_client = client.get_async_client()
+    left = [requests]
+
+    async def one_slot() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            await async_client.get(path)
+
+    async def all_slots() -> None:
+        await asyncio.gather(*(one_slot() for _ in range(concurrency)))
+
+    run_sync(all_slots())
+    return {"requests": requests}
 
 
 class _LoopProfiler:
