@@ -62,10 +62,8 @@ async def read_ahead(execution_ids: list[ExecutionId], context: RetryContext) ->
     """The context with the ledger records of these IDs read in bulk, where the ledger can do that cheaply.
 
     Best effort: when the bulk read fails, each ID reads its own record (and reports that read's error).
-    The caller bounds it by the call's deadline.
+    The caller bounds it by the call's deadline; the ledger decides whether a bulk read is worth it.
     """
-    if len(execution_ids) < 2:
-        return context
     now = context.clock()
     try:
         records = await context.ledger.read_many(execution_ids, now)
@@ -96,7 +94,7 @@ async def retry_executions(
     done = 0
     try:
         async with asyncio.timeout_at(deadline):
-            ctx = await read_ahead(_unique_valid_ids(request), ctx)
+            ctx = await read_ahead([r.execution_id for r in request.ids if r.execution_id is not None], ctx)
     except TimeoutError:
         pass  # every ID reports the deadline below
 
@@ -139,10 +137,6 @@ def shared_slots(concurrency: int) -> asyncio.Semaphore:
     """
     by_size = _slots_by_loop.setdefault(asyncio.get_running_loop(), {})
     return by_size.setdefault(concurrency, asyncio.Semaphore(concurrency))
-
-
-def _unique_valid_ids(request: RetryRequest) -> list[ExecutionId]:
-    return list(dict.fromkeys(r.execution_id for r in request.ids if r.execution_id is not None))
 
 
 class _RetryRequestWatch:
