@@ -68,15 +68,8 @@ class RawLedger:
         self._inserts = _BatchedInserts(self._insert)
 
     async def get(self, execution_id: str, now_ms: int) -> AttemptRecord | None:
-        try:
-            response = await self._client.get(f"{self._rows_path}/{quote(execution_id, safe='')}")
-        except CogniteAPIError as exc:
-            if exc.code == 404:
-                return None  # no row yet, or the database or table does not exist yet
-            raise _ledger_error("reading", exc) from None
-        except CogniteException as exc:
-            raise _ledger_error("reading", exc) from None
-        return self._live_record(execution_id, response.json(), now_ms)
+        row = await self._read(f"{self._rows_path}/{quote(execution_id, safe='')}")
+        return None if row is None else self._live_record(execution_id, row, now_ms)
 
     async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> Mapping[str, AttemptRecord] | None:
         wanted = set(execution_ids)
@@ -85,15 +78,9 @@ class RawLedger:
         params: dict[str, Any] = {"limit": LIST_PAGE_ROWS, "minLastUpdatedTime": self._oldest_live_ms(now_ms)}
         found: dict[str, AttemptRecord] = {}
         for _ in range(max(1, len(wanted) // READ_AHEAD_IDS_PER_PAGE)):
-            try:
-                response = await self._client.get(self._rows_path, params=params)
-            except CogniteAPIError as exc:
-                if exc.code == 404:
-                    return {}  # the database or table does not exist yet: no records at all
-                raise _ledger_error("reading", exc) from None
-            except CogniteException as exc:
-                raise _ledger_error("reading", exc) from None
-            body = response.json()
+            body = await self._read(self._rows_path, params)
+            if body is None:
+                return {}  # the database or table does not exist yet: no records at all
             for row in body.get("items") or ():
                 key = row.get("key") if isinstance(row, dict) else None
                 if key in wanted and (record := self._live_record(key, row, now_ms)) is not None:
@@ -103,6 +90,19 @@ class RawLedger:
                 return found
             params["cursor"] = cursor
         return None
+
+    async def _read(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The answer's JSON object; None on 404 (no such row, or the database or table does not exist yet)."""
+        try:
+            response = await self._client.get(path, params=params)
+        except CogniteAPIError as exc:
+            if exc.code == 404:
+                return None
+            raise _ledger_error("reading", exc) from None
+        except CogniteException as exc:
+            raise _ledger_error("reading", exc) from None
+        body = response.json()
+        return body if isinstance(body, dict) else {}
 
     def _oldest_live_ms(self, now_ms: int) -> int:
         """RAW's ``lastUpdatedTime`` of a row must be later than this for the row to be live."""
