@@ -5,13 +5,13 @@ A Cognite Function gets its client from the runtime and never uses this module.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 
 from workflow_retry.errors import ConfigurationError
 from workflow_retry.payloads import describe_validation_error
-from workflow_retry.settings import environment_values
+from workflow_retry.settings import EnvironmentSettings, environment_values
 
 if TYPE_CHECKING:
     from cognite.client import CogniteClient
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 CLIENT_NAME = "workflow-retry"
 
 
-class CdfConnectionSettings(BaseModel):
+class CdfConnectionSettings(EnvironmentSettings):
     """Where CDF is and who we are: ``CDF_PROJECT``, ``CDF_CLUSTER`` or ``CDF_URL``, ``IDP_*``.
 
     The client secret itself is not read here: it comes from ``IDP_CLIENT_SECRET`` or a secret store
@@ -27,12 +27,6 @@ class CdfConnectionSettings(BaseModel):
     :class:`~workflow_retry.settings.Settings` is (pydantic-settings' rules for flat fields, without
     its import: ~100 ms of a Lambda cold start).
     """
-
-    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True)
-
-    def __init__(self, **values: Any) -> None:
-        """Explicit values over the environment's over the defaults."""
-        super().__init__(**(environment_values(type(self)) | values))
 
     project: str = Field(validation_alias=AliasChoices("CDF_PROJECT", "project"), min_length=1)
     cluster: str | None = Field(default=None, validation_alias=AliasChoices("CDF_CLUSTER", "cluster"))
@@ -58,7 +52,7 @@ class CdfConnectionSettings(BaseModel):
 
 def connection_settings_from_environment() -> CdfConnectionSettings:
     try:
-        return CdfConnectionSettings()
+        return CdfConnectionSettings.model_validate(environment_values(CdfConnectionSettings))
     except ValidationError as exc:
         raise ConfigurationError(describe_validation_error(exc, "CDF connection settings")) from None
 

@@ -24,20 +24,24 @@ SECRET_CLIENT_ID = "client-id"  # noqa: S105 (a key name)
 SECRET_CLIENT_SECRET = "client-secret"  # noqa: S105 (a key name)
 
 
-class Settings(BaseModel):
+class EnvironmentSettings(BaseModel):
+    """Frozen settings whose flat fields are read from the environment (:func:`environment_values`).
+
+    Explicit values over the environment's over the defaults; unknown names are ignored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**(environment_values(type(self)) | values))
+
+
+class Settings(EnvironmentSettings):
     """Run-time settings. Environment variables are upper case with the ``RETRY_`` prefix."""
 
     model_config = ConfigDict(
-        frozen=True,
-        extra="ignore",
-        validate_by_name=True,
-        validate_by_alias=True,
-        env_prefix="RETRY_",  # type: ignore[typeddict-unknown-key]  # read by __init__ (and tests/infra)
+        env_prefix="RETRY_",  # type: ignore[typeddict-unknown-key]  # read by environment_values (and tests/infra)
     )
-
-    def __init__(self, **values: Any) -> None:
-        """Explicit values over the environment's over the defaults."""
-        super().__init__(**(environment_values(type(self)) | values))
 
     deadline_seconds: float = Field(
         default=240.0,

@@ -11,13 +11,13 @@ reads its own (the same rules as pydantic-settings, without its import: 30-50 ms
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 
 from workflow_retry.errors import ConfigurationError
 from workflow_retry.payloads import describe_validation_error
-from workflow_retry.settings import environment_values
+from workflow_retry.settings import EnvironmentSettings
 
 HTTP_MAX_BODY_BYTES = 256 * 1024
 """Largest HTTP body accepted (413 above it): the message size limit of SNS, SQS and EventBridge, so
@@ -33,14 +33,8 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(name, name.lower())
 
 
-class AwsSettings(BaseModel):
+class AwsSettings(EnvironmentSettings):
     """Secrets, webhook security and duplicate detection of the Lambda entrypoint (see README (AWS))."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True)
-
-    def __init__(self, **values: Any) -> None:
-        """Explicit values over the environment's over the defaults."""
-        super().__init__(**(environment_values(type(self)) | values))
 
     client_secret: SecretStr | None = Field(default=None, validation_alias=_env("IDP_CLIENT_SECRET"))
     client_secret_ref: str | None = Field(default=None, validation_alias=_env("IDP_CLIENT_SECRET_REF"))
