@@ -17,12 +17,14 @@ from urllib.parse import quote
 from cognite.client import AsyncCogniteClient, CogniteClient, global_config
 from cognite.client.exceptions import (
     CogniteAPIError,
+    CogniteAuthError,
     CogniteException,
     CogniteProjectAccessError,
     CogniteRequestError,
 )
 
 from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError
+from workflow_retry.idp import as_identity_provider_error
 from workflow_retry.ids import ExecutionId
 from workflow_retry.settings import Settings
 
@@ -189,6 +191,9 @@ def _as_request_error(exc: CogniteException) -> CdfRequestError:
         case CogniteRequestError():
             # Timeouts, refused and dropped connections, left after the SDK's own retries.
             return CdfRequestError(None, f"no response from CDF: {type(exc).__name__}", retryable=True)
+        case CogniteAuthError():
+            # The token fetch of a credential provider other than ours: its message quotes the identity provider.
+            return as_identity_provider_error(exc)
         case _:
             return CdfRequestError(None, f"{type(exc).__name__}: {_truncate(str(exc))}", retryable=False)
 
