@@ -122,7 +122,7 @@ def _run_retry(args: argparse.Namespace) -> int:
     from workflow_retry.payloads import parse_payload
 
     request = parse_payload({"executionIds": list(args.ids), "dryRun": args.dry_run})
-    client, credentials, settings = _connect()
+    client, credentials, settings = _connect(authenticate=any(r.execution_id is not None for r in request.ids))
     from workflow_retry import function
 
     bar = ProgressBar(sys.stderr, "retrying")
@@ -261,7 +261,7 @@ def _run_emulator(args: argparse.Namespace) -> int:
 # -- connection and output --------------------------------------------------------------------------
 
 
-def _connect() -> tuple[Any, Any, Any]:
+def _connect(*, authenticate: bool = True) -> tuple[Any, Any, Any]:
     """A client with its token, session credentials and settings from the environment.
 
     Raises ConfigurationError when the environment is incomplete, and IdentityProviderError when no
@@ -284,7 +284,8 @@ def _connect() -> tuple[Any, Any, Any]:
     if not secret:
         raise ConfigurationError("set IDP_CLIENT_SECRET (or IDP_CLIENT_SECRET_REF) to the client secret")
     client = build_client(connection, secret, timeout_seconds=settings.request_timeout_seconds)
-    fetch_token_ahead(client, valid_for=settings.deadline_seconds, timeout=settings.deadline_seconds)
+    if authenticate:  # not for a command line of invalid IDs only: bad input costs nothing
+        fetch_token_ahead(client, valid_for=settings.deadline_seconds, timeout=settings.deadline_seconds)
     return client, ClientCredentials(connection.client_id, secret), settings
 
 

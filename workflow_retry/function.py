@@ -77,7 +77,8 @@ def execute(
         return execute_sweep(request, client, credentials, settings, context=context)
     gateway = _bounded_gateway(client, credentials, settings)
     try:
-        settings = with_token_ahead(client, settings)
+        if any(requested.execution_id is not None for requested in request.ids):  # invalid IDs cost nothing
+            settings = with_token_ahead(client, settings)
     except IdentityProviderError as exc:
         logger.error("%d execution ID(s) not handled: %s", len(request.ids), exc)
         return report_not_started(request, exc, context)

@@ -229,6 +229,7 @@ def test_handle_reports_every_id_failed_within_the_deadline(idp_harness: Harness
         answer = handler.handle({"executionIds": ids}, client)
         elapsed = time.monotonic() - started
 
+    print(f"\nIdP {failure.id} via handle: {elapsed:.2f} s")  # the figures of docs (pytest -s)
     assert elapsed < DEADLINE + SLACK, f"took {elapsed:.1f} s"
     assert_failed_for_the_idp(answer["results"], ids, failure.retryable)
     assert_nothing_reached_cdf(idp_harness.emu)
@@ -248,6 +249,7 @@ def test_a_direct_invoke_raises_transient_failures_or_reports_a_refusal(
             answer = exc
         elapsed = time.monotonic() - started
 
+    print(f"\nIdP {failure.id} via direct: {elapsed:.2f} s")  # the figures of docs (pytest -s)
     assert elapsed < DEADLINE + SLACK, f"took {elapsed:.1f} s"
     if failure.retryable:
         assert isinstance(answer, TransientFailuresError), answer
@@ -270,6 +272,7 @@ def test_sqs_delivers_again_every_record_that_may_pass(idp_harness: Harness, fai
         answer = handler.lambda_handler(event, lambda_context(60))
         elapsed = time.monotonic() - started
 
+    print(f"\nIdP {failure.id} via sqs: {elapsed:.2f} s")  # the figures of docs (pytest -s)
     assert elapsed < DEADLINE + SLACK, f"took {elapsed:.1f} s"
     records = [r["messageId"] for r in event["Records"]] if failure.retryable else []
     assert sorted(i["itemIdentifier"] for i in answer["batchItemFailures"]) == sorted(records)
@@ -289,6 +292,7 @@ def test_http_answers_503_when_it_may_pass(idp_harness: Harness, failure: IdpFai
         answer = handler.lambda_handler(http_event("function-url", body, headers), lambda_context(60))
         elapsed = time.monotonic() - started
 
+    print(f"\nIdP {failure.id} via http: {elapsed:.2f} s")  # the figures of docs (pytest -s)
     assert elapsed < DEADLINE + SLACK, f"took {elapsed:.1f} s"
     assert answer["statusCode"] == (503 if failure.retryable else 200)
     if failure.retryable:
