@@ -2,7 +2,7 @@
 
 :class:`CdfEmulator` runs a ``ThreadingHTTPServer`` (HTTP/1.1 keep-alive) in a daemon thread, routes
 ``/oauth2/token``, ``/api/v1/token/inspect`` and ``/api/v1/projects/{project}/...`` to the state in
-:mod:`emulator.state`, records every request, and applies the injected :class:`~emulator.faults.Fault`s
+:mod:`emulator.state` (one module per API resource), records every request, and applies the injected :class:`~emulator.faults.Fault`s
 and latency.  One lock guards all state; sleeps for latency happen outside it.
 """
 
