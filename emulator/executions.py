@@ -7,13 +7,12 @@ server holds one lock around every call.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any
 
+from emulator.auth import Client
 from emulator.common import (
     Json,
     copy_json,
@@ -30,6 +29,13 @@ from emulator.common import (
     validate_metadata,
 )
 from emulator.errors import ApiError, bad_request
+from emulator.workflows import (
+    TASK_CAPABILITIES,
+    WorkflowDefinition,
+    WorkflowVersionStore,
+    default_task_input,
+    definition_from_specs,
+)
 
 EXECUTION_STATUSES = frozenset({"RUNNING", "COMPLETED", "FAILED", "TIMED_OUT", "TERMINATED"})
 RETRYABLE_EXECUTION_STATUSES = frozenset({"FAILED", "TIMED_OUT", "TERMINATED"})
@@ -65,19 +71,6 @@ DEFAULT_RUN_MS = 60_000
 """A seeded execution without times was created this long ago and ran until now (its endTime is never in the future)."""
 
 
-@dataclass(frozen=True)
-class WorkflowDefinition:
-    """The definition an execution runs: shared by the executions of one seed call."""
-
-    hash: str
-    description: str
-    tasks: tuple[Json, ...]
-    optional_tasks: frozenset[str]
-
-    def to_json(self) -> Json:
-        return {"hash": self.hash, "description": self.description, "tasks": copy_json(list(self.tasks))}
-
-
 def _default_task_specs(status: str, reason: str | None) -> list[Json]:
     last = _DEFAULT_LAST_TASK_STATUS[status]
     specs: list[Json] = [
@@ -89,38 +82,18 @@ def _default_task_specs(status: str, reason: str | None) -> list[Json]:
     return specs
 
 
-def _definition_from_specs(specs: list[Json], description: str) -> WorkflowDefinition:
-    tasks: list[Json] = []
-    optional: set[str] = set()
-    for spec in specs:
-        xid = spec["externalId"]
-        on_failure = spec.get("onFailure", "abortWorkflow")
-        if on_failure == "skipTask":
-            optional.add(xid)
-        if spec.get("parentTaskExternalId"):
-            continue  # nested tasks of dynamic tasks/subworkflows are not part of the top-level definition
-        task_type = spec.get("taskType", "function")
-        task: Json = {
-            "externalId": xid,
-            "type": task_type,
-            "parameters": copy_json(spec.get("input", _default_task_input(task_type, xid))),
-            "retries": spec.get("retries", 3),
-            "timeout": spec.get("timeout", 3600),
-            "onFailure": on_failure,
-        }
-        if spec.get("dependsOn"):
-            task["dependsOn"] = [{"externalId": dep} for dep in spec["dependsOn"]]
-        tasks.append(task)
-    digest = hashlib.sha256(json.dumps(tasks, sort_keys=True).encode()).hexdigest()[:32].upper()
-    return WorkflowDefinition(digest, description, tuple(tasks), frozenset(optional))
-
-
-def _default_task_input(task_type: str, xid: str) -> Json:
-    if task_type == "function":
-        return {"function": {"externalId": f"fn-{xid}", "data": {}}, "isAsyncComplete": False}
-    if task_type == "transformation":
-        return {"transformation": {"externalId": f"tr-{xid}", "concurrencyPolicy": "fail"}}
-    return {}
+def _spec_of_task(task: Json, status: str) -> Json:
+    """An executed-task spec from a definition's task (API shape)."""
+    spec: Json = {
+        "externalId": task["externalId"],
+        "status": status,
+        "taskType": task["type"],
+        "input": copy_json(task["parameters"]),
+        "onFailure": task.get("onFailure", "abortWorkflow"),
+    }
+    if task.get("dependsOn"):
+        spec["dependsOn"] = [d["externalId"] for d in task["dependsOn"]]
+    return spec
 
 
 def _default_task_output(task_type: str) -> Json:
@@ -145,7 +118,7 @@ def _task_template(spec: Json) -> Json:
             "externalId": xid,
             "status": status,
             "taskType": task_type,
-            "input": copy_json(spec.get("input", _default_task_input(task_type, xid))),
+            "input": copy_json(spec.get("input", default_task_input(task_type, xid))),
             "output": copy_json(spec.get("output", _default_task_output(task_type))),
         }
     )
@@ -253,23 +226,24 @@ class ExecutionStore:
     pages stay consistent while executions are added.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, versions: WorkflowVersionStore) -> None:
+        self.versions = versions
         self.by_id: dict[str, Execution] = {}
         self._keys: list[tuple[int, int]] = []
         self._ids: list[str] = []
         self._seq = itertools.count(1)
-        self.definitions: dict[tuple[str, str], WorkflowDefinition] = {}
         self.unknown_execution_status = 404
         self.auto_fail_after_retry = False
+        self.enforce_task_capabilities = False
 
     def clear(self) -> None:
-        """Forget every execution and definition, and restore the knobs to their defaults."""
+        """Forget every execution, and restore the knobs to their defaults."""
         self.by_id.clear()
         self._keys.clear()
         self._ids.clear()
-        self.definitions.clear()
         self.unknown_execution_status = 404
         self.auto_fail_after_retry = False
+        self.enforce_task_capabilities = False
 
     # --- creation -------------------------------------------------------------------------------
 
@@ -322,16 +296,39 @@ class ExecutionStore:
                 raise ValueError(f"invalid {name} {value!r}")
         return status
 
-    @staticmethod
-    def _task_specs(tasks: list[Json] | None, status: str, reason: str | None) -> list[Json]:
+    def _specs_and_definition(
+        self, workflow_external_id: str, version: str, tasks: list[Json] | None, status: str, reason: str | None
+    ) -> tuple[list[Json], WorkflowDefinition]:
+        """The executed-task specs of a seed and the definition it runs, registering its workflow version.
+
+        Without ``tasks``, an existing version's tasks are executed (all COMPLETED but the last, which
+        gets the status matching the execution); with no version either, ``task-1`` and ``task-2``.
+        Given ``tasks`` define the execution's own definition; the version is registered from them
+        when it does not exist yet (an existing version is kept, like a definition upserted after
+        that execution ran).
+        """
+        existing = self.versions.get(workflow_external_id, version)
+        if tasks is None and existing is not None and existing.definition.tasks:
+            definition = existing.definition
+            specs = [_spec_of_task(task, "COMPLETED") for task in definition.tasks]
+            last = _DEFAULT_LAST_TASK_STATUS[status]
+            specs[-1]["status"] = last
+            if last in RETRYABLE_TASK_STATUSES and reason:
+                specs[-1]["reasonForIncompletion"] = reason
+            return specs, definition
         if tasks is None:
-            return _default_task_specs(status, reason)
-        specs = []
-        for i, task in enumerate(tasks, start=1):
-            spec = dict(task)
-            spec.setdefault("externalId", f"task-{i}")
-            specs.append(spec)
-        return specs
+            specs = _default_task_specs(status, reason)
+        else:
+            specs = []
+            for i, task in enumerate(tasks, start=1):
+                spec = dict(task)
+                spec.setdefault("externalId", f"task-{i}")
+                specs.append(spec)
+        definition = definition_from_specs(specs, f"{workflow_external_id} v{version}")
+        registered = self.versions.register(workflow_external_id, version, definition)
+        if registered.definition.hash == definition.hash:
+            definition = registered.definition
+        return specs, definition
 
     def seed(
         self,
@@ -352,9 +349,7 @@ class ExecutionStore:
         status = self._check_seed_args(workflow_external_id, version, status)
         if execution_id is not None and execution_id in self.by_id:
             raise ValueError(f"execution {execution_id} already exists")
-        specs = self._task_specs(tasks, status, reason)
-        definition = _definition_from_specs(specs, f"{workflow_external_id} v{version}")
-        self.definitions.setdefault((workflow_external_id, version), definition)
+        specs, definition = self._specs_and_definition(workflow_external_id, version, tasks, status, reason)
         execution = self._build(
             workflow_external_id,
             version,
@@ -390,9 +385,7 @@ class ExecutionStore:
         """Add ``n`` executions sharing one definition; without ``created_time`` they are 1 ms apart,
         the last one created DEFAULT_RUN_MS ago.  Sorts the index once; tasks are made on first use."""
         status = self._check_seed_args(workflow_external_id, version, status)
-        specs = self._task_specs(tasks, status, reason)
-        definition = _definition_from_specs(specs, f"{workflow_external_id} v{version}")
-        self.definitions.setdefault((workflow_external_id, version), definition)
+        specs, definition = self._specs_and_definition(workflow_external_id, version, tasks, status, reason)
         templates = tuple(_task_template(spec) for spec in specs)
         meta = validate_metadata(metadata)
         base = now_ms() - DEFAULT_RUN_MS - (n - 1) if created_time is None else created_time
@@ -531,27 +524,54 @@ class ExecutionStore:
         if execution.status not in RETRYABLE_EXECUTION_STATUSES:
             raise bad_request(f"Execution {execution.id} cannot be retried: status is {execution.status}")
 
-    def apply_retry(self, execution: Execution) -> Json:
+    def apply_retry(self, execution: Execution, principal: Client | None = None) -> Json:
         """Restart the execution's failed, non-optional tasks; the answer shows it RUNNING.
 
-        With ``auto_fail_after_retry`` the stored execution fails again right after.
+        With ``auto_fail_after_retry`` the stored execution fails again right after.  With
+        ``enforce_task_capabilities``, a restarted task whose type needs a capability (see
+        :data:`~emulator.workflows.TASK_CAPABILITIES`) that ``principal`` (the retry session's
+        principal) lacks fails again at once, with a 403-like reason that names the capability.
         """
         now = now_ms()
         optional = execution.definition.optional_tasks
+        forbidden: list[tuple[Json, str]] = []
         for task in execution.tasks():
             if task["status"] in RETRYABLE_TASK_STATUSES and task["externalId"] not in optional:
                 task["status"] = "IN_PROGRESS"
                 task["startTime"] = now
                 task.pop("endTime", None)
                 task.pop("reasonForIncompletion", None)
+                if self.enforce_task_capabilities and principal is not None:
+                    needed = TASK_CAPABILITIES.get(task.get("taskType", ""), ())
+                    if missing := [cap for cap in needed if not principal.has(cap)]:
+                        forbidden.append((task, missing[0]))
         execution.status = "RUNNING"
         execution.end_time = None
         execution.reason = None
         execution.retries += 1
         answer = execution.summary_json()
-        if self.auto_fail_after_retry:
+        if forbidden:
+            self._fail_forbidden(execution, forbidden)
+        elif self.auto_fail_after_retry:
             self.fail(execution, "task failed again after retry", "FAILED")
         return answer
+
+    def _fail_forbidden(self, execution: Execution, forbidden: list[tuple[Json, str]]) -> None:
+        """Fail the tasks whose principal lacks a capability, naming it; other restarted tasks are canceled."""
+        now = now_ms()
+        for task, capability in forbidden:
+            task["status"] = "FAILED"
+            task["endTime"] = now
+            task["reasonForIncompletion"] = f"Forbidden: missing capability {capability} (403)"
+        first_task, first_cap = forbidden[0]
+        for task in execution.tasks():
+            if task["status"] in UNFINISHED_TASK_STATUSES:
+                task["status"] = "CANCELED"
+                task["endTime"] = now
+                task["reasonForIncompletion"] = "canceled: another task failed"
+        execution.status = "FAILED"
+        execution.end_time = now
+        execution.reason = f"Task {first_task['externalId']} failed: Forbidden: missing capability {first_cap} (403)"
 
     def fail(self, execution: Execution, reason: str, task_status: str = "FAILED") -> None:
         """Make a RUNNING execution FAILED; its unfinished tasks get ``task_status``."""
@@ -600,11 +620,13 @@ class ExecutionStore:
 
     def run(self, workflow_external_id: str, version: str, input: Json, metadata: dict[str, str]) -> Json:
         """``POST /workflows/{xid}/versions/{v}/run``: a new RUNNING execution, its first task in progress."""
-        definition = self.definitions.get((workflow_external_id, version))
-        if definition is None:
+        existing = self.versions.get(workflow_external_id, version)
+        if existing is None:
             specs = _default_task_specs("RUNNING", None)
-            definition = _definition_from_specs(specs, f"{workflow_external_id} v{version}")
-            self.definitions[(workflow_external_id, version)] = definition
+            definition = definition_from_specs(specs, f"{workflow_external_id} v{version}")
+            self.versions.put(workflow_external_id, version, definition)
+        else:
+            definition = existing.definition
         first = definition.tasks[0] if definition.tasks else None
         templates = (
             (

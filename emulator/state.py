@@ -14,6 +14,7 @@ from emulator.errors import bad_request
 from emulator.executions import ExecutionStore
 from emulator.raw import RawStore
 from emulator.sessions import SessionStore
+from emulator.workflows import WorkflowVersionStore
 
 __all__ = ["EmulatorState", "Json", "copy_json"]
 
@@ -23,13 +24,15 @@ class EmulatorState:
 
     def __init__(self) -> None:
         self.auth = AuthRegistry()
-        self.executions = ExecutionStore()
+        self.versions = WorkflowVersionStore()
+        self.executions = ExecutionStore(self.versions)
         self.sessions = SessionStore()
         self.raw = RawStore()
 
     def reset(self) -> None:
         """Clear executions, sessions and RAW, and restore the knobs; identities and tokens stay."""
         self.executions.clear()
+        self.versions.clear()
         self.sessions.clear()
         self.raw.clear()
 
@@ -48,8 +51,8 @@ class EmulatorState:
         execution = self.executions.require(execution_id)
         self.sessions.validate(nonce)
         self.executions.check_retryable(execution)
-        self.sessions.consume(nonce)
-        return self.executions.apply_retry(execution)
+        session = self.sessions.consume(nonce)
+        return self.executions.apply_retry(execution, self.auth.client(session.client_id))
 
     def run(self, workflow_external_id: str, version: str, body: Json) -> Json:
         """``POST /workflows/{xid}/versions/{v}/run``."""
