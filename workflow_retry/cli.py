@@ -1,4 +1,4 @@
-"""The command line: ``python -m workflow_retry retry|sweep|status|emulator``.
+"""The command line: ``workflow-retry retry|sweep|status|emulator`` (or ``python -m workflow_retry``).
 
 It reads the same environment as the Lambda (``CDF_PROJECT``, ``CDF_URL`` or ``CDF_CLUSTER``,
 ``IDP_CLIENT_ID``, ``IDP_TOKEN_URL``, ``IDP_SCOPES``, ``IDP_CLIENT_SECRET`` or
@@ -69,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m workflow_retry",
+        # The installed command's name; `python -m workflow_retry` from a checkout runs the same parser.
+        prog="workflow-retry",
         description="Retry failed Cognite Data Fusion workflow executions.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
