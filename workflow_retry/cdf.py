@@ -4,7 +4,8 @@ It reads executions, creates sessions and calls retry with raw ``get``/``post`` 
 client, so that the caller gets the API's JSON unchanged (``engineExecutionId`` kept, status in upper
 case: the SDK's ``WorkflowExecution`` drops the first and lower-cases the second), and so that our
 own bounded concurrency, not the SDK's per-API throttle, decides how many requests run at once.
-Auth, token refresh, gzip, connection pooling and retries of 429/5xx stay the SDK's.
+Auth (its token fetched ahead of each call: :mod:`workflow_retry.idp`), gzip, connection pooling and
+retries of 429/5xx stay the SDK's.
 """
 
 from __future__ import annotations
