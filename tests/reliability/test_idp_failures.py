@@ -42,6 +42,7 @@ from tests.reliability.secrets import known_secrets
 from tests.support.leaks import find_leaks
 from workflow_retry.connection import build_client, connection_settings_from_environment
 from workflow_retry.errors import TransientFailuresError
+from workflow_retry.idp import fetch_token_ahead
 
 pytestmark = pytest.mark.reliability
 
@@ -378,6 +379,20 @@ def test_the_token_is_fetched_once_and_reused_by_the_next_calls(idp_harness: Har
 
     assert [r["outcome"] for r in first["results"] + second["results"]] == ["retried", "retried"]
     assert len(idp_harness.emu.requests_matching("POST", r"^/oauth2/token$")) == 1
+
+
+def test_a_token_that_would_expire_during_the_call_is_fetched_again_ahead(idp_harness: Harness) -> None:
+    """The emulator's tokens last 3,600 s: a call of 60 s reuses one, a call that would outlive it gets a new one."""
+    client = built_client(idp_harness)
+
+    def token_requests() -> int:
+        return len(idp_harness.emu.requests_matching("POST", r"^/oauth2/token$"))
+
+    fetch_token_ahead(client, valid_for=60, timeout=DEADLINE)
+    fetch_token_ahead(client, valid_for=60, timeout=DEADLINE)
+    assert token_requests() == 1
+    fetch_token_ahead(client, valid_for=3600, timeout=DEADLINE)
+    assert token_requests() == 2
 
 
 def test_the_idp_recovers_and_the_next_call_retries(idp_harness: Harness) -> None:
