@@ -15,6 +15,7 @@ provider's answer (an error page can quote the request, client secret included).
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -30,6 +31,8 @@ from workflow_retry.errors import IdentityProviderError
 
 _RETRYABLE_REFUSALS = frozenset({408, 425, 429})
 """4xx statuses that say "not now" rather than "not you"."""
+_MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
+"""A token answer is a few kB (a JWT and three fields); anything longer is not read into memory."""
 
 
 class BoundedClientCredentials(OAuthClientCredentials):
@@ -84,13 +87,18 @@ class BoundedClientCredentials(OAuthClientCredentials):
         where = _describe(self.token_url)
         http_options, form = self._prepare_token_request()
         try:
-            response = httpx2.post(
+            with httpx2.stream(
+                "POST",
                 self.token_url,
                 data=form,
                 headers={"Accept": "application/json"},
                 verify=not global_config.disable_ssl,
                 **(http_options | {"timeout": timeout}),
-            )
+            ) as response:
+                status = response.status_code
+                if not 200 <= status < 300:  # its body is never read
+                    raise IdentityProviderError(f"{where} answered HTTP {status}", _retryable_status(status))
+                body = _read_at_most(response, _MAX_TOKEN_RESPONSE_BYTES)
         except (httpx2.InvalidURL, httpx2.UnsupportedProtocol) as exc:
             raise IdentityProviderError(
                 f"{where}: IDP_TOKEN_URL is not a usable URL ({type(exc).__name__})", False
@@ -101,10 +109,7 @@ class BoundedClientCredentials(OAuthClientCredentials):
             ) from None
         except httpx2.HTTPError as exc:
             raise IdentityProviderError(f"{where} cannot be reached ({type(exc).__name__})", True) from None
-        status = response.status_code
-        if not 200 <= status < 300:
-            raise IdentityProviderError(f"{where} answered HTTP {status}", _retryable_status(status))
-        token = _token_of(response, time.time())
+        token = _token_of(body, time.time()) if body is not None else None
         if token is None:
             raise IdentityProviderError(f"{where} answered HTTP {status} without a usable access token", True)
         return token
@@ -169,12 +174,22 @@ def _retryable_status(status: int) -> bool:
     return status in _RETRYABLE_REFUSALS or status >= 500
 
 
-def _token_of(response: httpx2.Response, now: float) -> tuple[str, float] | None:
-    """The access token and its expiry from a 2xx answer, or None; nothing else of the body is kept."""
+def _read_at_most(response: httpx2.Response, limit: int) -> bytes | None:
+    """The body, or None when it is longer than ``limit`` bytes (not read further)."""
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _token_of(body: bytes, now: float) -> tuple[str, float] | None:
+    """The access token and its expiry from a 2xx answer's body, or None; nothing else of the body is kept."""
     try:
-        body = response.json()
-        token, expires_in = body["access_token"], float(body["expires_in"])
-    except (ValueError, KeyError, TypeError):  # not JSON, not an object, no token, no number
+        answer = json.loads(body)
+        token, expires_in = answer["access_token"], float(answer["expires_in"])
+    except (ValueError, KeyError, TypeError):  # not JSON or UTF-8, not an object, no token, no number
         return None
     if not isinstance(token, str) or not token or not math.isfinite(expires_in) or expires_in <= 0:
         return None

@@ -61,6 +61,7 @@ class HostileIdp:
 
     - ``hang``: reads the request, then never answers (until the server stops);
     - ``empty``: 200 with ``{}`` (no access token);
+    - ``huge``: 200 with a JSON body of 64 MiB (a token among padding), sent as fast as it is read;
     - ``echo-<status>``: that status with an HTML page that quotes the request body (client secret included);
     - ``echo-json-<status>``: that status with an OAuth error whose description quotes the request body.
     """
@@ -81,12 +82,31 @@ class HostileIdp:
                 if idp.mode == "empty":
                     self._answer(200, "application/json", "{}")
                     return
+                if idp.mode == "huge":
+                    self._huge()
+                    return
                 status = int(idp.mode.rsplit("-", 1)[1])
                 if idp.mode.startswith("echo-json-"):
                     page = json.dumps({"error": f"invalid_request {body}", "error_description": f"you sent {body}"})
                     self._answer(status, "application/json", page)
                 else:
                     self._answer(status, "text/html", f"<html><body>Bad request: {body}</body></html>")
+
+            def _huge(self) -> None:
+                head, tail = b'{"access_token": "t", "expires_in": 3600, "padding": "', b'"}'
+                padding = 64 * 1024 * 1024
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(head) + padding + len(tail)))
+                self.end_headers()
+                try:
+                    self.wfile.write(head)
+                    chunk = b"x" * 65536
+                    for _ in range(padding // len(chunk)):
+                        self.wfile.write(chunk)
+                    self.wfile.write(tail)
+                except OSError:
+                    pass  # the client stopped reading
 
             def _answer(self, status: int, content_type: str, text: str) -> None:
                 data = text.encode()
@@ -155,6 +175,7 @@ FAILURES = [
     IdpFailure("400", False, token_fault(400)),
     IdpFailure("401-wrong-secret", False, lambda emu: emu.token_url),  # the client secret is wrong (see below)
     IdpFailure("200-no-token", True, hostile("empty")),
+    IdpFailure("200-huge", True, hostile("huge")),
     IdpFailure("refused", True, lambda emu: closed_port_url()),
     IdpFailure("dns", True, lambda emu: "http://idp.invalid/oauth2/token"),
     IdpFailure("hang", True, hostile("hang")),
