@@ -92,6 +92,8 @@ class _Ctx:
     params: list[str]
     query: dict[str, list[str]]
     body: Json
+    from_session: bool = False
+    """Whether the caller's bearer token was issued for a session (chained sessions are refused)."""
 
 
 @dataclass
@@ -133,7 +135,12 @@ def _routes() -> list[_Route]:
         return _Route(pattern, method, capability, handler)
 
     return [
-        r(("sessions",), "POST", SESSIONS_CREATE, lambda s, c: (200, s.sessions.create(c.body, c.client, s.auth))),
+        r(
+            ("sessions",),
+            "POST",
+            SESSIONS_CREATE,
+            lambda s, c: (200, s.sessions.create(c.body, c.client, s.auth, from_session=c.from_session)),
+        ),
         r(("workflows", "versions"), "POST", WORKFLOW_WRITE, lambda s, c: (200, s.versions.upsert(c.body))),
         r(("workflows", "versions", "byids"), "POST", WORKFLOW_READ, lambda s, c: (200, s.versions.by_ids(c.body))),
         r(("workflows", "versions", "list"), "POST", WORKFLOW_READ, lambda s, c: (200, s.versions.list_page(c.body))),
@@ -437,6 +444,14 @@ class CdfEmulator:
         """A valid bearer token for a registered client, without the OAuth round trip."""
         with self._lock:
             return self._state.auth.issue_token(client_id)
+
+    def issue_session_token(self, client_id: str) -> str:
+        """A bearer token issued *for a session* of a registered client: what a Cognite Function started
+        by a workflow or a schedule holds.  It works for every endpoint, but cannot create a
+        token-exchange session (403, chained sessions are limited to one level); client-credentials
+        sessions made with it still work."""
+        with self._lock:
+            return self._state.auth.issue_token(client_id, for_session=True)
 
     @property
     def issued_tokens(self) -> list[str]:
@@ -820,7 +835,8 @@ class CdfEmulator:
                 if not isinstance(body, dict):
                     raise ApiError(400, "Request body must be a JSON object")
                 json_body = body
-            status, payload = route.handler(state, _Ctx(client, params, query, json_body))
+            from_session = state.auth.is_session_token(headers.get("authorization"))
+            status, payload = route.handler(state, _Ctx(client, params, query, json_body, from_session))
             return _Answer(status, payload, client_id=client.client_id)
         except ApiError as e:
             return _Answer(e.status, e.body(), client_id=client.client_id if client else None)

@@ -82,3 +82,23 @@ def test_bad_client_credentials_through_sdk(emu: CdfEmulator, client: CogniteCli
         client.iam.sessions.create(ClientCredentials(ADMIN_ID, "wrong"))
     assert info.value.code == 400
     assert "invalid client credentials" in info.value.message
+
+
+# --- chained sessions: a token issued for a session cannot exchange itself again ------------------
+
+
+@pytest.mark.parametrize("session_type", ["TOKEN_EXCHANGE", "ONESHOT_TOKEN_EXCHANGE"])
+def test_session_token_cannot_create_token_exchange_session(emu: CdfEmulator, session_type: str) -> None:
+    function_client = make_token_client(emu, emu.issue_session_token(ADMIN_ID))
+    with pytest.raises(CogniteAPIError) as raised:
+        function_client.iam.sessions.create(session_type=session_type)  # type: ignore[arg-type]
+    assert raised.value.code == 403
+    assert "chained sessions are limited to one level" in raised.value.message
+    assert emu.requests_matching("POST", "/sessions$")[-1].status == 403
+
+
+def test_session_token_still_makes_client_credentials_sessions(emu: CdfEmulator) -> None:
+    function_client = make_token_client(emu, emu.issue_session_token(ADMIN_ID))
+    session = function_client.iam.sessions.create(ClientCredentials(READER_ID, READER_SECRET))
+    assert session.dump()["type"] == "CLIENT_CREDENTIALS"
+    assert function_client.iam.token.inspect().subject == ADMIN_ID  # the token itself works elsewhere
