@@ -168,7 +168,7 @@ def _routes() -> list[_Route]:
             ("workflows", None, "versions", None, "run"),
             "POST",
             WORKFLOW_WRITE,
-            lambda s, c: (201, s.run(c.params[0], c.params[1], c.body)),
+            lambda s, c: (202, s.run(c.params[0], c.params[1], c.body)),
         ),
         r((raw, "dbs"), "GET", RAW_READ, lambda s, c: (200, s.raw.list_dbs(c.query))),
         r((raw, "dbs"), "POST", RAW_WRITE, lambda s, c: (201, s.raw.create_dbs(c.body))),

@@ -54,14 +54,13 @@ class SessionStore:
         self.nonce_ttl = 60.0
 
     def create(self, body: Json, caller: Client, auth: AuthRegistry, *, from_session: bool = False) -> Json:
-        """``POST /sessions``: one session (and nonce) per item; ``from_session`` when the caller's token
+        """``POST /sessions``: exactly one item, one session (and nonce); ``from_session`` when the caller's token
         came from a session (then token exchange is refused, see the module docstring)."""
         reject_unknown(body, ("items",), "request body")
         items = body.get("items")
-        if not isinstance(items, list) or not items:
-            raise bad_request("items must be a non-empty list")
-        if len(items) > 1000:
-            raise bad_request("at most 1000 items per request")
+        if not isinstance(items, list) or len(items) != 1:
+            # The API reference: "items ... Required array length: 1 element" (one session per request).
+            raise bad_request("items must hold exactly one session to create")
         out = []
         for item in items:
             item = expect_dict(item, "items[]")

@@ -50,12 +50,24 @@ def test_token_client_retry_uses_token_exchange(emu: CdfEmulator) -> None:
 
 def test_nonces_are_unique(emu: CdfEmulator) -> None:
     token = emu.issue_token(ADMIN_ID)
-    reply = call(emu, "POST", "/sessions", {"items": [{"tokenExchange": True}] * 5}, token=token)
-    assert reply.status == 200
-    nonces = [item["nonce"] for item in reply.body["items"]]
-    ids = [item["id"] for item in reply.body["items"]]
-    assert len(set(nonces)) == 5
-    assert len(set(ids)) == 5
+    items = []
+    for _ in range(5):
+        reply = call(emu, "POST", "/sessions", {"items": [{"tokenExchange": True}]}, token=token)
+        assert reply.status == 200
+        items += reply.body["items"]
+    assert len({item["nonce"] for item in items}) == 5
+    assert len({item["id"] for item in items}) == 5
+
+
+@pytest.mark.parametrize("count", [0, 2, 1000])
+def test_sessions_create_takes_exactly_one_item(emu: CdfEmulator, count: int) -> None:
+    # The API reference of "Create sessions": items, "Required array length: 1 element".
+    token = emu.issue_token(ADMIN_ID)
+    before = len(emu.issued_nonces)
+    reply = call(emu, "POST", "/sessions", {"items": [{"tokenExchange": True}] * count}, token=token)
+    assert reply.status == 400
+    assert "exactly one" in reply.body["error"]["message"]
+    assert len(emu.issued_nonces) == before
 
 
 @pytest.mark.parametrize(
