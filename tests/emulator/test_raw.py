@@ -129,3 +129,17 @@ def test_table_names_up_to_64_and_database_names_up_to_32_characters(emu: CdfEmu
     too_long = f"/raw/dbs/db/tables/{'t' * 65}/rows?ensureParent=true"
     assert call(emu, "POST", too_long, {"items": [{"key": "k", "columns": {}}]}, token=token).status == 400
     assert emu.raw_rows("db", "t" * 65) == {}
+
+
+def test_rows_and_listing_limits(emu: CdfEmulator) -> None:
+    token = emu.issue_token(ADMIN_ID)
+    rows = "/raw/dbs/db/tables/t/rows"
+    too_many = {"items": [{"key": str(i), "columns": {}} for i in range(10_001)]}
+    assert call(emu, "POST", f"{rows}?ensureParent=true", too_many, token=token).status == 400
+    assert (
+        call(emu, "POST", f"{rows}?ensureParent=true", {"items": too_many["items"][:10_000]}, token=token).status == 201
+    )
+    assert call(emu, "GET", f"{rows}?limit=10001", token=token).status == 400
+    assert len(call(emu, "GET", f"{rows}?limit=10000", token=token).body["items"]) == 10_000
+    assert call(emu, "GET", "/raw/dbs?limit=1001", token=token).status == 400
+    assert call(emu, "GET", "/raw/dbs/db/tables?limit=1001", token=token).status == 400
