@@ -29,6 +29,10 @@ from urllib.parse import parse_qs, unquote
 
 from emulator.auth import (
     DEFAULT_CAPABILITIES,
+    EXTPIPES_READ,
+    EXTPIPES_WRITE,
+    EXTRACTION_RUNS_READ,
+    EXTRACTION_RUNS_WRITE,
     RAW_READ,
     RAW_WRITE,
     SESSIONS_CREATE,
@@ -170,6 +174,11 @@ def _routes() -> list[_Route]:
             WORKFLOW_WRITE,
             lambda s, c: (202, s.run(c.params[0], c.params[1], c.body)),
         ),
+        r(("extpipes",), "POST", EXTPIPES_WRITE, lambda s, c: (201, s.extpipes.create(c.body))),
+        r(("extpipes", "byids"), "POST", EXTPIPES_READ, lambda s, c: (200, s.extpipes.by_ids(c.body))),
+        r(("extpipes", "runs"), "POST", EXTRACTION_RUNS_WRITE, lambda s, c: (201, s.extpipes.create_runs(c.body))),
+        r(("extpipes", "runs"), "GET", EXTRACTION_RUNS_READ, lambda s, c: (200, s.extpipes.list_runs_get(c.query))),
+        r(("extpipes", "runs", "list"), "POST", EXTRACTION_RUNS_READ, lambda s, c: (200, s.extpipes.list_runs(c.body))),
         r((raw, "dbs"), "GET", RAW_READ, lambda s, c: (200, s.raw.list_dbs(c.query))),
         r((raw, "dbs"), "POST", RAW_WRITE, lambda s, c: (201, s.raw.create_dbs(c.body))),
         r((raw, "dbs", "delete"), "POST", RAW_WRITE, lambda s, c: (200, s.raw.delete_dbs(c.body))),
@@ -625,6 +634,29 @@ class CdfEmulator:
     def nonce_ttl(self, value: float) -> None:
         with self._lock:
             self._state.sessions.nonce_ttl = value
+
+    # --- extraction pipelines -------------------------------------------------------------------
+
+    def add_extraction_pipeline(
+        self, external_id: str, name: str | None = None, data_set_id: int = 1, **fields: Any
+    ) -> dict[str, Any]:
+        """Create an extraction pipeline, as ``POST /extpipes`` would (``fields`` in the API's camelCase:
+        ``schedule``, ``contacts``, ``notificationConfig``, ...); returns its JSON."""
+        item = {"externalId": external_id, "name": name or external_id, "dataSetId": data_set_id, **fields}
+        with self._lock:
+            try:
+                items: list[dict[str, Any]] = self._state.extpipes.create({"items": [item]})["items"]
+            except ApiError as e:
+                raise ValueError(e.message) from None
+            return items[0]
+
+    def extraction_pipeline_runs(self, external_id: str) -> list[dict[str, Any]]:
+        """The runs reported for a pipeline, oldest first (copies); KeyError for an unknown pipeline."""
+        with self._lock:
+            pipeline = self._state.extpipes.by_xid.get(external_id)
+            if pipeline is None:
+                raise KeyError(f"unknown extraction pipeline {external_id!r}")
+            return [copy_json(run) for run in pipeline.runs]
 
     # --- RAW inspection -------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The emulated project: identities and one store per API resource, and the endpoints that span them.
 
 Each resource lives in its own module, the way CDF's API reference is laid out:
-:mod:`emulator.executions` (workflow executions), :mod:`emulator.sessions` and :mod:`emulator.raw`;
+:mod:`emulator.workflows` (workflow versions), :mod:`emulator.executions` (workflow executions),
+:mod:`emulator.sessions`, :mod:`emulator.raw` and :mod:`emulator.extpipes` (extraction pipelines);
 identities and capabilities are in :mod:`emulator.auth`.  Nothing here knows about HTTP.  Not
 thread-safe on its own: the server holds one lock around every call.
 """
@@ -14,6 +15,7 @@ from emulator.auth import AuthRegistry
 from emulator.common import Json, copy_json, optional_str, reject_unknown, validate_metadata
 from emulator.errors import bad_request
 from emulator.executions import ExecutionStore
+from emulator.extpipes import ExtractionPipelineStore
 from emulator.raw import RawStore
 from emulator.sessions import SessionStore
 from emulator.workflows import WorkflowVersionStore, check_identifier
@@ -35,6 +37,7 @@ class EmulatorState:
         self.executions = ExecutionStore(self.versions)
         self.sessions = SessionStore()
         self.raw = RawStore()
+        self.extpipes = ExtractionPipelineStore()
 
     def reset(self) -> None:
         """Clear executions, sessions and RAW, and restore the knobs; identities and tokens stay."""
@@ -42,6 +45,7 @@ class EmulatorState:
         self.versions.clear()
         self.sessions.clear()
         self.raw.clear()
+        self.extpipes.clear()
 
     # --- endpoint operations that span stores ---------------------------------------------------
 
