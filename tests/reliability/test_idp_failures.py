@@ -429,19 +429,16 @@ def test_the_idp_recovers_and_the_next_call_retries(idp_harness: Harness) -> Non
 
 
 def test_a_function_runtime_token_client_keeps_working(idp_harness: Harness) -> None:
-    """A Cognite Function's runtime client holds a bearer token: no identity provider is asked."""
+    """A Cognite Function's runtime client holds a bearer token from the call's session: no identity
+    provider is asked (the retry sessions use the client credentials of the function's secrets)."""
     emu = idp_harness.emu
     ids = seed(emu, 2)
-    client = CogniteClient(
-        ClientConfig(
-            client_name="function-runtime",
-            project=emu.project,
-            base_url=emu.base_url,
-            credentials=Token(lambda: emu.issue_token(FUNCTION_CLIENT_ID)),
-        )
-    )
+    token = emu.issue_session_token(FUNCTION_CLIENT_ID)
+    config = ClientConfig(client_name="runtime", project=emu.project, base_url=emu.base_url, credentials=Token(token))
+    client = CogniteClient(config)
+    secrets = {"client-id": FUNCTION_CLIENT_ID, "client-secret": FUNCTION_CLIENT_SECRET}
 
-    answer = handler.handle({"executionIds": ids}, client)
+    answer = handler.handle({"executionIds": ids}, client, secrets)
 
     assert [r["outcome"] for r in answer["results"]] == ["retried", "retried"]
     assert emu.requests_matching("POST", r"^/oauth2/token$") == []
