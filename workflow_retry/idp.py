@@ -19,6 +19,8 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -125,11 +127,11 @@ def fetch_token_ahead(client: CogniteClient | AsyncCogniteClient, *, valid_for: 
     credentials = client.config.credentials
     if isinstance(credentials, Token):
         return
-    fetch: Any
+    fetch: Callable[[], object]
     if isinstance(credentials, BoundedClientCredentials):
         if credentials.lasts(valid_for):
             return
-        fetch = lambda: credentials.fetch_ahead(valid_for, timeout)  # noqa: E731
+        fetch = partial(credentials.fetch_ahead, valid_for, timeout)
     else:
         fetch = credentials.authorization_header  # another provider: its own timeouts, bounded by the wait
     failure: list[BaseException] = []
