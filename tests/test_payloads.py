@@ -37,6 +37,14 @@ def test_dry_run_flag() -> None:
     assert parse_payload({"executionId": A}).dry_run is False
 
 
+def test_full_execution_flag() -> None:
+    assert parse_payload({"executionId": A, "fullExecution": True}).full_execution is True
+    assert parse_payload({"executionId": A}).full_execution is False
+    assert parse_payload({"sweep": {}, "fullExecution": True}).full_execution is True
+    with pytest.raises(PayloadError, match="fullExecution"):
+        parse_payload({"executionId": A, "fullExecution": "yes"})
+
+
 def test_duplicates_are_kept_once_case_insensitively() -> None:
     request = parse_payload({"executionIds": [A, A.upper(), B, A]})
     assert [r.execution_id for r in request.ids] == [A, B]

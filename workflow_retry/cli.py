@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+_FULL_HELP = "each result holds the whole execution as read (tasks, definition), not the compact one (with --json)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m workflow_retry", description="Retry failed Cognite Data Fusion workflow executions."
@@ -64,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("ids", nargs="+", metavar="ID", help="execution IDs (UUIDs)")
     retry.add_argument("--dry-run", action="store_true", help="report what would be done, change nothing")
     retry.add_argument("--json", action="store_true", help="print the result as JSON")
+    retry.add_argument("--full", action="store_true", help=_FULL_HELP)
     retry.set_defaults(run=_run_retry)
 
     sweep = commands.add_parser("sweep", help="find failed executions and retry them under the policy")
@@ -74,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--max-restarts", type=int, metavar="N", help="executions restarted at most (default: settings)")
     sweep.add_argument("--dry-run", action="store_true", help="list what would be retried, change nothing")
     sweep.add_argument("--json", action="store_true", help="print the result as JSON")
+    sweep.add_argument("--full", action="store_true", help=_FULL_HELP)
     sweep.set_defaults(run=_run_sweep)
 
     status = commands.add_parser("status", help="show an execution, its ledger record and what the policy says")
@@ -104,7 +109,7 @@ def _minutes(text: str) -> int:
 def _run_retry(args: argparse.Namespace) -> int:
     from workflow_retry.payloads import parse_payload
 
-    request = parse_payload({"executionIds": list(args.ids), "dryRun": args.dry_run})
+    request = parse_payload({"executionIds": list(args.ids), "dryRun": args.dry_run, "fullExecution": args.full})
     client, credentials, settings = _connect()
     from workflow_retry import function
 
@@ -125,7 +130,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         sweep["lookbackMinutes"] = args.since
     if args.max_restarts:
         sweep["maxRestarts"] = args.max_restarts
-    request = parse_payload({"sweep": sweep, "dryRun": args.dry_run})
+    request = parse_payload({"sweep": sweep, "dryRun": args.dry_run, "fullExecution": args.full})
     client, credentials, settings = _connect()
     from workflow_retry import function
 

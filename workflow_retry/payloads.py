@@ -7,7 +7,8 @@ Accepted shapes, which may be combined in one payload (IDs are then taken in thi
 - an execution object as the API returns it: ``{"id": "<uuid>", "workflowExternalId": "...", ...}``
 - ``{"items": [<execution object>, ...]}`` (the shape of the executions list endpoint)
 
-plus ``"dryRun": true`` on any of them. Other keys are ignored. A per-ID problem becomes an
+plus ``"dryRun": true`` and ``"fullExecution": true`` (each result then carries the whole execution
+as read, not the compact one) on any of them. Other keys are ignored. A per-ID problem becomes an
 ``invalid`` result; a payload with no ID at all, or with a field of the wrong type, raises
 :class:`PayloadError`.
 
@@ -51,6 +52,7 @@ class CognitePayload(BaseModel):
     workflow_external_id: Any = Field(default=_MISSING, alias="workflowExternalId")
     items: list[Any] | None = None
     dry_run: StrictBool = Field(default=False, alias="dryRun")
+    full_execution: StrictBool = Field(default=False, alias="fullExecution")
     policy: Any = None
     sweep: Any = None
 
@@ -89,7 +91,13 @@ def parse_payload(data: object) -> RetryRequest:
     if payload.sweep is not None and payload.sweep is not False:
         if payload.has_id_field():
             raise PayloadError("a sweep payload lists no execution IDs: send 'sweep' or IDs, not both")
-        return RetryRequest(ids=(), dry_run=payload.dry_run, policy=overrides, sweep=parse_sweep(payload.sweep))
+        return RetryRequest(
+            ids=(),
+            dry_run=payload.dry_run,
+            full_execution=payload.full_execution,
+            policy=overrides,
+            sweep=parse_sweep(payload.sweep),
+        )
     if not payload.has_id_field():
         raise PayloadError(_NO_ID_MESSAGE)
     raw = list(payload.raw_ids())
@@ -97,7 +105,12 @@ def parse_payload(data: object) -> RetryRequest:
         raise PayloadError(f"too many execution IDs: {len(raw)}, at most {MAX_IDS_PER_CALL} per call")
     if not raw:
         raise PayloadError("the payload lists no execution ID (the list is empty)")
-    return RetryRequest(ids=tuple(distinct_ids(raw)), dry_run=payload.dry_run, policy=overrides)
+    return RetryRequest(
+        ids=tuple(distinct_ids(raw)),
+        dry_run=payload.dry_run,
+        full_execution=payload.full_execution,
+        policy=overrides,
+    )
 
 
 class SweepPayload(BaseModel):

@@ -117,7 +117,8 @@ async def retry_executions(
 
             try:
                 async with asyncio.timeout_at(deadline):
-                    return await one_at_a_time(execution_id, _mode(request.dry_run, ctx), work)
+                    result = await one_at_a_time(execution_id, _mode(request.dry_run, ctx), work)
+                return result if request.full_execution else result.with_compact_execution()
             except TimeoutError:
                 message = DEADLINE_IN_FLIGHT_MESSAGE if watched.retry_sent else DEADLINE_MESSAGE
                 return _failed(requested.shown, CdfRequestError(None, message, retryable=True))
@@ -246,16 +247,23 @@ class _RetryRequestWatch:
 
 
 async def retry_one(
-    execution_id: ExecutionId, gateway: CdfGateway, *, dry_run: bool, context: RetryContext | None = None
+    execution_id: ExecutionId,
+    gateway: CdfGateway,
+    *,
+    dry_run: bool,
+    context: RetryContext | None = None,
+    full_execution: bool = False,
 ) -> ExecutionResult:
     """Read the execution and its attempts, decide, count the attempt and retry it with a fresh session.
 
-    One task at a time per execution in this process (:func:`one_at_a_time`).
+    One task at a time per execution in this process (:func:`one_at_a_time`). The result carries the
+    compact execution unless ``full_execution``.
     """
     ctx = context or RetryContext()
-    return await one_at_a_time(
+    result = await one_at_a_time(
         execution_id, _mode(dry_run, ctx), lambda: _retry_one(execution_id, gateway, dry_run=dry_run, context=ctx)
     )
+    return result if full_execution else result.with_compact_execution()
 
 
 async def _retry_one(

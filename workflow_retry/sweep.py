@@ -227,7 +227,13 @@ async def _retry_oldest_first(
             index = next(position)
             in_flight += 1
             try:
-                result = await retry_one(candidate.execution_id, gateway, dry_run=request.dry_run, context=ctx)
+                result = await retry_one(
+                    candidate.execution_id,
+                    gateway,
+                    dry_run=request.dry_run,
+                    context=ctx,
+                    full_execution=request.full_execution,
+                )
             finally:
                 in_flight -= 1
             results[index] = result
