@@ -9,6 +9,7 @@ from typing import Any
 
 from cognite.client import CogniteClient
 
+from workflow_retry.answer_size import COGNITE_FUNCTION_ANSWER_LIMIT_BYTES, fit_answer
 from workflow_retry.cdf import (
     ClientCredentials,
     SdkCdfGateway,
@@ -38,7 +39,8 @@ def handle(
     """Retry the failed workflow executions named in ``data``; one result per distinct ID.
 
     Raises :class:`PayloadError` when no execution ID can be read from ``data`` (the call then shows
-    as Failed with that message) and :class:`ConfigurationError` for invalid settings or secrets.
+    as Failed with that message) and :class:`ConfigurationError` for invalid settings or secrets. The
+    answer is trimmed to the platform's 1 MB when it would be larger (:mod:`workflow_retry.answer_size`).
     """
     try:
         settings = cached_settings()
@@ -48,7 +50,8 @@ def handle(
     except RetryToolError as exc:
         logger.error("call %s refused: %s", _call_id(function_call_info), exc)
         raise
-    return report.to_dict()
+    # Cognite Functions refuse an answer over 1 MB, which would fail the call after its retries ran.
+    return fit_answer(report.to_dict(), COGNITE_FUNCTION_ANSWER_LIMIT_BYTES, "Cognite Functions")
 
 
 def execute(

@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
+from workflow_retry.answer_size import LAMBDA_ANSWER_LIMIT_BYTES, fit_answer
 from workflow_retry.aws.config import (
     HTTP_MAX_BODY_BYTES,
     LAMBDA_SAFETY_MARGIN_SECONDS,
@@ -157,7 +158,7 @@ class LambdaApp:
         report = self._execute(parse_payload(event), context)
         if report.needs_redelivery:
             raise TransientFailuresError(report)
-        return report.to_dict()
+        return fit_answer(report.to_dict(), LAMBDA_ANSWER_LIMIT_BYTES, "AWS Lambda")
 
     def _asynchronous(self, deliveries: list[Delivery], context: Any) -> dict[str, Any]:
         """SNS and EventBridge: every delivery handled, then raise if one must come again."""
@@ -170,7 +171,7 @@ class LambdaApp:
                 raise DeliveryInProgressError(outcome.reason or "a delivery is being handled elsewhere")
             if outcome.status == "store_failed":
                 raise IdempotencyStoreError(outcome.reason or "the idempotency table failed")
-        return async_result(outcomes)
+        return fit_answer(async_result(outcomes), LAMBDA_ANSWER_LIMIT_BYTES, "AWS Lambda")
 
     def _sqs(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """One outcome per record; the batch item failures are the records that must come again.
@@ -245,14 +246,14 @@ class LambdaApp:
             report = self._execute(request, context, time_left)
             if report.needs_redelivery:
                 raise _ComeBack(report)
-            return report.to_dict()
+            return delivery_answer(report)
 
         try:
             if delivery.key is None:
                 return DeliveryOutcome(None, "handled", result=work())
             handled = self._guard.run_once(delivery.key, work)
         except _ComeBack as back:
-            return DeliveryOutcome(delivery.key, "transient", result=back.report.to_dict(), report=back.report)
+            return DeliveryOutcome(delivery.key, "transient", result=delivery_answer(back.report), report=back.report)
         except DeliveryInProgressError as exc:
             logger.info("%s delivery %s is a duplicate being handled elsewhere", delivery.source, delivery.key)
             return DeliveryOutcome(delivery.key, "in_progress", reason=str(exc))
@@ -372,6 +373,16 @@ class LambdaApp:
             client = self._client
         # Sessions for the retried executions use the same client credentials as the client itself.
         return client, ClientCredentials(self._connection.client_id, secret)
+
+
+def delivery_answer(report: RetryReport) -> dict[str, Any]:
+    """A delivery's result, fitted so that even an HTTP answer, whose JSON body is escaped once more inside
+    the response's JSON (at most twice as long), stays within Lambda's 6 MB."""
+    return fit_answer(report.to_dict(), LAMBDA_ANSWER_LIMIT_BYTES // 2 - HTTP_ENVELOPE_BYTES, "AWS Lambda (HTTP)")
+
+
+HTTP_ENVELOPE_BYTES = 4_096
+"""Room for an HTTP response's status, headers and the body's quotes around the escaped JSON."""
 
 
 def invocation_settings(settings: Settings, context: Any) -> Settings:
