@@ -12,7 +12,7 @@ as read, not the compact one) on any of them. Other keys are ignored. A per-ID p
 ``invalid`` result; a payload with no ID at all, or with a field of the wrong type, raises
 :class:`PayloadError`.
 
-Also accepted (README (policy)):
+Also accepted (docs/policy-and-sweeps.md):
 
 - ``"policy": {"maxAttempts": 5, ...}`` on any payload: this call's retry policy over the
   environment's (an unknown or invalid key raises :class:`ConfigurationError`);
