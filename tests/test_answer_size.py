@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 
 from workflow_retry.answer_size import COGNITE_FUNCTION_ANSWER_LIMIT_BYTES, LAMBDA_ANSWER_LIMIT_BYTES, fit_answer
-from workflow_retry.models import COMPACT_EXECUTION_FIELDS, MAX_REASON_CHARS, compact_execution
+from workflow_retry.aws.entrypoint import delivery_answer
+from workflow_retry.aws.responses import http_response
+from workflow_retry.models import (
+    COMPACT_EXECUTION_FIELDS,
+    MAX_REASON_CHARS,
+    ExecutionResult,
+    Outcome,
+    RetryReport,
+    compact_execution,
+)
 
 MAX_IDS = 1000
 WIDE = "\U0001f600"  # JSON (ASCII) writes it as a surrogate pair: 12 bytes for one character
@@ -177,3 +186,22 @@ def test_the_compact_execution_holds_what_a_caller_acts_on_and_a_bounded_reason(
     assert len(compact["reasonForIncompletion"]) == MAX_REASON_CHARS
     assert compact["reasonForIncompletion"].endswith("(50000 characters)")
     assert compact_execution({"id": "a", "status": "RUNNING"}) == {"id": "a", "status": "RUNNING"}
+
+
+@pytest.mark.slow
+def test_an_http_answer_with_its_body_escaped_stays_within_lambdas_limit() -> None:
+    # The body is JSON inside the response's JSON: every quote of it is escaped once more.
+    executions = [full_execution(tasks=50) for _ in range(MAX_IDS)]
+    report = RetryReport(
+        results=tuple(
+            ExecutionResult(execution_id=e["id"], outcome=Outcome.SKIPPED, reason="status is COMPLETED", execution=e)
+            for e in executions
+        )
+    )
+
+    response = http_response(200, delivery_answer(report))
+
+    assert size(response) <= LAMBDA_ANSWER_LIMIT_BYTES
+    body = json.loads(response["body"])
+    assert body["trimmed"]["shortened"]["fullExecution"] > 0
+    assert len(body["results"]) == MAX_IDS
