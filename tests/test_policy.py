@@ -303,3 +303,58 @@ def test_ledger_none_is_explicit_and_every_result_says_the_cap_is_not_enforced(
     assert all("attempt cap not enforced (ledger: none)" in rs[0]["reason"] for rs in results)
     assert emu.retry_count(failed) == 3
     assert emu.requests_matching(None, r"/raw/") == []
+
+
+# -- skip patterns from outside run in linear time (RE2) -------------------------------------------
+
+BACKTRACKING_PATTERN = r"(\w+\s?)+:$"
+"""Exponential in a backtracking engine: 46 s on a 44-character reason with Python's ``re``."""
+NORMAL_REASON = "Connection reset by peer while reading batch"  # 44 characters, no colon at the end
+
+
+@pytest.mark.usefixtures("fast_env")
+def test_a_backtracking_pattern_from_the_payload_cannot_hold_the_call_past_its_deadline(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRY_DEADLINE_SECONDS", "3")
+    monkeypatch.setenv("RETRY_REQUEST_TIMEOUT_SECONDS", "2")
+    assert len(NORMAL_REASON) == 44
+    failed = emu.seed_execution(
+        "wf", "1", "FAILED", reason=NORMAL_REASON, tasks=[{"status": "FAILED", "reasonForIncompletion": NORMAL_REASON}]
+    )["id"]
+    payload = {"executionId": failed, "policy": {"skipReasonPatterns": [BACKTRACKING_PATTERN]}}
+
+    started = time.monotonic()
+    item = only(handler.handle(payload, client, SECRETS))
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 3
+    assert item["outcome"] == "retried"  # the pattern does not match: the reason has no colon at its end
+    assert emu.retry_count(failed) == 1
+
+
+def test_skip_patterns_stay_case_insensitive_searches() -> None:
+    policy = RetryPolicy(skip_reason_patterns=(r"quota\s+exceeded", r"^HTTP 4\d\d", BACKTRACKING_PATTERN))
+
+    def action(reason: str) -> Action:
+        tasks = [{"externalId": "load", "status": "FAILED", "reasonForIncompletion": reason}]
+        return decide(execution(executedTasks=tasks), dry_run=False, policy=policy, now_ms=NOW).action
+
+    assert action("the QUOTA   Exceeded today") is Action.SKIP
+    assert action("http 429 from source") is Action.SKIP
+    assert action("source said: HTTP 429") is Action.RETRY
+    assert action("bad line:") is Action.SKIP
+
+
+@pytest.mark.parametrize(
+    ("pattern", "feature"),
+    [(r"(a+)\1", "backreference"), (r"fail(?=ed)", "lookahead"), (r"(?<!not )found", "lookbehind")],
+)
+def test_patterns_a_linear_time_engine_cannot_run_are_refused_when_the_policy_is_read(
+    pattern: str, feature: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="linear-time") as caught:
+        policy_overrides({"skipReasonPatterns": [pattern]})
+    assert "skipReasonPatterns" in str(caught.value)
+    with pytest.raises(ConfigurationError, match="RETRY_SKIP_REASON_PATTERNS"):
+        resolve_policy(None, {"RETRY_SKIP_REASON_PATTERNS": pattern})

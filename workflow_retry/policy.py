@@ -13,7 +13,8 @@ one :class:`Decision`. The checks run in a fixed order, and the first that appli
 2. workflow: not in ``includeWorkflows`` (when set) or in ``excludeWorkflows`` -> ``skip``
 3. age: ended longer ago than ``maxAgeHours`` -> ``skip``
 4. reason: a ``reasonForIncompletion`` (of the execution or a failed task) matches one of
-   ``skipReasonPatterns`` -> ``skip``, naming the pattern
+   ``skipReasonPatterns`` -> ``skip``, naming the pattern (matched by RE2 in linear time, whoever
+   wrote the pattern: see :mod:`workflow_retry.patterns`)
 5. terminal errors: every failed task is FAILED_WITH_TERMINAL_ERROR (and ``retryTerminalErrors`` is
    false) -> ``skip``
 6. in flight: the last retry was sent after this failure ended, moments ago (the read predates
@@ -27,7 +28,6 @@ one :class:`Decision`. The checks run in a fixed order, and the first that appli
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -47,6 +47,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from workflow_retry.errors import ConfigurationError
+from workflow_retry.patterns import PatternError, compile_pattern
 
 RETRYABLE_STATUSES = frozenset({"FAILED", "TIMED_OUT", "TERMINATED"})
 """The execution statuses CDF's retry endpoint accepts."""
@@ -163,8 +164,9 @@ class RetryPolicy(BaseModel):
     exclude_workflows: WorkflowList = Field(default=(), description="These workflows are never retried")
     skip_reason_patterns: PatternList = Field(
         default=(),
-        description="Regular expressions (case-insensitive, searched) on reasonForIncompletion of the "
-        "execution and its failed tasks: a match means the failure is not worth retrying",
+        description="Regular expressions (RE2 syntax: linear time, no backreferences or lookarounds; "
+        "case-insensitive, searched) on reasonForIncompletion of the execution and its failed tasks: a match "
+        "means the failure is not worth retrying",
     )
     retry_terminal_errors: bool = Field(
         default=False, description="Retry executions whose failed tasks are all FAILED_WITH_TERMINAL_ERROR"
@@ -180,9 +182,9 @@ class RetryPolicy(BaseModel):
             if not pattern:
                 raise ValueError("a skip reason pattern is empty (it would match every failure)")
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from None
+                compile_pattern(pattern)
+            except PatternError as exc:
+                raise ValueError(f"pattern {pattern!r} is {exc}") from None
         return patterns
 
     @model_validator(mode="after")
@@ -298,7 +300,7 @@ def screen(execution: Mapping[str, Any], policy: RetryPolicy, now_ms: int) -> st
         return f"ended {hours:.1f} h ago, longer ago than maxAgeHours ({policy.max_age_hours:g} h)"
     for source, reason in _failure_reasons(execution):
         for pattern in policy.skip_reason_patterns:
-            if re.search(pattern, reason, re.IGNORECASE):
+            if compile_pattern(pattern).search(reason):
                 return f"reasonForIncompletion of {source} matches skip pattern '{pattern}'"
     failed = failed_tasks(execution)
     if failed and not policy.retry_terminal_errors and all(t.get("status") == TERMINAL_TASK_STATUS for t in failed):
