@@ -15,7 +15,7 @@ from cognite.client import CogniteClient
 import handler
 from emulator import CdfEmulator
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
-from workflow_retry.errors import ConfigurationError
+from workflow_retry.errors import ConfigurationError, PolicyOverrideError
 from workflow_retry.policy import (
     DEFAULT_POLICY,
     Action,
@@ -358,3 +358,62 @@ def test_patterns_a_linear_time_engine_cannot_run_are_refused_when_the_policy_is
     assert "skipReasonPatterns" in str(caught.value)
     with pytest.raises(ConfigurationError, match="RETRY_SKIP_REASON_PATTERNS"):
         resolve_policy(None, {"RETRY_SKIP_REASON_PATTERNS": pattern})
+
+
+# -- the environment's policy is the ceiling of a call's -------------------------------------------
+
+OPERATOR = {
+    "RETRY_MAX_ATTEMPTS": "2",
+    "RETRY_INCLUDE_WORKFLOWS": "wf-a,wf-b:2",
+    "RETRY_EXCLUDE_WORKFLOWS": "wf-a:1",
+    "RETRY_SKIP_REASON_PATTERNS": "quota",
+}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        {"maxAttempts": 1},
+        {"maxAgeHours": 0.5},
+        {"cooldownSeconds": 900, "cooldownFactor": 3, "cooldownMaxSeconds": 7200},
+        {"includeWorkflows": ["wf-a:2", "wf-b:2"]},
+        {"excludeWorkflows": ["wf-a:1", "wf-c"]},
+        {"includeWorkflows": ["wf-b:2"], "excludeWorkflows": ["wf-a"]},  # wf-a covers the operator's wf-a:1
+        {"skipReasonPatterns": ["quota", "forbidden"]},
+        {"retryTerminalErrors": False},
+    ],
+)
+def test_a_call_may_tighten_every_field(call: dict[str, Any]) -> None:
+    policy = resolve_policy(policy_overrides(call), OPERATOR)
+    assert policy.max_attempts <= 2
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ({"maxAttempts": 3}, "maxAttempts 3 is above the operator's limit 2 (RETRY_MAX_ATTEMPTS"),
+        ({"maxAgeHours": 25}, "maxAgeHours 25 is above the operator's limit 24 (RETRY_MAX_AGE_HOURS"),
+        ({"cooldownSeconds": 299}, "cooldownSeconds 299 is below the operator's 300"),
+        ({"cooldownFactor": 1.5}, "cooldownFactor 1.5 is below the operator's 2"),
+        ({"cooldownMaxSeconds": 1800}, "cooldownMaxSeconds 1800 is below the operator's 3600"),
+        ({"includeWorkflows": ["wf-b"]}, "includeWorkflows ['wf-b'] reaches ['wf-b']"),
+        ({"includeWorkflows": []}, "means every workflow"),
+        ({"excludeWorkflows": ["wf-c"]}, "leaves out ['wf-a:1'], which the operator excludes"),
+        ({"skipReasonPatterns": ["forbidden"]}, "leaves out ['quota'], which the operator skips on"),
+        ({"retryTerminalErrors": True}, "retryTerminalErrors true retries what the operator does not"),
+    ],
+)
+def test_a_call_that_loosens_a_field_is_refused_naming_field_value_and_limit(
+    call: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(PolicyOverrideError, match="override refused") as caught:
+        resolve_policy(policy_overrides(call), OPERATOR)
+    assert message in str(caught.value)
+    assert "RETRY_ALLOW_PAYLOAD_LOOSENING=true" in str(caught.value)
+    allowed = resolve_policy(policy_overrides(call), {**OPERATOR, "RETRY_ALLOW_PAYLOAD_LOOSENING": "true"})
+    assert allowed.model_fields_set >= set(policy_overrides(call))
+
+
+def test_the_loosening_opt_in_must_be_a_boolean() -> None:
+    with pytest.raises(ConfigurationError, match="RETRY_ALLOW_PAYLOAD_LOOSENING"):
+        resolve_policy(policy_overrides({"maxAttempts": 1}), {"RETRY_ALLOW_PAYLOAD_LOOSENING": "maybe"})

@@ -202,9 +202,9 @@ def test_sweep_true_uses_the_configured_defaults(
 
 @pytest.mark.slow
 def test_memory_stays_flat_however_many_executions_the_window_holds(emu: CdfEmulator, client: CogniteClient) -> None:
-    settings = Settings(sweep_page_size=1000, deadline_seconds=600)
+    settings = Settings(sweep_page_size=1000, deadline_seconds=600, sweep_max_restarts=50)
     credentials = ClientCredentials(FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET)
-    request = parse_payload({"sweep": {"maxRestarts": 50}, "dryRun": True})
+    request = parse_payload({"sweep": {"maxRestarts": 50}, "dryRun": True}, settings=settings)
 
     def peak_for(n: int) -> int:
         emu.reset()

@@ -46,7 +46,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from workflow_retry.errors import ConfigurationError
+from workflow_retry.errors import ConfigurationError, PolicyOverrideError
 from workflow_retry.patterns import PatternError, compile_pattern
 
 RETRYABLE_STATUSES = frozenset({"FAILED", "TIMED_OUT", "TERMINATED"})
@@ -240,11 +240,17 @@ def policy_overrides(data: object) -> dict[str, Any]:
     return {name: getattr(partial, name) for name in partial.model_fields_set}
 
 
-def resolve_policy(call: Mapping[str, Any] | None, environment: Mapping[str, str]) -> RetryPolicy:
-    """The policy in force: the call's fields over the environment's over the defaults.
+LOOSENING_VARIABLE = "RETRY_ALLOW_PAYLOAD_LOOSENING"
+"""``true``: a call's ``policy`` may set any valid value. Unset or ``false``: it may only tighten."""
 
-    ``call`` holds field names (from :func:`policy_overrides`); ``environment`` is
-    passed in (e.g. ``os.environ``) so that this stays free of I/O.
+_TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})
+
+
+def environment_policy(environment: Mapping[str, str]) -> RetryPolicy:
+    """The operator's policy: the environment's ``RETRY_*`` fields over the defaults.
+
+    It is the ceiling of every call's ``policy`` (see :func:`loosenings`). Raises
+    :class:`ConfigurationError` naming the variable when a value is invalid.
     """
     from_environment: dict[str, Any] = {}
     for variable, field in ENVIRONMENT_VARIABLES.items():
@@ -252,14 +258,112 @@ def resolve_policy(call: Mapping[str, Any] | None, environment: Mapping[str, str
         if value is not None and value.strip() != "":
             from_environment[field] = value.strip()
     try:
-        environment_layer = RetryPolicy.model_validate(from_environment)
+        return RetryPolicy.model_validate(from_environment)
     except ValidationError as exc:
         raise ConfigurationError(_describe(exc, "policy from the environment", ENVIRONMENT_VARIABLES)) from None
-    explicit = {name: getattr(environment_layer, name) for name in from_environment}
+
+
+def loosening_allowed(environment: Mapping[str, str]) -> bool:
+    """Whether the operator lets a call's ``policy`` loosen the environment's (``RETRY_ALLOW_PAYLOAD_LOOSENING``)."""
+    value = environment.get(LOOSENING_VARIABLE, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"invalid {LOOSENING_VARIABLE}: use true or false")
+
+
+_VARIABLE_OF = {field: variable for variable, field in ENVIRONMENT_VARIABLES.items()}
+
+
+def loosenings(call: Mapping[str, Any], ceiling: RetryPolicy) -> list[str]:
+    """What a call's fields (by field name) loosen in the operator's policy, one line each (empty: none).
+
+    Tightening, field by field (anything else loosens): ``maxAttempts`` and ``maxAgeHours`` no higher;
+    ``cooldownSeconds``, ``cooldownFactor`` and ``cooldownMaxSeconds`` no lower (every wait at least as
+    long); ``includeWorkflows`` only workflows the operator's list covers (any, when that list is
+    empty; an empty list when the operator's is not would mean "all"); ``excludeWorkflows`` and
+    ``skipReasonPatterns`` keep every entry of the operator's and may add more; ``retryTerminalErrors``
+    true only when the operator's is.
+    """
+    problems: list[str] = []
+
+    def refuse(field: str, value: object, why: str) -> None:
+        problems.append(f"{to_camel(field)} {_shown(value)} {why} ({_VARIABLE_OF[field]} or its default)")
+
+    for field, value in call.items():
+        limit = getattr(ceiling, field)
+        if field in ("max_attempts", "max_age_hours") and value > limit:
+            refuse(field, value, f"is above the operator's limit {limit:g}")
+        elif field in ("cooldown_seconds", "cooldown_factor", "cooldown_max_seconds") and value < limit:
+            refuse(field, value, f"is below the operator's {limit:g}")
+        elif field == "retry_terminal_errors" and value and not limit:
+            refuse(field, value, "retries what the operator does not (false)")
+        elif field == "include_workflows" and limit:
+            outside = [s for s in value if not any(selector_covers(mine, s) for mine in limit)]
+            if not value or outside:
+                what = f"reaches {_shown([str(s) for s in outside])}" if outside else "means every workflow"
+                operators = _shown([str(s) for s in limit])
+                refuse(field, [str(s) for s in value], f"{what}, beyond the operator's {operators}")
+        elif field == "exclude_workflows":
+            dropped = [str(mine) for mine in limit if not any(selector_covers(s, mine) for s in value)]
+            if dropped:
+                refuse(field, [str(s) for s in value], f"leaves out {_shown(dropped)}, which the operator excludes")
+        elif field == "skip_reason_patterns":
+            dropped = [pattern for pattern in limit if pattern not in value]
+            if dropped:
+                refuse(field, list(value), f"leaves out {_shown(dropped)}, which the operator skips on")
+    return problems
+
+
+def _fields(policy: RetryPolicy) -> dict[str, Any]:
+    return {name: getattr(policy, name) for name in RetryPolicy.model_fields}
+
+
+def selector_covers(wide: WorkflowSelector, narrow: WorkflowSelector) -> bool:
+    """Whether every execution ``narrow`` matches is matched by ``wide``."""
+    return wide.external_id == narrow.external_id and (wide.version is None or wide.version == narrow.version)
+
+
+def _shown(value: object, limit: int = 120) -> str:
+    """A value as a message shows it (cut short: a payload's list may be long)."""
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    elif isinstance(value, str | list):
+        text = repr(value)
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def refusal_message(problems: list[str]) -> str:
+    """The message of a :class:`PolicyOverrideError`: every refused field, and how to allow it."""
+    return (
+        "override refused: " + "; ".join(problems) + ". A payload may tighten the operator's limits, never "
+        f"loosen them (set {LOOSENING_VARIABLE}=true to allow that)"
+    )
+
+
+def resolve_policy(call: Mapping[str, Any] | None, environment: Mapping[str, str]) -> RetryPolicy:
+    """The policy in force: the call's fields over the environment's over the defaults.
+
+    ``call`` holds field names (from :func:`policy_overrides`); ``environment`` is passed in (e.g.
+    ``os.environ``) so that this stays free of I/O. The environment's policy (defaults included) is
+    the ceiling: a call that loosens it raises :class:`PolicyOverrideError` naming each field, unless
+    the operator set ``RETRY_ALLOW_PAYLOAD_LOOSENING=true``. An invalid environment raises
+    :class:`ConfigurationError`.
+    """
+    ceiling = environment_policy(environment)
+    if call and not loosening_allowed(environment):
+        problems = loosenings(call, ceiling)
+        if problems:
+            raise PolicyOverrideError(refusal_message(problems))
     try:
-        return RetryPolicy.model_validate({**explicit, **(call or {})})
+        return RetryPolicy.model_validate({**_fields(ceiling), **(call or {})})
     except ValidationError as exc:
-        raise ConfigurationError(_describe(exc, "policy")) from None
+        raise PolicyOverrideError(_describe(exc, "policy")) from None
 
 
 def _describe(exc: ValidationError, what: str, variables: Mapping[str, str] | None = None) -> str:
