@@ -417,3 +417,55 @@ def test_a_call_that_loosens_a_field_is_refused_naming_field_value_and_limit(
 def test_the_loosening_opt_in_must_be_a_boolean() -> None:
     with pytest.raises(ConfigurationError, match="RETRY_ALLOW_PAYLOAD_LOOSENING"):
         resolve_policy(policy_overrides({"maxAttempts": 1}), {"RETRY_ALLOW_PAYLOAD_LOOSENING": "maybe"})
+
+
+# -- access errors: a retry runs as the same principal, so it fails the same way ---------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "capability"),
+    [
+        ("Request failed with status 403", None),
+        ("403 Forbidden", None),
+        ("HTTP 403: forbidden", None),
+        ("Forbidden: missing capability functionsAcl:WRITE", "functionsAcl:WRITE"),
+        (
+            "Missing capabilities: transformationsAcl:READ, dataSetsAcl:OWNER",
+            "transformationsAcl:READ, dataSetsAcl:OWNER",
+        ),
+        ("missing capability timeSeriesAcl", "timeSeriesAcl"),
+        ("The principal has insufficient access rights to the data set", None),
+        ("Insufficient permissions to run the transformation", None),
+        ("Access denied for the function call", None),
+        ("Permission denied", None),
+    ],
+)
+def test_access_errors_are_skipped_and_marked_for_announcement(reason: str, capability: str | None) -> None:
+    tasks = [{"externalId": "call", "status": "FAILED", "reasonForIncompletion": reason}]
+    decision = decide(execution(executedTasks=tasks), dry_run=False, now_ms=NOW)
+    assert decision.action is Action.SKIP
+    assert decision.announce is True
+    assert "access error" in decision.reason
+    assert "task 'call'" in decision.reason
+    if capability is not None:
+        assert f"missing capability {capability}" in decision.reason
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["task failed", "Timed out after 4030 seconds", "HTTP 404 not found", "Connection reset by peer", "HTTP 401"],
+)
+def test_other_failures_are_not_access_errors(reason: str) -> None:
+    assert decide(execution(reasonForIncompletion=reason), dry_run=False, now_ms=NOW).action is Action.RETRY
+
+
+def test_the_access_error_skip_can_be_turned_off_by_the_operator_only() -> None:
+    forbidden = execution(reasonForIncompletion="403 Forbidden")
+    assert decide(forbidden, dry_run=False, now_ms=NOW).action is Action.SKIP
+    off = resolve_policy(None, {"RETRY_SKIP_ACCESS_ERRORS": "false"})
+    assert decide(forbidden, dry_run=False, policy=off, now_ms=NOW).action is Action.RETRY
+    with pytest.raises(PolicyOverrideError, match="skipAccessErrors false"):
+        resolve_policy(policy_overrides({"skipAccessErrors": False}), {})
+    assert resolve_policy(
+        policy_overrides({"skipAccessErrors": True}), {"RETRY_SKIP_ACCESS_ERRORS": "false"}
+    ).skip_access_errors

@@ -38,6 +38,10 @@ class ReasonPattern:
     def search(self, reason: str) -> bool:
         return self._compiled.search(reason) is not None
 
+    def find_all(self, reason: str) -> list[str]:
+        """Every non-overlapping match, left to right: its first group when the pattern has one."""
+        return [str(m.group(1) if m.lastindex else m.group(0)) for m in self._compiled.finditer(reason)]
+
 
 @lru_cache(maxsize=512)
 def compile_pattern(text: str) -> ReasonPattern:

@@ -17,12 +17,20 @@ one :class:`Decision`. The checks run in a fixed order, and the first that appli
    wrote the pattern: see :mod:`workflow_retry.patterns`)
 5. terminal errors: every failed task is FAILED_WITH_TERMINAL_ERROR (and ``retryTerminalErrors`` is
    false) -> ``skip``
-6. in flight: the last retry was sent after this failure ended, moments ago (the read predates
+6. access: a failed task's (else the execution's) ``reasonForIncompletion`` is an access error
+   (:data:`ACCESS_ERROR_PATTERNS`: 403, Forbidden, missing capability, insufficient access or
+   permissions, access or permission denied) and ``skipAccessErrors`` is true (the default) ->
+   ``skip`` with ``announce``: told once, as a give-up is, naming the missing capability when the
+   reason names one (a retry runs as this tool's principal, and would fail the same way)
+7. in flight: the last retry was sent after this failure ended, moments ago (the read predates
    that retry: another invocation's, or a stale answer; or that retry's request was lost) -> ``defer``
    until the window has passed: never ``skip``, which would drop a delivery whose retry never ran
-7. cap: already retried ``maxAttempts`` times -> ``exhausted``
-8. cooldown: the last retry was less than the cooldown ago -> ``defer``
-9. ``dryRun`` -> ``report_only``; otherwise ``retry``.
+8. cap: already retried ``maxAttempts`` times -> ``exhausted``
+9. cooldown: the last retry was less than the cooldown ago -> ``defer``
+10. ``dryRun`` -> ``report_only``; otherwise ``retry``.
+
+Checks 1-5 need only the execution as listed (:func:`screen`, used by sweeps before reading any
+detail); 6 needs the failed tasks, so a sweep leaves it to the detailed read.
 """
 
 from __future__ import annotations
@@ -81,6 +89,8 @@ class Decision:
     """For ``retry`` and ``report_only``: the number this attempt would have (1 = first retry)."""
     not_before_ms: int | None = None
     """For ``defer``: the earliest time (epoch ms) the next retry is allowed."""
+    announce: bool = False
+    """For ``skip``: a person must be told (an access error), once per execution, as a give-up is."""
 
 
 def _split_list(value: object) -> object:
@@ -174,6 +184,11 @@ class RetryPolicy(BaseModel):
     max_age_hours: float = Field(
         default=24.0, gt=0, le=24 * 90, description="Executions that ended longer ago than this are not retried"
     )
+    skip_access_errors: bool = Field(
+        default=True,
+        description="Skip (and announce as a give-up) an execution whose failure is an access error (403, "
+        "missing capability): a retry runs as this tool's principal and fails the same way",
+    )
 
     @field_validator("skip_reason_patterns")
     @classmethod
@@ -219,6 +234,7 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = {
     "RETRY_SKIP_REASON_PATTERNS": "skip_reason_patterns",
     "RETRY_TERMINAL_ERRORS": "retry_terminal_errors",
     "RETRY_MAX_AGE_HOURS": "max_age_hours",
+    "RETRY_SKIP_ACCESS_ERRORS": "skip_access_errors",
 }
 """Environment variable -> policy field. Lists: a JSON array or comma-separated values."""
 
@@ -299,6 +315,8 @@ def loosenings(call: Mapping[str, Any], ceiling: RetryPolicy) -> list[str]:
             refuse(field, value, f"is below the operator's {limit:g}")
         elif field == "retry_terminal_errors" and value and not limit:
             refuse(field, value, "retries what the operator does not (false)")
+        elif field == "skip_access_errors" and not value and limit:
+            refuse(field, value, "retries what the operator skips (true)")
         elif field == "include_workflows" and limit:
             outside = [s for s in value if not any(selector_covers(mine, s) for mine in limit)]
             if not value or outside:
@@ -427,6 +445,9 @@ def decide(
     problem = screen(execution, policy, now)
     if problem is not None:
         return Decision(Action.SKIP, problem)
+    access = access_error(execution) if policy.skip_access_errors else None
+    if access is not None:
+        return Decision(Action.SKIP, access, announce=True)
     status = str(execution.get("status", "")).upper()
     ended = failure_key(execution)
     if (
@@ -462,6 +483,51 @@ def decide(
             Action.REPORT_ONLY, f"would retry: status is {status} (attempt {attempt} of {policy.max_attempts})", attempt
         )
     return Decision(Action.RETRY, f"retried from the point of failure (status was {status})", attempt)
+
+
+ACCESS_ERROR_PATTERNS: tuple[str, ...] = (
+    r"\b403\b",
+    r"\bforbidden\b",
+    r"\bmissing\s+capabilit(?:y|ies)\b",
+    r"\binsufficient\s+(?:access|permissions?|privileges?|rights)\b",
+    r"\baccess\s+denied\b",
+    r"\bpermission\s+denied\b",
+)
+"""What makes a ``reasonForIncompletion`` an access error (case-insensitive searches, RE2). A 401 is
+not one: it is an expired or refused token, which a retry's fresh session may well not meet again."""
+
+_CAPABILITY = r"\b([a-z][a-z0-9]*acl(?::[a-z_]+)?)\b"
+"""A capability as CDF names it: ``functionsAcl:WRITE``, ``timeSeriesAcl``."""
+_MAX_CAPABILITIES_SHOWN = 5
+
+
+def access_error(execution: Mapping[str, Any]) -> str | None:
+    """Why the execution's failure is an access error (naming missing capabilities found), or None.
+
+    The failed tasks' reasons are looked at first (they name what was refused), then the execution's.
+    """
+    tasks_first = sorted(_failure_reasons(execution), key=lambda item: item[0] == "the execution")
+    for source, reason in tasks_first:
+        if any(compile_pattern(p).search(reason) for p in ACCESS_ERROR_PATTERNS):
+            found = missing_capabilities(reason)
+            named = f" (missing capability {', '.join(found)})" if found else ""
+            return (
+                f"reasonForIncompletion of {source} is an access error{named}: a retry runs as this tool's "
+                "principal and would fail the same way; not retried (give the principal the access, then retry "
+                "by ID; RETRY_SKIP_ACCESS_ERRORS=false turns this check off)"
+            )
+    return None
+
+
+def missing_capabilities(reason: str) -> list[str]:
+    """The capabilities a reason names (``functionsAcl:WRITE``), in order, at most a few."""
+    found: list[str] = []
+    for capability in compile_pattern(_CAPABILITY).find_all(reason):
+        if capability not in found:
+            found.append(capability)
+        if len(found) == _MAX_CAPABILITIES_SHOWN:
+            break
+    return found
 
 
 def retry_was_applied(execution_after: Mapping[str, Any]) -> bool:
