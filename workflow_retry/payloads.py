@@ -18,6 +18,10 @@ Also accepted (README (policy)):
 - ``{"sweep": {"workflows": ["wf-a", "wf-b:2"], "lookbackMinutes": 60, "statuses": ["FAILED"],
   "maxRestarts": 20}}`` (every key optional; ``{"sweep": {}}`` or ``{"sweep": true}`` uses the
   configured defaults): list failed executions and retry them, instead of a list of IDs.
+  ``lookbackMinutes`` narrows the sweep to failures that ended that recently.
+
+A payload's ``policy`` and ``sweep`` may tighten the operator's limits, never loosen them (unless
+RETRY_ALLOW_PAYLOAD_LOOSENING is true): :func:`check_limits`.
 """
 
 from __future__ import annotations
@@ -190,8 +194,9 @@ def check_limits(request: RetryRequest, environment: Mapping[str, str], settings
 def sweep_loosenings(sweep: SweepRequest, settings: Settings) -> list[str]:
     """What a sweep request loosens in the operator's sweep settings, one line each (empty: none).
 
-    Tightening: ``maxRestarts`` and ``lookbackMinutes`` no higher than RETRY_SWEEP_MAX_RESTARTS and
-    RETRY_SWEEP_LOOKBACK_MINUTES (or their defaults); ``workflows`` only ones RETRY_SWEEP_WORKFLOWS
+    Tightening: ``maxRestarts`` no higher than RETRY_SWEEP_MAX_RESTARTS (or its default);
+    ``lookbackMinutes`` no higher than RETRY_SWEEP_LOOKBACK_MINUTES when that is set (unset, the
+    age limit, which a payload cannot raise, bounds the window); ``workflows`` only ones RETRY_SWEEP_WORKFLOWS
     covers (any, when it is empty); ``statuses`` only ones RETRY_SWEEP_STATUSES lists.
     """
     problems: list[str] = []
@@ -200,10 +205,14 @@ def sweep_loosenings(sweep: SweepRequest, settings: Settings) -> list[str]:
             f"sweep.maxRestarts {sweep.max_restarts} is above the operator's limit {settings.sweep_max_restarts} "
             "(RETRY_SWEEP_MAX_RESTARTS or its default)"
         )
-    if sweep.lookback_minutes is not None and sweep.lookback_minutes > settings.sweep_lookback_minutes:
+    if (
+        sweep.lookback_minutes is not None
+        and settings.sweep_lookback_minutes is not None
+        and sweep.lookback_minutes > settings.sweep_lookback_minutes
+    ):
         problems.append(
             f"sweep.lookbackMinutes {sweep.lookback_minutes} is above the operator's limit "
-            f"{settings.sweep_lookback_minutes} (RETRY_SWEEP_LOOKBACK_MINUTES or its default)"
+            f"{settings.sweep_lookback_minutes} (RETRY_SWEEP_LOOKBACK_MINUTES)"
         )
     allowed = [WorkflowSelector.model_validate(text) for text in _split(settings.sweep_workflows)]
     if sweep.workflows is not None and allowed:
