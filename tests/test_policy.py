@@ -344,6 +344,9 @@ def test_skip_patterns_stay_case_insensitive_searches() -> None:
     assert action("http 429 from source") is Action.SKIP
     assert action("source said: HTTP 429") is Action.RETRY
     assert action("bad line:") is Action.SKIP
+    assert action("\ud800 QUOTA exceeded") is Action.SKIP  # a lone surrogate (JSON can carry one) is no crash
+    with pytest.raises(ConfigurationError, match="lone surrogate"):
+        policy_overrides({"skipReasonPatterns": ["\udc00"]})
 
 
 @pytest.mark.parametrize(

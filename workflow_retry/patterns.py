@@ -36,11 +36,21 @@ class ReasonPattern:
         self._compiled = compiled
 
     def search(self, reason: str) -> bool:
-        return self._compiled.search(reason) is not None
+        return self._compiled.search(_encodable(reason)) is not None
 
     def find_all(self, reason: str) -> list[str]:
         """Every non-overlapping match, left to right: its first group when the pattern has one."""
-        return [str(m.group(1) if m.lastindex else m.group(0)) for m in self._compiled.finditer(reason)]
+        found = self._compiled.finditer(_encodable(reason))
+        return [str(m.group(1) if m.lastindex else m.group(0)) for m in found]
+
+
+def _encodable(text: str) -> str:
+    """The text RE2 can take (UTF-8): a lone surrogate, which JSON can carry, becomes U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 @lru_cache(maxsize=512)
@@ -54,6 +64,8 @@ def compile_pattern(text: str) -> ReasonPattern:
         compiled = re2.compile(text, options)
     except re2.error as exc:
         raise PatternError(_explain(text, exc)) from None
+    except UnicodeEncodeError:
+        raise PatternError("not valid UTF-8 text (it holds a lone surrogate)") from None
     return ReasonPattern(text, compiled)
 
 
