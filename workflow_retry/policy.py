@@ -4,7 +4,9 @@
 layers, the first that sets a field wins: the call's data (``{"policy": {...}}`` in a payload), the
 environment (``RETRY_*`` variables, see :data:`ENVIRONMENT_VARIABLES`), then the defaults below.
 :func:`resolve_policy` merges them and raises :class:`ConfigurationError` for anything invalid, so
-a bad setting is refused before any request to CDF.
+a bad setting is refused before any request to CDF. The environment with its defaults is the
+operator's ceiling: the call's data may only tighten it (:func:`loosenings` gives the order of each
+field), unless ``RETRY_ALLOW_PAYLOAD_LOOSENING`` is true; otherwise :class:`PolicyOverrideError`.
 
 :func:`decide` turns an execution (as CDF reports it) and its attempt history (from the ledger) into
 one :class:`Decision`. The checks run in a fixed order, and the first that applies decides:
@@ -257,7 +259,8 @@ def policy_overrides(data: object) -> dict[str, Any]:
 
 
 LOOSENING_VARIABLE = "RETRY_ALLOW_PAYLOAD_LOOSENING"
-"""``true``: a call's ``policy`` may set any valid value. Unset or ``false``: it may only tighten."""
+"""``true``: a call's ``policy`` and ``sweep`` may set any valid value. Unset or ``false``: they may only
+tighten the environment's (its defaults included)."""
 
 _TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})
 
@@ -300,7 +303,8 @@ def loosenings(call: Mapping[str, Any], ceiling: RetryPolicy) -> list[str]:
     long); ``includeWorkflows`` only workflows the operator's list covers (any, when that list is
     empty; an empty list when the operator's is not would mean "all"); ``excludeWorkflows`` and
     ``skipReasonPatterns`` keep every entry of the operator's and may add more; ``retryTerminalErrors``
-    true only when the operator's is.
+    true only when the operator's is; ``skipAccessErrors`` false only when the operator's is. The
+    sweep's own limits: ``workflow_retry.payloads.sweep_loosenings``.
     """
     problems: list[str] = []
 
