@@ -429,6 +429,8 @@ def test_the_loosening_opt_in_must_be_a_boolean() -> None:
     ("reason", "capability"),
     [
         ("Request failed with status 403", None),
+        ('{"error": {"code": 403, "message": "not allowed"}}', None),
+        ("HTTP/1.1 403 from the source", None),
         ("403 Forbidden", None),
         ("HTTP 403: forbidden", None),
         ("Forbidden: missing capability functionsAcl:WRITE", "functionsAcl:WRITE"),
@@ -456,7 +458,14 @@ def test_access_errors_are_skipped_and_marked_for_announcement(reason: str, capa
 
 @pytest.mark.parametrize(
     "reason",
-    ["task failed", "Timed out after 4030 seconds", "HTTP 404 not found", "Connection reset by peer", "HTTP 401"],
+    [
+        "task failed",
+        "Timed out after 4030 seconds",
+        "HTTP 404 not found",
+        "Connection reset by peer",
+        "HTTP 401",
+        "loaded 403 rows, then the source closed the connection",
+    ],
 )
 def test_other_failures_are_not_access_errors(reason: str) -> None:
     assert decide(execution(reasonForIncompletion=reason), dry_run=False, now_ms=NOW).action is Action.RETRY

@@ -20,8 +20,8 @@ one :class:`Decision`. The checks run in a fixed order, and the first that appli
 5. terminal errors: every failed task is FAILED_WITH_TERMINAL_ERROR (and ``retryTerminalErrors`` is
    false) -> ``skip``
 6. access: a failed task's (else the execution's) ``reasonForIncompletion`` is an access error
-   (:data:`ACCESS_ERROR_PATTERNS`: 403, Forbidden, missing capability, insufficient access or
-   permissions, access or permission denied) and ``skipAccessErrors`` is true (the default) ->
+   (:data:`ACCESS_ERROR_PATTERNS`: an HTTP 403, Forbidden, missing capability, insufficient access
+   or permissions, access or permission denied) and ``skipAccessErrors`` is true (the default) ->
    ``skip`` with ``announce``: told once, as a give-up is, naming the missing capability when the
    reason names one (a retry runs as this tool's principal, and would fail the same way)
 7. in flight: the last retry was sent after this failure ended, moments ago (the read predates
@@ -490,7 +490,10 @@ def decide(
 
 
 ACCESS_ERROR_PATTERNS: tuple[str, ...] = (
-    r"\b403\b",
+    # 403 as an HTTP status ("status 403", "status code: 403", "HTTP 403", "HTTP/1.1 403", "error 403",
+    # '"code": 403'), not any 403 ("loaded 403 rows").
+    r"\b(?:status|code|http|error|response)[^a-z0-9]{0,3}(?:code[^a-z0-9]{0,3})?403\b",
+    r"\bhttp/\d(?:\.\d)?\s+403\b",
     r"\bforbidden\b",
     r"\bmissing\s+capabilit(?:y|ies)\b",
     r"\binsufficient\s+(?:access|permissions?|privileges?|rights)\b",
