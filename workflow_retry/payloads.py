@@ -13,7 +13,7 @@ plus ``"dryRun": true`` on any of them. Other keys are ignored. A per-ID problem
 
 Also accepted (docs/policy-and-sweeps.md):
 
-- ``"policy": {"maxAttempts": 5, ...}`` on any payload: this call's retry policy over the
+- ``"policy": {"maxAttempts": 2, ...}`` on any payload: this call's retry policy over the
   environment's (an unknown or invalid key raises :class:`ConfigurationError`);
 - ``{"sweep": {"workflows": ["wf-a", "wf-b:2"], "lookbackMinutes": 60, "statuses": ["FAILED"],
   "maxRestarts": 20}}`` (every key optional; ``{"sweep": {}}`` or ``{"sweep": true}`` uses the
