@@ -75,7 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="find failed executions and retry them under the policy")
     sweep.add_argument("--workflow", action="append", metavar="WF[:VERSION]", help="only this workflow (repeatable)")
     sweep.add_argument(
-        "--since", type=_minutes, metavar="DURATION", help="window, e.g. 90m, 2h, 1d (default: settings)"
+        "--since",
+        type=_minutes,
+        metavar="DURATION",
+        help="only failures that ended this recently, e.g. 90m, 2h, 1d (default: maxAgeHours)",
     )
     sweep.add_argument("--max-restarts", type=int, metavar="N", help="executions restarted at most (default: settings)")
     sweep.add_argument("--dry-run", action="store_true", help="list what would be retried, change nothing")
@@ -292,7 +295,8 @@ def _print_report(report: RetryReport, *, as_json: bool) -> None:
     s = report.sweep
     print(
         f"\nsweep of {', '.join(s.workflows) or 'every workflow'} ({', '.join(s.statuses)}), "
-        f"created {format_time(s.window_start)} to {format_time(s.window_end)}: "
+        f"failures ended since {format_time(s.ended_after)} (executions created "
+        f"{format_time(s.window_start)} to {format_time(s.window_end)}): "
         f"{s.executions_seen} seen in {s.pages_read} page(s), {s.eligible} candidate(s)"
     )
     print("outcomes: " + (", ".join(f"{n} {o}" for o, n in s.outcomes.items()) or "none"))

@@ -21,7 +21,7 @@ from workflow_retry.errors import ConfigurationError, RetryToolError
 from workflow_retry.giveup import Announcer, build_announcer
 from workflow_retry.ledger import AttemptLedger, build_ledger
 from workflow_retry.models import RetryReport, RetryRequest
-from workflow_retry.payloads import parse_payload
+from workflow_retry.payloads import check_limits, parse_payload
 from workflow_retry.policy import RetryPolicy, resolve_policy
 from workflow_retry.service import Progress, RetryContext, retry_executions
 from workflow_retry.settings import SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, Settings, cached_settings
@@ -120,8 +120,14 @@ def build_context(
     announcer: Announcer | None = None,
     environment: Mapping[str, str] | None = None,
 ) -> RetryContext:
-    """The policy, ledger and announcer of one call; :class:`ConfigurationError` when any is invalid."""
-    policy: RetryPolicy = resolve_policy(request.policy, os.environ if environment is None else environment)
+    """The policy, ledger and announcer of one call; :class:`ConfigurationError` when any is invalid.
+
+    The request's ``policy`` and ``sweep`` may only tighten the operator's limits (``environment`` and
+    ``settings``): :class:`PolicyOverrideError` otherwise, unless RETRY_ALLOW_PAYLOAD_LOOSENING is true.
+    """
+    environment = os.environ if environment is None else environment
+    check_limits(request, environment, settings)  # again: a request may come from elsewhere than parse_payload
+    policy: RetryPolicy = resolve_policy(request.policy, environment)
     if settings.ledger_ttl_hours <= policy.max_age_hours:
         raise ConfigurationError(
             f"RETRY_LEDGER_TTL_HOURS ({settings.ledger_ttl_hours:g}) must be longer than maxAgeHours "

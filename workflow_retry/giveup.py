@@ -1,7 +1,9 @@
 """Telling a person when the tool gives up on an execution.
 
-An execution is given up when it is ``exhausted`` (retried ``maxAttempts`` times and failed again) or
-when its retry failed for a reason that will not pass (a 4xx). Each give-up is announced once: a
+An execution is given up when it is ``exhausted`` (retried ``maxAttempts`` times and failed again),
+when its retry failed for a reason that will not pass (a 4xx), or when it is ``skipped`` because its
+failure is an access error (a retry would run as the same principal and fail the same way; ``why``
+then names the missing capability when the failure's reason does). Each give-up is announced once: a
 structured log line always (logger ``workflow_retry.giveup``, message ``gave up on execution ...``,
 the fields in ``extra``), and an SNS message when ``GIVE_UP_TOPIC_ARN`` is set.
 """

@@ -149,6 +149,9 @@ class SweepSummary(_WireModel):
 
     window_start: int = Field(description="createdTime lower bound of the listing (epoch ms)")
     window_end: int
+    ended_after: int | None = Field(
+        default=None, description="The sweep looked at failures that ended after this (epoch ms): its age limit"
+    )
     workflows: tuple[str, ...]
     statuses: tuple[str, ...]
     max_restarts: int

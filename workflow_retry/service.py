@@ -290,7 +290,10 @@ async def _retry_one(
     decision = decide_with_record(execution, record, ctx.policy, dry_run=dry_run, now_ms=now)
     attempts = record.attempts if record else None
     if decision.action is Action.SKIP:
-        return _result(execution_id, Outcome.SKIPPED, decision.reason, execution, attempts)
+        reason = decision.reason
+        if decision.announce:
+            reason = await give_up_skipped(execution_id, execution, record, decision, ctx, dry_run=dry_run)
+        return _result(execution_id, Outcome.SKIPPED, reason, execution, attempts)
     if decision.action is Action.DEFER:
         return _result(execution_id, Outcome.DEFERRED, decision.reason, execution, attempts)
     if decision.action is Action.EXHAUSTED:
@@ -403,6 +406,36 @@ async def give_up_exhausted(
         return f"{decision.reason}; gave up earlier (announced then)"
     result = _result(record.execution_id, Outcome.EXHAUSTED, decision.reason, dict(execution), record.attempts)
     await ctx.announcer.announce(_give_up(result, execution, record.attempts, ctx, decision.reason))
+    return f"{decision.reason}; gave up (announced)"
+
+
+async def give_up_skipped(
+    execution_id: ExecutionId,
+    execution: Mapping[str, Any],
+    record: AttemptRecord | None,
+    decision: Decision,
+    ctx: RetryContext,
+    *,
+    dry_run: bool,
+) -> str:
+    """Announce a skip a person must hear of (an access error) once, with the ledger's give-up marker."""
+    if dry_run:
+        return f"{decision.reason}; would give up"
+    workflow = execution.get("workflowExternalId")
+    seen = record or AttemptRecord(
+        execution_id, workflow if isinstance(workflow, str) else None, 0, None, None, expires_at=0
+    )
+    if seen.last_outcome == OUTCOME_GAVE_UP:
+        return f"{decision.reason}; gave up earlier (announced then)"
+    try:
+        first = await ctx.ledger.record_outcome(seen, OUTCOME_GAVE_UP, ctx.clock())
+    except LedgerError as exc:
+        logger.error("could not record the give-up of execution %s: %s", execution_id, exc)
+        first = True  # better told twice than never
+    if not first:
+        return f"{decision.reason}; gave up earlier (announced then)"
+    result = _result(execution_id, Outcome.SKIPPED, decision.reason, dict(execution), seen.attempts)
+    await ctx.announcer.announce(_give_up(result, execution, seen.attempts, ctx, decision.reason))
     return f"{decision.reason}; gave up (announced)"
 
 

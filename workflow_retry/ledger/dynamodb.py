@@ -93,14 +93,23 @@ class DynamoDbLedger:
 
     async def record_outcome(self, record: AttemptRecord, outcome: str, now_ms: int) -> bool:
         updated = record.with_outcome(outcome, self._ttl_seconds, now_ms)
+        # The item may not exist yet: an execution given up on before any retry (an access error).
+        update = "SET lastOutcome = :outcome, expiresAt = :expires, attempts = if_not_exists(attempts, :attempts)"
+        values: dict[str, Any] = {
+            ":outcome": {"S": outcome},
+            ":expires": {"N": str(updated.expires_at)},
+            ":attempts": {"N": str(record.attempts)},
+        }
+        if record.workflow_external_id:
+            update += ", workflowExternalId = if_not_exists(workflowExternalId, :workflow)"
+            values[":workflow"] = {"S": record.workflow_external_id}
         return await self._conditional(
             "update_item",
             TableName=self.table_name,
             Key=_key(record.execution_id),
-            UpdateExpression="SET lastOutcome = :outcome, expiresAt = :expires",
-            ConditionExpression="attribute_exists(executionId) AND "
-            "(attribute_not_exists(lastOutcome) OR lastOutcome <> :outcome)",
-            ExpressionAttributeValues={":outcome": {"S": outcome}, ":expires": {"N": str(updated.expires_at)}},
+            UpdateExpression=update,
+            ConditionExpression="attribute_not_exists(lastOutcome) OR lastOutcome <> :outcome",
+            ExpressionAttributeValues=values,
         )
 
     async def _conditional(self, operation: str, **kwargs: Any) -> bool:
