@@ -104,7 +104,10 @@ class LambdaApp:
     ) -> None:
         self._settings = settings
         self._connection = connection
-        self._secrets = secret_reader or AwsSecretReader(settings.secrets_max_age_seconds)
+        self._deadline_at = math.inf  # the current invocation's deadline (time.monotonic())
+        self._secrets = secret_reader or AwsSecretReader(
+            settings.secrets_max_age_seconds, time_left=self._call_time_left
+        )
         expiry = settings.idempotency_expiry_seconds
         self._guard = guard or (
             dynamodb_guard(settings.idempotency_table, expiry) if settings.idempotency_table else memory_guard(expiry)
@@ -140,6 +143,7 @@ class LambdaApp:
         """One invocation: the answer Lambda returns to the event's source (see README (AWS))."""
         source = detect_source(event)
         event = cast(dict[str, Any], event)  # detect_source refuses anything but an object
+        self._deadline_at = _deadline_at(context)
         self._guard.register(context)
         match source:
             case Source.HTTP:
@@ -231,6 +235,10 @@ class LambdaApp:
         if remaining_ms is not None:
             left = min(left, remaining_ms() / 1000 - LAMBDA_SAFETY_MARGIN_SECONDS)
         return left
+
+    def _call_time_left(self) -> float:
+        """Seconds left of the current invocation's deadline (what an AWS call made for it may take)."""
+        return self._deadline_at - time.monotonic()
 
     def _handle_delivery(self, delivery: Delivery, context: Any, time_left: float | None = None) -> DeliveryOutcome:
         """Read the delivery's payload and run it through the core once; never raises for a per-delivery problem."""
@@ -375,13 +383,30 @@ class LambdaApp:
 
 
 def invocation_settings(settings: Settings, context: Any) -> Settings:
-    """The core's settings for one invocation: the deadline cut to its remaining time less a margin."""
+    """The core's settings for one invocation: the deadline cut to its remaining time less a margin.
+
+    When that leaves less than :data:`MIN_DEADLINE_SECONDS`, the deadline is that minimum or half of
+    what remains, whichever is shorter: the call never outlasts the invocation, and the other half
+    is left for answering (with nothing left, every ID fails retryably at once).
+    """
     remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
     if remaining_ms is None:
         return settings
-    budget = remaining_ms() / 1000 - LAMBDA_SAFETY_MARGIN_SECONDS
-    deadline = max(MIN_DEADLINE_SECONDS, min(settings.deadline_seconds, budget))
-    return settings.model_copy(update={"deadline_seconds": deadline})
+    remaining = max(0.0, remaining_ms() / 1000)
+    budget = remaining - LAMBDA_SAFETY_MARGIN_SECONDS
+    if budget < MIN_DEADLINE_SECONDS:
+        budget = min(MIN_DEADLINE_SECONDS, remaining / 2)
+    return settings.model_copy(update={"deadline_seconds": min(settings.deadline_seconds, budget)})
+
+
+def _deadline_at(context: Any) -> float:
+    """When the invocation that starts now must be done (``inf`` when the settings are invalid: the
+    delivery reports that itself)."""
+    try:
+        settings = cached_settings()
+    except ConfigurationError:
+        return math.inf
+    return time.monotonic() + invocation_settings(settings, context).deadline_seconds
 
 
 _app: LambdaApp | None = None
