@@ -84,6 +84,18 @@ def test_importing_handler_loads_nothing_of_the_lambda_path() -> None:
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
+def test_the_signature_checks_import_requests_only_to_fetch_an_sns_certificate() -> None:
+    probe = (
+        "import sys, workflow_retry.webhooks as webhooks\n"
+        "before = 'requests' in sys.modules\n"
+        "webhooks.RequestsHttpsGetter()\n"
+        "print(before, 'requests' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+
+    assert done.stdout.split() == ["False", "True"]
+
+
 def test_a_direct_invoke_retries_without_boto3_powertools_or_cryptography(lambda_env: CdfEmulator) -> None:
     emu = lambda_env
     failed = emu.seed_execution("wf", "1", "FAILED")

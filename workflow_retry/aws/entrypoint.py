@@ -334,13 +334,13 @@ class LambdaApp:
         return http_answer(self._handle_delivery(delivery, context))
 
     def _sns_verifier(self) -> SnsMessageVerifier:
-        # Built on first use: its HTTPS getter loads the CA certificates, and webhooks loads cryptography.
-        from workflow_retry.webhooks import SnsMessageVerifier, UrllibHttpsGetter
+        # Built on first use: its HTTPS getter loads requests, and webhooks loads cryptography.
+        from workflow_retry.webhooks import RequestsHttpsGetter, SnsMessageVerifier
 
         with self._lock:
             if self._sns is None:
                 expiry = self._settings.idempotency_expiry_seconds
-                getter = UrllibHttpsGetter()
+                getter = RequestsHttpsGetter(time_left=self._call_time_left)
                 self._sns = SnsMessageVerifier(self._settings.topic_arns, getter, max_age_seconds=expiry)
             return self._sns
 
