@@ -57,6 +57,7 @@ from workflow_retry.connection import CdfConnectionSettings, build_client, conne
 from workflow_retry.errors import (
     ConfigurationError,
     DeliveryInProgressError,
+    DeliveryKeyReusedError,
     IdempotencyStoreError,
     PayloadError,
     SenderNotAllowedError,
@@ -174,6 +175,8 @@ class LambdaApp:
                 raise DeliveryInProgressError(outcome.reason or "a delivery is being handled elsewhere")
             if outcome.status == "store_failed":
                 raise IdempotencyStoreError(outcome.reason or "the idempotency table failed")
+            if outcome.status == "key_reused":
+                raise DeliveryKeyReusedError(outcome.reason or "a delivery key came again with another payload")
         return async_result(outcomes)
 
     def _sqs(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -258,9 +261,12 @@ class LambdaApp:
         try:
             if delivery.key is None:
                 return DeliveryOutcome(None, "handled", result=work())
-            handled = self._guard.run_once(delivery.key, work)
+            handled = self._guard.run_once(delivery.key, work, fingerprint=delivery.fingerprint)
         except _ComeBack as back:
             return DeliveryOutcome(delivery.key, "transient", result=back.report.to_dict(), report=back.report)
+        except DeliveryKeyReusedError as exc:
+            logger.error("%s delivery refused: %s", delivery.source, exc)
+            return DeliveryOutcome(delivery.key, "key_reused", reason=str(exc))
         except DeliveryInProgressError as exc:
             logger.info("%s delivery %s is a duplicate being handled elsewhere", delivery.source, delivery.key)
             return DeliveryOutcome(delivery.key, "in_progress", reason=str(exc))

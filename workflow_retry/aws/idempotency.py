@@ -4,6 +4,11 @@ SNS, SQS and EventBridge deliver at least once, and a webhook sender resends a d
 answer for; each delivery carries an ID (SNS ``MessageId``, SQS ``messageId``, EventBridge ``id``,
 ``webhook-id``), turned into a key such as ``sns:<MessageId>`` by :mod:`workflow_retry.aws.events`.
 
+A key is bound to its payload: each record keeps a hash of the payload it was made for (the
+delivery's ``fingerprint``), and the same key with another payload is refused with
+:class:`DeliveryKeyReusedError`, never answered with the other payload's result (a queue message
+shaped as an SNS envelope chooses its own key, and so does a ``webhook-id`` when signatures are off).
+
 A :class:`DeliveryGuard` keeps one record per key: in progress while an invocation handles it (a
 second invocation then gets :class:`DeliveryInProgressError`; the record lapses when the first
 invocation's time is up, so a crash does not block the key), completed with the result once done (a
@@ -27,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from workflow_retry.errors import DeliveryInProgressError
+from workflow_retry.errors import DeliveryInProgressError, DeliveryKeyReusedError
 
 Work = Callable[[], dict[str, Any]]
 
@@ -47,10 +52,12 @@ class DeliveryGuard(Protocol):
         """The invocation's Lambda context: an in-progress record lapses when its time is up."""
         ...
 
-    def run_once(self, key: str, work: Work) -> Handled:
-        """The work's result, or the stored result of an earlier delivery of the same key.
+    def run_once(self, key: str, work: Work, *, fingerprint: str) -> Handled:
+        """The work's result, or the stored result of an earlier delivery of the same key and payload.
 
-        Raises :class:`DeliveryInProgressError` while another invocation handles the key, and
+        ``fingerprint`` is the payload's hash. Raises :class:`DeliveryKeyReusedError` when the key was
+        taken for another payload, :class:`DeliveryInProgressError` while another invocation handles
+        the key, and
         :class:`~workflow_retry.errors.IdempotencyStoreError` when the store fails (the work is then
         not done). An exception from the work itself propagates, and nothing is remembered.
         """
@@ -70,8 +77,15 @@ def memory_guard(expiry_seconds: int) -> DeliveryGuard:
     return MemoryGuard(expiry_seconds)
 
 
+def reused(key: str) -> DeliveryKeyReusedError:
+    return DeliveryKeyReusedError(
+        f"delivery {key} came before with another payload: refused (a delivery key belongs to one payload)"
+    )
+
+
 @dataclass(frozen=True)
 class _Record:
+    fingerprint: str
     result_json: str | None  # None while in progress
     expires_at: float  # epoch seconds
     in_progress_until: float | None  # epoch seconds: the end of the invocation handling it
@@ -98,15 +112,17 @@ class MemoryGuard:
     def register(self, context: Any) -> None:
         self._context = context
 
-    def run_once(self, key: str, work: Work) -> Handled:
+    def run_once(self, key: str, work: Work, *, fingerprint: str) -> Handled:
         now = time.time()
         with self._lock:
             record = self._records.get(key)
             if record is not None and not record.lapsed(now):
+                if record.fingerprint != fingerprint:
+                    raise reused(key)
                 if record.result_json is None:
                     raise DeliveryInProgressError(f"delivery {key} is being handled by another invocation")
                 return Handled(result=json.loads(record.result_json), replayed=True)
-            self._store(key, _Record(None, now + self._expiry_seconds, self._invocation_end(now)))
+            self._store(key, _Record(fingerprint, None, now + self._expiry_seconds, self._invocation_end(now)))
         try:
             result = work()
         except Exception:
@@ -114,7 +130,8 @@ class MemoryGuard:
                 self._records.pop(key, None)
             raise
         with self._lock:
-            self._store(key, _Record(json.dumps(result, sort_keys=True), time.time() + self._expiry_seconds, None))
+            stored = json.dumps(result, sort_keys=True)
+            self._store(key, _Record(fingerprint, stored, time.time() + self._expiry_seconds, None))
         return Handled(result=result, replayed=False)
 
     def _invocation_end(self, now: float) -> float | None:

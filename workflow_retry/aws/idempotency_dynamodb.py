@@ -21,9 +21,10 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyInconsistentStateError,
     IdempotencyPersistenceLayerError,
+    IdempotencyValidationError,
 )
 
-from workflow_retry.aws.idempotency import Handled, Work
+from workflow_retry.aws.idempotency import Handled, Work, reused
 from workflow_retry.boto_clients import TimeBoundClient
 from workflow_retry.errors import DeliveryInProgressError, IdempotencyStoreError
 
@@ -43,6 +44,9 @@ class PowertoolsGuard:
     def __init__(self, table_name: str, expiry_seconds: int) -> None:
         self._config = IdempotencyConfig(
             event_key_jmespath="key",
+            # The record keeps a hash of the payload's fingerprint: the same key with another payload
+            # raises IdempotencyValidationError instead of returning the stored result.
+            payload_validation_jmespath="fingerprint",
             raise_on_no_idempotency_key=True,
             expires_after_seconds=expiry_seconds,
             use_local_cache=True,
@@ -69,9 +73,11 @@ class PowertoolsGuard:
         remaining_ms = getattr(self._context, "get_remaining_time_in_millis", None)
         return math.inf if remaining_ms is None else remaining_ms() / 1000 - STORE_MARGIN_SECONDS
 
-    def run_once(self, key: str, work: Work) -> Handled:
+    def run_once(self, key: str, work: Work, *, fingerprint: str) -> Handled:
         try:
-            outcome = self._once(delivery={"key": key}, work=work)
+            outcome = self._once(delivery={"key": key, "fingerprint": fingerprint}, work=work)
+        except IdempotencyValidationError:
+            raise reused(key) from None
         except IdempotencyAlreadyInProgressError:
             raise DeliveryInProgressError(f"delivery {key} is being handled by another invocation") from None
         except (IdempotencyPersistenceLayerError, IdempotencyInconsistentStateError) as exc:
