@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from workflow_retry.webhooks import RequestsHttpsGetter, SnsMessageVerifier
+from workflow_retry.aws.webhooks import RequestsHttpsGetter, SnsMessageVerifier
 
 REGION = "eu-west-1"
 TOPIC_ARN = f"arn:aws:sns:{REGION}:123456789012:workflow-failures"

@@ -12,7 +12,8 @@ import boto3
 import pytest
 
 from tests.aws.samples import lambda_context
-from workflow_retry.aws.idempotency import DeliveryGuard, MemoryGuard, dynamodb_guard, memory_guard
+from workflow_retry.aws.delivery_guard import DeliveryGuard
+from workflow_retry.aws.idempotency import MemoryGuard, dynamodb_guard, memory_guard
 from workflow_retry.errors import DeliveryInProgressError, DeliveryKeyReusedError, IdempotencyStoreError
 
 GuardFactory = Callable[[], DeliveryGuard]

@@ -8,7 +8,7 @@ duplicate guard, and shapes the answer (:mod:`~workflow_retry.aws.responses`). N
 and no secret is fetched for CDF, before a delivery is authenticated and its payload read.
 
 A cold start loads only what the container's settings and the event need: the signature checks
-(:mod:`workflow_retry.webhooks`, cryptography) on the first HTTP request, boto3 only for an AWS client
+(:mod:`workflow_retry.aws.webhooks`, cryptography) on the first HTTP request, boto3 only for an AWS client
 (``IDEMPOTENCY_TABLE``, a ``*_REF`` secret, ``GIVE_UP_TOPIC_ARN``, the DynamoDB ledger).
 """
 
@@ -28,6 +28,7 @@ from workflow_retry.aws.config import (
     AwsSettings,
     aws_settings_from_environment,
 )
+from workflow_retry.aws.delivery_guard import DeliveryGuard
 from workflow_retry.aws.events import (
     Delivery,
     HttpRequest,
@@ -41,7 +42,7 @@ from workflow_retry.aws.events import (
     sns_deliveries,
     sqs_deliveries,
 )
-from workflow_retry.aws.idempotency import DeliveryGuard, dynamodb_guard, memory_guard
+from workflow_retry.aws.idempotency import dynamodb_guard, memory_guard
 from workflow_retry.aws.responses import (
     DeliveryOutcome,
     async_result,
@@ -73,7 +74,7 @@ from workflow_retry.settings import Settings, cached_settings
 if TYPE_CHECKING:
     from cognite.client import CogniteClient
 
-    from workflow_retry.webhooks import SnsMessageVerifier, StandardWebhookVerifier
+    from workflow_retry.aws.webhooks import SnsMessageVerifier, StandardWebhookVerifier
 
 logger = logging.getLogger(__name__)
 
@@ -341,7 +342,7 @@ class LambdaApp:
 
     def _sns_verifier(self) -> SnsMessageVerifier:
         # Built on first use: its HTTPS getter loads requests, and webhooks loads cryptography.
-        from workflow_retry.webhooks import RequestsHttpsGetter, SnsMessageVerifier
+        from workflow_retry.aws.webhooks import RequestsHttpsGetter, SnsMessageVerifier
 
         with self._lock:
             if self._sns is None:
@@ -351,7 +352,7 @@ class LambdaApp:
             return self._sns
 
     def _webhooks(self) -> StandardWebhookVerifier:
-        from workflow_retry.webhooks import StandardWebhookVerifier, parse_webhook_secrets  # HTTP requests only
+        from workflow_retry.aws.webhooks import StandardWebhookVerifier, parse_webhook_secrets  # HTTP requests only
 
         text = resolve_secret(self._settings.webhook_secret, self._settings.webhook_secret_ref, self._secrets)
         if text is None:

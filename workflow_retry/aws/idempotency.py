@@ -28,40 +28,11 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from workflow_retry.errors import DeliveryInProgressError, DeliveryKeyReusedError
-
-Work = Callable[[], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Handled:
-    """What became of one delivery: its result, and whether it came from an earlier delivery."""
-
-    result: dict[str, Any]
-    replayed: bool
-
-
-class DeliveryGuard(Protocol):
-    """Runs the work of a delivery key at most once (see the module docstring)."""
-
-    def register(self, context: Any) -> None:
-        """The invocation's Lambda context: an in-progress record lapses when its time is up."""
-        ...
-
-    def run_once(self, key: str, work: Work, *, fingerprint: str) -> Handled:
-        """The work's result, or the stored result of an earlier delivery of the same key and payload.
-
-        ``fingerprint`` is the payload's hash. Raises :class:`DeliveryKeyReusedError` when the key was
-        taken for another payload, :class:`DeliveryInProgressError` while another invocation handles
-        the key, and
-        :class:`~workflow_retry.errors.IdempotencyStoreError` when the store fails (the work is then
-        not done). An exception from the work itself propagates, and nothing is remembered.
-        """
-        ...
+from workflow_retry.aws.delivery_guard import DeliveryGuard, Handled, Work, reused
+from workflow_retry.errors import DeliveryInProgressError
 
 
 def dynamodb_guard(table_name: str, expiry_seconds: int) -> DeliveryGuard:
@@ -75,12 +46,6 @@ def dynamodb_guard(table_name: str, expiry_seconds: int) -> DeliveryGuard:
 def memory_guard(expiry_seconds: int) -> DeliveryGuard:
     """Records in this container's memory only: duplicates reaching other containers are not seen."""
     return MemoryGuard(expiry_seconds)
-
-
-def reused(key: str) -> DeliveryKeyReusedError:
-    return DeliveryKeyReusedError(
-        f"delivery {key} came before with another payload: refused (a delivery key belongs to one payload)"
-    )
 
 
 @dataclass(frozen=True)

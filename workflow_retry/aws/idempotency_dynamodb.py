@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 
-from workflow_retry.aws.idempotency import Handled, Work, reused
+from workflow_retry.aws.delivery_guard import Handled, Work, reused
 from workflow_retry.boto_clients import TimeBoundClient
 from workflow_retry.errors import DeliveryInProgressError, IdempotencyStoreError
 
@@ -38,7 +38,7 @@ STORE_MARGIN_SECONDS = 1.0
 
 
 class PowertoolsGuard:
-    """:class:`~workflow_retry.aws.idempotency.DeliveryGuard` with records in DynamoDB table ``table_name``
+    """:class:`~workflow_retry.aws.delivery_guard.DeliveryGuard` with records in DynamoDB table ``table_name``
     (partition key ``id`` (S), TTL attribute ``expiration``), cached in this container's memory."""
 
     def __init__(self, table_name: str, expiry_seconds: int) -> None:

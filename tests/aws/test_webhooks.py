@@ -27,13 +27,7 @@ from tests.aws.local_sns import (
     trust_loopback,
 )
 from tests.aws.senders import new_webhook_secret
-from workflow_retry.errors import (
-    ConfigurationError,
-    SenderNotAllowedError,
-    SignatureCheckUnavailableError,
-    SignatureError,
-)
-from workflow_retry.webhooks import (
+from workflow_retry.aws.webhooks import (
     FetchError,
     RequestsHttpsGetter,
     SnsMessageVerifier,
@@ -42,6 +36,12 @@ from workflow_retry.webhooks import (
     WebhookSecret,
     is_sns_host,
     parse_webhook_secrets,
+)
+from workflow_retry.errors import (
+    ConfigurationError,
+    SenderNotAllowedError,
+    SignatureCheckUnavailableError,
+    SignatureError,
 )
 
 NOW = 1_760_000_000
