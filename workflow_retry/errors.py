@@ -87,6 +87,11 @@ class DeliveryInProgressError(RetryToolError):
     """The same delivery is being handled by another invocation right now; deliver it again later."""
 
 
+class DeliveryKeyReusedError(RetryToolError):
+    """A delivery key (SNS MessageId, webhook-id, ...) came again with another payload: refused, not
+    answered with the other payload's result."""
+
+
 class IdempotencyStoreError(RetryToolError):
     """The idempotency table could not be read or written: the delivery was not handled."""
 

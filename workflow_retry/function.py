@@ -136,7 +136,9 @@ def build_context(
     return RetryContext(
         policy=policy,
         ledger=ledger if ledger is not None else build_ledger(settings, client),
-        announcer=announcer if announcer is not None else build_announcer(settings.give_up_topic_arn),
+        announcer=announcer
+        if announcer is not None
+        else build_announcer(settings.give_up_topic_arn, settings.deadline_seconds),
     )
 
 
