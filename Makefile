@@ -24,13 +24,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-# The DEBUG secrets scan over the whole fault matrix runs in a process of its own: late in one long
-# process its SQS batches have run out of their 2 s deadline for a reason not yet found (docs/architecture.md, known limits).
-ISOLATED := tests/reliability/test_secrets_matrix.py
-
 unit: $(STAMP)
-	$(PY) -m pytest -q --deselect $(ISOLATED)
-	$(PY) -m pytest -q $(ISOLATED)
+	$(PY) -m pytest -q
 
 test-quick: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from typing import Any
 
 from hypothesis import strategies as st
@@ -182,10 +183,13 @@ def deep_json_text(depth: int, opener: str) -> str:
 
 
 def sns_envelope(message: str) -> dict[str, str]:
-    """SNS -> SQS without raw delivery: the message inside a complete notification envelope."""
+    """SNS -> SQS without raw delivery: the message inside a complete notification envelope.
+
+    A fresh MessageId each time, as SNS gives every message: a MessageId that came before with another
+    payload is refused as a reused delivery key (not what these inputs test)."""
     return {
         "Type": "Notification",
-        "MessageId": "d88d4479-6ec0-54fe-b63f-1cf9df4bb16e",
+        "MessageId": str(uuid.uuid4()),
         "TopicArn": "arn:aws:sns:eu-west-1:123456789012:workflow-failures",
         "Message": message,
         "Timestamp": "2021-01-19T10:07:07.287Z",

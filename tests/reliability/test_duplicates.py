@@ -81,10 +81,18 @@ def delivered(source: Source, answer: Any) -> tuple[str, str | None]:
             return kind, outcome
 
 
+DUPLICATES_DEADLINE_SECONDS = 30
+"""What these tests check is one retry, not timing: a deadline the suite's 2 s would make the 10 containers
+(each its own client, token fetch and ledger read on one process's event loop, all waiting on the one
+doing the work) race the clock on a loaded machine, and a cut call would prove nothing about duplicates."""
+
+
 @pytest.fixture
 def duplicates(harness: Harness) -> Harness:
     # The retry request takes a while, so every delivery arrives while the first is still at work.
     harness.emu.add_fault(Fault(method="POST", path_regex=r"/retry$", latency=0.3))
+    # A request timed out and sent again by the SDK would count as a second retry request: not the subject either.
+    harness.setenv({"RETRY_DEADLINE_SECONDS": str(DUPLICATES_DEADLINE_SECONDS), "RETRY_REQUEST_TIMEOUT_SECONDS": "10"})
     return harness
 
 

@@ -34,9 +34,7 @@ from tests.support.leaks import find_leaks
 from workflow_retry.aws.config import LAMBDA_SAFETY_MARGIN_SECONDS
 from workflow_retry.errors import ConfigurationError
 
-# The SQS entrypoint shares a 2 s deadline across a batch; on a loaded 2-core CI machine its first record
-# has been seen to use it up (the rest come back, as designed). Reran, never loosened (docs/architecture.md).
-pytestmark = [pytest.mark.reliability, pytest.mark.flaky(reruns=2)]
+pytestmark = [pytest.mark.reliability]
 
 
 def expected_http_status(expects: list[Expect]) -> int:

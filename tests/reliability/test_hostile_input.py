@@ -234,7 +234,6 @@ def test_handle(hostile: Harness, hostile_client: CogniteClient, data: Any) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.flaky(reruns=2)  # SQS batches under CI load: see test_fault_matrix.py
 @HOSTILE
 @given(source_and_input=lambda_inputs)
 def test_lambda_handler(hostile: Harness, source_and_input: tuple[str, Any]) -> None:
