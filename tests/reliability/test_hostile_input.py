@@ -100,8 +100,13 @@ def assert_results(result: dict[str, Any]) -> None:
 
 @pytest.fixture
 def hostile(harness: Harness) -> Iterator[Harness]:
-    """No attempt ledger (the policy's cooldown would make repeats ``deferred``); three FAILED executions."""
-    harness.setenv({"RETRY_LEDGER": "none"})
+    """No attempt ledger (the policy's cooldown would make repeats ``deferred``); three FAILED executions.
+
+    A 30 s deadline: these tests check what hostile input gets, not timing. With the suite's 2 s, a pause
+    of the test process (hypothesis keeps ~1 million objects over 10,000 examples, and one full garbage
+    collection of them took over 2 s on a loaded machine) made an SQS record come back unstarted.
+    """
+    harness.setenv({"RETRY_LEDGER": "none", "RETRY_DEADLINE_SECONDS": "30", "RETRY_REQUEST_TIMEOUT_SECONDS": "10"})
     for execution_id in KNOWN_IDS:
         harness.emu.seed_execution("wf", "1", "FAILED", execution_id=execution_id)
     harness.emu.clear_requests()
