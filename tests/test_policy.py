@@ -19,6 +19,7 @@ from workflow_retry.errors import ConfigurationError
 from workflow_retry.policy import (
     DEFAULT_POLICY,
     Action,
+    Decision,
     RetryPolicy,
     WorkflowSelector,
     decide,
@@ -303,3 +304,81 @@ def test_ledger_none_is_explicit_and_every_result_says_the_cap_is_not_enforced(
     assert all("attempt cap not enforced (ledger: none)" in rs[0]["reason"] for rs in results)
     assert emu.retry_count(failed) == 3
     assert emu.requests_matching(None, r"/raw/") == []
+
+
+# -- decide(): the edges of each window, to the millisecond -----------------------------------------
+# A rule that moves by one millisecond changes what a user sees only at its edge: these pin each edge.
+
+NO_COOLDOWN = RetryPolicy(cooldown_seconds=0, cooldown_max_seconds=0)
+
+
+def test_an_execution_exactly_max_age_old_is_still_retried_and_one_ms_older_is_not() -> None:
+    policy = RetryPolicy(max_age_hours=24)
+    at_the_edge = execution(endTime=NOW - 24 * HOUR_MS)
+    past_it = execution(endTime=NOW - 24 * HOUR_MS - 1)
+
+    assert decide(at_the_edge, dry_run=False, policy=policy, now_ms=NOW).action is Action.RETRY
+    skipped = decide(past_it, dry_run=False, policy=policy, now_ms=NOW)
+    assert skipped.action is Action.SKIP
+    assert skipped.reason == "ended 24.0 h ago, longer ago than maxAgeHours (24 h)"
+
+
+def test_the_age_of_an_execution_without_end_time_counts_from_its_creation() -> None:
+    never_ended = execution(endTime=None, createdTime=NOW - 25 * HOUR_MS)
+
+    assert decide(never_ended, dry_run=False, now_ms=NOW).action is Action.SKIP
+
+
+def test_a_failure_that_ended_when_the_last_retry_was_sent_is_a_new_failure_not_one_in_flight() -> None:
+    # Only a failure that ended strictly before the last retry can be the one that retry answered.
+    last = NOW - 1_000
+    same_moment = decide(
+        execution(endTime=last), dry_run=False, policy=NO_COOLDOWN, attempts=1, last_attempt_ms=last, now_ms=NOW
+    )
+    before = decide(
+        execution(endTime=last - 1), dry_run=False, policy=NO_COOLDOWN, attempts=1, last_attempt_ms=last, now_ms=NOW
+    )
+
+    assert (same_moment.action, same_moment.attempt) == (Action.RETRY, 2)
+    assert (before.action, before.not_before_ms) == (Action.DEFER, last + 60_000)
+
+
+def test_the_in_flight_window_closes_after_exactly_sixty_seconds() -> None:
+    failure = execution(endTime=NOW - 120_000)  # ended before the last retry: the read may predate it
+
+    def at(now: int) -> Action:
+        return decide(
+            failure, dry_run=False, policy=NO_COOLDOWN, attempts=1, last_attempt_ms=NOW - 90_000, now_ms=now
+        ).action
+
+    assert at(NOW - 90_000 + 59_999) is Action.DEFER
+    assert at(NOW - 90_000 + 60_000) is Action.RETRY
+
+
+def test_the_cap_is_reached_at_max_attempts_not_before() -> None:
+    policy = RetryPolicy(max_attempts=2, cooldown_seconds=0, cooldown_max_seconds=0)
+    earlier = NOW - HOUR_MS
+
+    one_left = decide(execution(), dry_run=False, policy=policy, attempts=1, last_attempt_ms=earlier, now_ms=NOW)
+    none_left = decide(execution(), dry_run=False, policy=policy, attempts=2, last_attempt_ms=earlier, now_ms=NOW)
+
+    assert (one_left.action, one_left.attempt) == (Action.RETRY, 2)
+    assert (none_left.action, none_left.reason) == (
+        Action.EXHAUSTED,
+        "retried 2 time(s), maxAttempts is 2; last at 2027-01-15T07:00:00Z",
+    )
+
+
+def test_the_cooldown_ends_to_the_millisecond() -> None:
+    policy = RetryPolicy(cooldown_seconds=60, cooldown_max_seconds=60)
+    last = NOW - 100_000  # the failure below ended after it: not in flight
+
+    def at(now: int) -> Decision:
+        return decide(
+            execution(endTime=NOW - 50_000), dry_run=False, policy=policy, attempts=1, last_attempt_ms=last, now_ms=now
+        )
+
+    cooling = at(last + 59_999)
+    assert (cooling.action, cooling.not_before_ms) == (Action.DEFER, last + 60_000)
+    assert cooling.reason.endswith("(in 0s)")
+    assert at(last + 60_000).action is Action.RETRY

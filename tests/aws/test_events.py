@@ -222,3 +222,25 @@ def test_a_body_marked_base64_that_is_not_is_refused() -> None:
 def test_an_unreadable_body_says_why(body: bytes, reason: str) -> None:
     with pytest.raises(PayloadError, match=reason):
         payload_of_body(body)
+
+
+@pytest.mark.parametrize(
+    ("samples", "shown"),
+    [
+        (["snsEvent.json", "sqsEvent.json"], "['aws:sns', 'aws:sqs']"),
+        (["sqsEvent.json", "snsEvent.json"], "['aws:sns', 'aws:sqs']"),
+        (["snsEvent.json"], "['aws:sns', 'unknown']"),
+        (["sqsEvent.json"], "['aws:sqs', 'unknown']"),
+    ],
+)
+def test_records_from_mixed_sources_are_refused_not_read_as_one_of_them(samples: list[str], shown: str) -> None:
+    # Lambda never mixes sources in one event: such an event is forged, and reading it as SNS or SQS
+    # would hand the other records to a parser that was not made for them.
+    records = [record for sample in samples for record in load(sample)["Records"]]
+    if len(samples) == 1:
+        records.append({"body": "{}"})  # a record that names no source
+
+    with pytest.raises(UnsupportedEventError) as refused:
+        detect_source({"Records": records})
+
+    assert f"Records from {shown}" in str(refused.value)
