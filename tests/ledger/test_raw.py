@@ -177,5 +177,7 @@ def test_a_row_stays_live_for_an_hour_past_its_ttl_by_raws_clock(emu: CdfEmulato
     past_slack = now + 3_600_000 + CLOCK_SKEW_MS + 60_000
 
     assert run_on_sdk_loop(hour_ttl.get("exec-7", within_slack)) is not None
-    assert set(run_on_sdk_loop(hour_ttl.read_many(ids, within_slack)) or {}) == {"exec-7"}
+    listed = run_on_sdk_loop(hour_ttl.read_many(ids, within_slack))
+    assert listed is not None
+    assert set(listed) == {"exec-7"}
     assert run_on_sdk_loop(hour_ttl.get("exec-7", past_slack)) is None
