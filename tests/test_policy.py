@@ -25,6 +25,7 @@ from workflow_retry.policy import (
     decide,
     policy_overrides,
     resolve_policy,
+    retry_was_applied,
 )
 
 SECRETS = {"client-id": FUNCTION_CLIENT_ID, "client-secret": FUNCTION_CLIENT_SECRET}
@@ -382,3 +383,106 @@ def test_the_cooldown_ends_to_the_millisecond() -> None:
     assert (cooling.action, cooling.not_before_ms) == (Action.DEFER, last + 60_000)
     assert cooling.reason.endswith("(in 0s)")
     assert at(last + 60_000).action is Action.RETRY
+
+
+# -- what the user reads: reasons, times and error messages ------------------------------------------
+
+
+def test_a_wait_is_shown_in_seconds_minutes_or_hours() -> None:
+    policy = RetryPolicy(cooldown_seconds=7 * 86_400, cooldown_max_seconds=7 * 86_400, max_age_hours=30 * 24)
+    last = NOW - 100_000
+
+    def shown(left_ms: int) -> str:
+        not_before = last + 7 * 86_400_000
+        reason = decide(
+            execution(endTime=NOW - 50_000),
+            dry_run=False,
+            policy=policy,
+            attempts=1,
+            last_attempt_ms=last,
+            now_ms=not_before - left_ms,
+        ).reason
+        return reason.rsplit("(in ", 1)[1].rstrip(")")
+
+    assert [shown(ms) for ms in (59_000, 60_000, 3_599_000, 3_600_000, 7_260_000)] == [
+        "59s",
+        "1m 00s",
+        "59m 59s",
+        "1h 00m",
+        "2h 01m",
+    ]
+
+
+def test_times_in_reasons_are_utc_whatever_the_machines_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        exhausted = decide(execution(), dry_run=False, attempts=3, last_attempt_ms=NOW - HOUR_MS, now_ms=NOW)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+    assert exhausted.reason == "retried 3 time(s), maxAttempts is 3; last at 2027-01-15T07:00:00Z"
+
+
+def test_an_execution_that_never_ended_is_in_flight_from_its_creation_time() -> None:
+    # No endTime (CDF has not recorded one): createdTime stands for when it failed.
+    created_before_the_retry = execution(endTime=None, createdTime=NOW - 40_000)
+    created_after_it = execution(endTime=None, createdTime=NOW - 20_000)
+
+    def action(item: dict[str, Any]) -> Action:
+        return decide(
+            item, dry_run=False, policy=NO_COOLDOWN, attempts=1, last_attempt_ms=NOW - 30_000, now_ms=NOW
+        ).action
+
+    assert action(created_before_the_retry) is Action.DEFER
+    assert action(created_after_it) is Action.RETRY
+
+
+def test_excluded_workflows_are_named_as_configured() -> None:
+    policy = resolve_policy(None, {"RETRY_EXCLUDE_WORKFLOWS": "legacy, wf:1"})
+
+    assert decide(execution(), dry_run=False, policy=policy, now_ms=NOW).reason == (
+        "workflow wf:1 is excluded (excludeWorkflows 'wf:1')"
+    )
+    legacy = execution(workflowExternalId="legacy", version="7")
+    assert decide(legacy, dry_run=False, policy=policy, now_ms=NOW).reason == (
+        "workflow legacy:7 is excluded (excludeWorkflows 'legacy')"
+    )
+
+
+def test_included_workflows_become_the_sweeps_list_filters() -> None:
+    policy = resolve_policy(None, {"RETRY_INCLUDE_WORKFLOWS": "nightly:2, hourly"})
+
+    assert policy.workflow_filters() == [{"externalId": "nightly", "version": "2"}, {"externalId": "hourly"}]
+    assert DEFAULT_POLICY.workflow_filters() == []
+
+
+@pytest.mark.parametrize(
+    ("status", "running"),
+    [("RUNNING", True), ("running", True), ("FAILED", False), ("COMPLETED", False), (None, False)],
+)
+def test_an_execution_shows_a_retry_was_applied_only_when_it_runs(status: str | None, running: bool) -> None:
+    assert retry_was_applied({"status": status} if status is not None else {}) is running
+
+
+def test_an_environment_list_that_is_not_json_says_so_naming_the_variable() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        resolve_policy(None, {"RETRY_INCLUDE_WORKFLOWS": '["wf", '})
+
+    assert (
+        str(refused.value)
+        == "invalid policy from the environment: RETRY_INCLUDE_WORKFLOWS: Value error, is not a valid JSON array"
+    )
+
+
+def test_errors_name_the_path_to_the_bad_value_and_stop_after_five() -> None:
+    with pytest.raises(ConfigurationError) as nested:
+        policy_overrides({"includeWorkflows": [{"externalId": "wf", "version": ""}]})
+    assert str(nested.value).startswith("invalid policy: includeWorkflows.0.version: String should have at least 1")
+
+    with pytest.raises(ConfigurationError) as many:
+        policy_overrides({f"unknown{i}": 1 for i in range(7)})
+    assert str(many.value) == "invalid policy: " + "; ".join(
+        f"unknown{i}: Extra inputs are not permitted" for i in range(5)
+    )
