@@ -486,3 +486,77 @@ def test_errors_name_the_path_to_the_bad_value_and_stop_after_five() -> None:
     assert str(many.value) == "invalid policy: " + "; ".join(
         f"unknown{i}: Extra inputs are not permitted" for i in range(5)
     )
+
+
+def test_blank_environment_values_leave_the_defaults() -> None:
+    blank = {variable: " " for variable in ("RETRY_MAX_ATTEMPTS", "RETRY_EXCLUDE_WORKFLOWS", "RETRY_MAX_AGE_HOURS")}
+
+    assert resolve_policy(None, blank) == DEFAULT_POLICY
+
+
+def test_layers_that_clash_are_refused_with_a_message_saying_so() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        resolve_policy(policy_overrides({"cooldownMaxSeconds": 10}), {"RETRY_COOLDOWN_SECONDS": "100"})
+
+    assert str(refused.value) == (
+        "invalid policy: policy: Value error, cooldownMaxSeconds must not be smaller than cooldownSeconds"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (None, "status is unknown; only FAILED, TIMED_OUT and TERMINATED are retried"),
+        ("running", "status is RUNNING; only FAILED, TIMED_OUT and TERMINATED are retried"),
+    ],
+)
+def test_an_execution_that_cannot_be_retried_says_its_status(status: str | None, reason: str) -> None:
+    item = execution(status=status)
+    if status is None:
+        del item["status"]
+
+    assert decide(item, dry_run=False, now_ms=NOW).reason == reason
+
+
+def test_a_workflow_without_version_is_named_without_one() -> None:
+    policy = RetryPolicy(include_workflows=(WorkflowSelector(external_id="other"),))
+
+    assert decide(execution(version=None), dry_run=False, policy=policy, now_ms=NOW).reason == (
+        "workflow wf is not in includeWorkflows"
+    )
+
+
+def test_terminal_errors_name_the_first_five_failed_tasks() -> None:
+    tasks = [{"externalId": f"t{i}", "status": "FAILED_WITH_TERMINAL_ERROR"} for i in range(7)]
+
+    assert decide(execution(executedTasks=tasks), dry_run=False, now_ms=NOW).reason == (
+        "every failed task ended FAILED_WITH_TERMINAL_ERROR (t0, t1, t2, t3, t4); set retryTerminalErrors to retry them"
+    )
+
+
+@pytest.mark.parametrize("status", ["FAILED", "timed_out", "TERMINATED"])
+def test_a_first_retry_reports_the_status_it_started_from(status: str) -> None:
+    shown = status.upper()
+    # No attempts and no time given: a first attempt, decided now.
+    fresh = execution(status=status, endTime=int(time.time() * 1000) - 60_000)
+
+    assert decide(fresh, dry_run=False).reason == f"retried from the point of failure (status was {shown})"
+    assert decide(fresh, dry_run=True).reason == f"would retry: status is {shown} (attempt 1 of 3)"
+
+
+def test_the_executions_own_reason_is_matched_against_skip_patterns() -> None:
+    policy = RetryPolicy(skip_reason_patterns=("quota",))
+    failed = execution(reasonForIncompletion="Quota exceeded", executedTasks=[])
+
+    assert decide(failed, dry_run=False, policy=policy, now_ms=NOW).reason == (
+        "reasonForIncompletion of the execution matches skip pattern 'quota'"
+    )
+
+
+def test_reasons_that_are_not_text_are_not_matched_and_do_not_crash() -> None:
+    policy = RetryPolicy(skip_reason_patterns=("4",))
+    hostile = execution(
+        reasonForIncompletion=42, executedTasks=[{"externalId": "t", "status": "FAILED", "reasonForIncompletion": 4}]
+    )
+
+    assert decide(hostile, dry_run=False, policy=policy, now_ms=NOW).action is Action.RETRY
