@@ -10,8 +10,9 @@ changed.
 
     python tools/mutation.py policy events          # some modules
     python tools/mutation.py --max-children 2       # all of them, slow ones last
+    python tools/mutation.py --again policy         # the survivors of the last run, after adding tests
 
-Each run starts afresh and ends with a line ``<module>: <killed>/<total> killed`` and the survivors;
+Each run starts afresh (but ``--again``) and ends with a line ``<module>: <killed>/<total> killed`` and the survivors;
 ``build/mutation/summary.json`` holds the counts of the modules run. Inspect a survivor with
 ``cd build/mutation/<module> && mutmut show <name>``.
 """
@@ -49,7 +50,12 @@ TARGETS: dict[str, Target] = {
     "webhooks": Target(("workflow_retry/*webhooks.py",), ("tests/test_webhooks.py",)),
     "service": Target(
         ("workflow_retry/service.py",),
-        ("tests/test_service.py", "tests/test_policy.py", "tests/test_giveup.py", "tests/ledger/test_raw_read_ahead.py"),
+        (
+            "tests/test_service.py",
+            "tests/test_policy.py",
+            "tests/test_giveup.py",
+            "tests/ledger/test_raw_read_ahead.py",
+        ),
     ),
     "ledger": Target(("workflow_retry/ledger/*",), ("tests/ledger/",)),
 }
@@ -96,24 +102,40 @@ def _mutmut() -> str:
     return str(beside) if beside.exists() else "mutmut"
 
 
-def run(name: str, max_children: int) -> dict[str, object]:
-    target = TARGETS[name]
-    work = _prepare(name, target)
-    environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    print(f"== {name}: {', '.join(target.files)} against {' '.join(target.tests)}", flush=True)
-    # mutmut's exit code says nothing about the score; its output is shown as it runs.
-    subprocess.run([_mutmut(), "run", "--max-children", str(max_children)], cwd=work, env=environment, check=True)
-    subprocess.run([_mutmut(), "export-cicd-stats"], cwd=work, env=environment, check=True, capture_output=True)
-    stats = json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
+def _not_killed(work: Path, environment: dict[str, str]) -> list[str]:
     listed = subprocess.run(
         [_mutmut(), "results"], cwd=work, env=environment, check=True, capture_output=True, text=True
     ).stdout
-    survivors = sorted(line.split(":")[0].strip() for line in listed.splitlines() if line.strip().endswith("survived"))
+    return sorted(
+        line.split(":")[0].strip() for line in listed.splitlines() if line.strip().endswith(("survived", "no tests"))
+    )
+
+
+def run(name: str, max_children: int, *, again: bool = False) -> dict[str, object]:
+    target = TARGETS[name]
+    environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    work = WORK / name
+    if again and (work / "mutants").exists():
+        # The survivors of the last run, against the tests as they are now (mutmut copies tests/ again).
+        names = _not_killed(work, environment)
+        print(f"== {name}: {len(names)} survivors of the last run, again", flush=True)
+    else:
+        work, names = _prepare(name, target), []
+        print(f"== {name}: {', '.join(target.files)} against {' '.join(target.tests)}", flush=True)
+    # mutmut's exit code says nothing about the score; its output is shown as it runs.
+    command = [_mutmut(), "run", "--max-children", str(max_children), *names]
+    if again and not names:
+        command = []
+    if command:
+        subprocess.run(command, cwd=work, env=environment, check=True)
+    subprocess.run([_mutmut(), "export-cicd-stats"], cwd=work, env=environment, check=True, capture_output=True)
+    stats = json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
+    survivors = _not_killed(work, environment)
     killed = int(stats["killed"]) + int(stats["timeout"])
     total = int(stats["total"])
-    print(f"{name}: {killed}/{total} killed ({len(survivors)} survived, {stats['no_tests']} without tests)")
+    print(f"{name}: {killed}/{total} killed ({stats['survived']} survived, {stats['no_tests']} without tests)")
     for survivor in survivors:
-        print(f"  survived: {survivor}")
+        print(f"  not killed: {survivor}")
     return {"module": name, "killed": killed, "total": total, "survivors": survivors, "stats": stats}
 
 
@@ -121,6 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modules", nargs="*", help=f"some of {', '.join(TARGETS)} (default: all, fast ones first)")
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
+    parser.add_argument("--again", action="store_true", help="test the survivors of the last run again (new tests)")
     args = parser.parse_args()
     unknown = sorted(set(args.modules) - TARGETS.keys())
     if unknown:
@@ -128,7 +151,7 @@ def main() -> None:
     summary_path = WORK / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for name in args.modules or list(TARGETS):
-        summary[name] = run(name, args.max_children)
+        summary[name] = run(name, args.max_children, again=args.again)
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
 
 

@@ -17,6 +17,7 @@ from tests.aws.samples import (
 from workflow_retry.aws.events import (
     Source,
     detect_source,
+    direct_delivery,
     eventbridge_delivery,
     http_request,
     is_fifo,
@@ -355,3 +356,35 @@ def test_an_unreadable_body_says_why_in_full_words(body: bytes, message: str) ->
         payload_of_body(body)
 
     assert str(refused.value) == message
+
+
+def test_a_direct_invoke_is_its_own_payload_without_a_duplicate_key() -> None:
+    delivery = direct_delivery(dict(PAYLOAD))
+
+    assert (delivery.source, delivery.key, delivery.payload, delivery.problem) == (Source.DIRECT, None, PAYLOAD, None)
+
+
+def test_an_sns_envelope_in_a_queue_whose_message_is_not_json_says_so() -> None:
+    [delivery] = sqs_deliveries(sns_sqs_event("not json"))
+
+    assert delivery.problem == "the SNS Message is not JSON: Expecting value at line 1 column 1"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**PAYLOAD, "detail": {"executionId": "other"}, "id": "1"},  # no detail-type
+        {**PAYLOAD, "detail-type": "Workflow failed", "id": "1"},  # no detail
+    ],
+)
+def test_a_queued_body_with_some_eventbridge_fields_is_a_payload(body: dict[str, object]) -> None:
+    [delivery] = sqs_deliveries(sqs_event(body))
+
+    assert (delivery.payload, delivery.problem) == (body, None)
+
+
+def test_a_broken_eventbridge_event_in_a_queue_says_so() -> None:
+    [delivery] = sqs_deliveries(sqs_event({"detail-type": "Workflow failed", "detail": PAYLOAD, "id": "ev-1"}))
+
+    assert delivery.problem is not None
+    assert delivery.problem.startswith("invalid EventBridge event: ")
