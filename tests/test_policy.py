@@ -560,3 +560,79 @@ def test_reasons_that_are_not_text_are_not_matched_and_do_not_crash() -> None:
     )
 
     assert decide(hostile, dry_run=False, policy=policy, now_ms=NOW).action is Action.RETRY
+
+
+def test_an_in_flight_deferral_says_when_the_retry_was_sent_and_when_to_look_again() -> None:
+    deferred = decide(
+        execution(endTime=NOW - 60_000), dry_run=False, attempts=1, last_attempt_ms=NOW - 30_000, now_ms=NOW
+    )
+
+    assert deferred.reason == (
+        "retry 1 was sent at 2027-01-15T07:59:30Z, after this failure: it may still be starting; "
+        "to be looked at again from 2027-01-15T08:00:30Z"
+    )
+
+
+def test_a_cooldown_deferral_says_from_when() -> None:
+    policy = RetryPolicy(cooldown_seconds=60, cooldown_max_seconds=60)
+    cooling = decide(
+        execution(endTime=NOW - 10_000),
+        dry_run=False,
+        policy=policy,
+        attempts=1,
+        last_attempt_ms=NOW - 20_000,
+        now_ms=NOW,
+    )
+
+    assert cooling.reason == "cooling down: retry 2 of 3 is allowed from 2027-01-15T08:00:40Z (in 40s)"
+
+
+def test_an_exhausted_execution_without_a_last_attempt_time_names_none() -> None:
+    exhausted = decide(execution(), dry_run=False, attempts=3, last_attempt_ms=None, now_ms=NOW)
+
+    assert exhausted.reason == "retried 3 time(s), maxAttempts is 3"
+
+
+def test_without_cooldown_a_last_attempt_ahead_of_our_clock_does_not_hold_a_new_failure_back() -> None:
+    # CDF's clock (endTime) and the ledger's times ahead of this machine's: no cooldown means no wait.
+    ahead = decide(
+        execution(endTime=NOW + 2_000),
+        dry_run=False,
+        policy=NO_COOLDOWN,
+        attempts=1,
+        last_attempt_ms=NOW + 1_000,
+        now_ms=NOW,
+    )
+
+    assert ahead.action is Action.RETRY
+
+
+def test_a_one_millisecond_cooldown_is_still_a_cooldown() -> None:
+    policy = RetryPolicy(cooldown_seconds=0.001, cooldown_max_seconds=0.001)
+
+    def at(now: int) -> Action:
+        return decide(
+            execution(endTime=NOW), dry_run=False, policy=policy, attempts=1, last_attempt_ms=NOW, now_ms=now
+        ).action
+
+    assert (at(NOW), at(NOW + 1)) == (Action.DEFER, Action.RETRY)
+
+
+def test_a_dry_run_gives_the_number_the_attempt_would_have() -> None:
+    assert decide(execution(), dry_run=True, attempts=0, now_ms=NOW).attempt == 1
+    later = decide(execution(), dry_run=True, attempts=2, last_attempt_ms=NOW - 2 * HOUR_MS, now_ms=NOW)
+    assert (later.action, later.attempt) == (Action.REPORT_ONLY, 3)
+
+
+def test_a_policy_that_is_not_an_object_is_refused_in_full_words() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        policy_overrides(["maxAttempts", 1])
+
+    assert str(refused.value) == "invalid policy: 'policy' must be an object"
+
+
+@pytest.mark.parametrize("end_time", ["2026-01-01T00:00:00Z", True, 1.5e12, None])
+def test_an_end_time_that_is_not_epoch_milliseconds_counts_as_absent(end_time: object) -> None:
+    hostile = execution(endTime=end_time, createdTime=NOW - 60_000)
+
+    assert decide(hostile, dry_run=False, now_ms=NOW).action is Action.RETRY
