@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from cognite.client import CogniteClient
 
+from workflow_retry.answer_size import COGNITE_FUNCTION_ANSWER_LIMIT_BYTES, fit_answer
 from workflow_retry.cdf import (
     ClientCredentials,
     SdkCdfGateway,
@@ -16,15 +18,16 @@ from workflow_retry.cdf import (
     bound_sdk_retries,
     run_on_sdk_loop,
 )
-from workflow_retry.errors import ConfigurationError, RetryToolError
+from workflow_retry.errors import ConfigurationError, IdentityProviderError, RetryToolError
 from workflow_retry.giveup import Announcer, build_announcer
+from workflow_retry.idp import fetch_token_ahead
 from workflow_retry.ledger import AttemptLedger, build_ledger
 from workflow_retry.models import RetryReport, RetryRequest
-from workflow_retry.payloads import parse_payload
+from workflow_retry.payloads import check_limits, parse_payload
 from workflow_retry.policy import RetryPolicy, resolve_policy
-from workflow_retry.service import Progress, RetryContext, retry_executions
+from workflow_retry.service import Progress, RetryContext, report_not_started, retry_executions
 from workflow_retry.settings import SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, Settings, cached_settings
-from workflow_retry.sweep import SweepProgress, sweep_executions
+from workflow_retry.sweep import SweepProgress, sweep_executions, sweep_not_started
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +41,8 @@ def handle(
     """Retry the failed workflow executions named in ``data``; one result per distinct ID.
 
     Raises :class:`PayloadError` when no execution ID can be read from ``data`` (the call then shows
-    as Failed with that message) and :class:`ConfigurationError` for invalid settings or secrets.
+    as Failed with that message) and :class:`ConfigurationError` for invalid settings or secrets. The
+    answer is trimmed to the platform's 1 MB when it would be larger (:mod:`workflow_retry.answer_size`).
     """
     try:
         settings = cached_settings()
@@ -48,7 +52,8 @@ def handle(
     except RetryToolError as exc:
         logger.error("call %s refused: %s", _call_id(function_call_info), exc)
         raise
-    return report.to_dict()
+    # Cognite Functions refuse an answer over 1 MB, which would fail the call after its retries ran.
+    return fit_answer(report.to_dict(), COGNITE_FUNCTION_ANSWER_LIMIT_BYTES, "Cognite Functions")
 
 
 def execute(
@@ -67,12 +72,19 @@ def execute(
     The policy is the request's own fields over ``environment`` (default ``os.environ``) over the
     defaults; the ledger defaults to the one the settings choose (RAW unless ``RETRY_LEDGER`` says
     otherwise); give-ups go to the log and to ``GIVE_UP_TOPIC_ARN`` when set. Invalid configuration
-    raises :class:`ConfigurationError` before any request to CDF.
+    raises :class:`ConfigurationError` before any request to CDF. When no token can be had from the
+    identity provider within the deadline, every ID is ``failed`` (``identityProvider``) and nothing is sent.
     """
     context = build_context(request, client, settings, ledger=ledger, announcer=announcer, environment=environment)
     if request.sweep is not None:
         return execute_sweep(request, client, credentials, settings, context=context)
     gateway = _bounded_gateway(client, credentials, settings)
+    try:
+        if any(requested.execution_id is not None for requested in request.ids):  # invalid IDs cost nothing
+            settings = with_token_ahead(client, settings)
+    except IdentityProviderError as exc:
+        logger.error("%d execution ID(s) not handled: %s", len(request.ids), exc)
+        return report_not_started(request, exc, context)
     logger.info(
         "handling %d execution ID(s)%s with %s sessions, %s ledger",
         len(request.ids),
@@ -97,8 +109,24 @@ def execute_sweep(
         raise ValueError("execute_sweep needs a request with 'sweep' set")
     context = context or build_context(request, client, settings)
     gateway = _bounded_gateway(client, credentials, settings)
+    try:
+        settings = with_token_ahead(client, settings)
+    except IdentityProviderError as exc:
+        return sweep_not_started(request, settings, exc, context)
     logger.info("sweeping%s with %s ledger", " (dry run)" if request.dry_run else "", context.ledger.kind)
     return run_on_sdk_loop(sweep_executions(request, gateway, settings, context, progress))
+
+
+def with_token_ahead(client: CogniteClient, settings: Settings) -> Settings:
+    """Fetch the client's token for the call off the SDK's event loop; the settings with the deadline left.
+
+    The token is made to last the whole deadline, so no request of the call waits for the identity
+    provider; the wait for it is bounded by the deadline. Raises :class:`IdentityProviderError`.
+    """
+    started = time.monotonic()
+    fetch_token_ahead(client, valid_for=settings.deadline_seconds, timeout=settings.deadline_seconds)
+    left = settings.deadline_seconds - (time.monotonic() - started)
+    return settings.model_copy(update={"deadline_seconds": max(left, 0.001)})
 
 
 def _bounded_gateway(client: CogniteClient, credentials: ClientCredentials | None, settings: Settings) -> SdkCdfGateway:
@@ -117,8 +145,14 @@ def build_context(
     announcer: Announcer | None = None,
     environment: Mapping[str, str] | None = None,
 ) -> RetryContext:
-    """The policy, ledger and announcer of one call; :class:`ConfigurationError` when any is invalid."""
-    policy: RetryPolicy = resolve_policy(request.policy, os.environ if environment is None else environment)
+    """The policy, ledger and announcer of one call; :class:`ConfigurationError` when any is invalid.
+
+    The request's ``policy`` and ``sweep`` may only tighten the operator's limits (``environment`` and
+    ``settings``): :class:`PolicyOverrideError` otherwise, unless RETRY_ALLOW_PAYLOAD_LOOSENING is true.
+    """
+    environment = os.environ if environment is None else environment
+    check_limits(request, environment, settings)  # again: a request may come from elsewhere than parse_payload
+    policy: RetryPolicy = resolve_policy(request.policy, environment)
     if settings.ledger_ttl_hours <= policy.max_age_hours:
         raise ConfigurationError(
             f"RETRY_LEDGER_TTL_HOURS ({settings.ledger_ttl_hours:g}) must be longer than maxAgeHours "
@@ -127,7 +161,9 @@ def build_context(
     return RetryContext(
         policy=policy,
         ledger=ledger if ledger is not None else build_ledger(settings, client),
-        announcer=announcer if announcer is not None else build_announcer(settings.give_up_topic_arn),
+        announcer=announcer
+        if announcer is not None
+        else build_announcer(settings.give_up_topic_arn, settings.deadline_seconds),
     )
 
 
