@@ -542,6 +542,8 @@ def test_a_first_retry_reports_the_status_it_started_from(status: str) -> None:
 
     assert decide(fresh, dry_run=False).reason == f"retried from the point of failure (status was {shown})"
     assert decide(fresh, dry_run=True).reason == f"would retry: status is {shown} (attempt 1 of 3)"
+    an_hour_ago = int(time.time() * 1000) - HOUR_MS  # the last retry: the default cooldown (300 s) has passed
+    assert decide(fresh, dry_run=False, attempts=1, last_attempt_ms=an_hour_ago).action is Action.RETRY
 
 
 def test_the_executions_own_reason_is_matched_against_skip_patterns() -> None:
