@@ -10,7 +10,6 @@ Auth, token refresh, gzip, connection pooling and retries of 429/5xx stay the SD
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -23,6 +22,7 @@ from cognite.client.exceptions import (
 )
 
 from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError
+from workflow_retry.identity import ClientCredentials, SessionCredentials
 from workflow_retry.ids import ExecutionId
 from workflow_retry.settings import Settings
 
@@ -31,12 +31,7 @@ _MAX_MESSAGE_LENGTH = 500
 _SPARE_CONNECTIONS = 2  # a sweep's next list page, a token refresh
 
 
-@dataclass(frozen=True)
-class ClientCredentials:
-    """Client credentials for creating retry sessions; the secret never shows in a repr."""
-
-    client_id: str
-    client_secret: str = field(repr=False)
+__all__ = ["CdfGateway", "ClientCredentials", "Nonce", "SdkCdfGateway"]
 
 
 class Nonce:
@@ -63,8 +58,8 @@ class CdfGateway(Protocol):
         """The detailed execution; :class:`ExecutionNotFoundError` when CDF does not know it."""
         ...
 
-    async def create_nonce(self) -> Nonce:
-        """A fresh session nonce for one retry."""
+    async def create_nonce(self, workflow_external_id: str | None = None) -> Nonce:
+        """A fresh session nonce for one retry of an execution of this workflow (its mapped credentials)."""
         ...
 
     async def retry_execution(self, execution_id: ExecutionId, nonce: Nonce) -> dict[str, Any]:
@@ -81,19 +76,19 @@ class CdfGateway(Protocol):
 class SdkCdfGateway:
     """:class:`CdfGateway` over cognite-sdk's async client."""
 
-    def __init__(self, client: CogniteClient | AsyncCogniteClient, credentials: ClientCredentials | None) -> None:
+    def __init__(
+        self,
+        client: CogniteClient | AsyncCogniteClient,
+        credentials: ClientCredentials | SessionCredentials | None,
+    ) -> None:
         self._client = client.get_async_client() if isinstance(client, CogniteClient) else client
         # The client's raw get/post resolve paths against the base URL only, not the project's API path.
         self._api = f"/api/v1/projects/{quote(self._client.config.project, safe='')}"
-        self._session_item: dict[str, Any] = (
-            {"clientId": credentials.client_id, "clientSecret": credentials.client_secret}
-            if credentials
-            else {"tokenExchange": True}
-        )
+        self._credentials = SessionCredentials.of(credentials)
 
     @property
     def session_type(self) -> str:
-        return "client credentials" if "clientId" in self._session_item else "token exchange"
+        return self._credentials.describe()
 
     async def get_execution(self, execution_id: ExecutionId) -> dict[str, Any]:
         try:
@@ -108,9 +103,15 @@ class SdkCdfGateway:
             raise _as_request_error(exc) from None
         return _json_object(response.json())
 
-    async def create_nonce(self) -> Nonce:
+    async def create_nonce(self, workflow_external_id: str | None = None) -> Nonce:
+        credentials = self._credentials.for_workflow(workflow_external_id)
+        item: dict[str, Any] = (
+            {"clientId": credentials.client_id, "clientSecret": credentials.client_secret}
+            if credentials
+            else {"tokenExchange": True}
+        )
         try:
-            response = await self._client.post(f"{self._api}/sessions", json={"items": [self._session_item]})
+            response = await self._client.post(f"{self._api}/sessions", json={"items": [item]})
         except CogniteException as exc:
             error = _as_request_error(exc)
             raise CdfRequestError(error.code, f"creating a session failed: {error}", error.retryable) from None

@@ -262,7 +262,19 @@ def _connect() -> tuple[Any, Any, Any]:
     if not secret:
         raise ConfigurationError("set IDP_CLIENT_SECRET (or IDP_CLIENT_SECRET_REF) to the client secret")
     client = build_client(connection, secret, timeout_seconds=settings.request_timeout_seconds)
-    return client, ClientCredentials(connection.client_id, secret), settings
+    return client, _session_credentials(ClientCredentials(connection.client_id, secret), settings), settings
+
+
+def _session_credentials(default: Any, settings: Any) -> Any:
+    """The default credentials, and each workflow's mapped set (RETRY_CREDENTIALS_MAP) read from its reference."""
+    from workflow_retry.identity import SessionCredentials, reference_source
+
+    if not settings.credentials_map:
+        return default
+    from workflow_retry.aws.secrets import AwsSecretReader
+
+    source = reference_source(settings.credential_sets, AwsSecretReader(max_age_seconds=300).read)
+    return SessionCredentials.resolve(default, settings.credentials_map, source)
 
 
 def exit_code(report: RetryReport) -> int:

@@ -18,6 +18,7 @@ from workflow_retry.cdf import (
 )
 from workflow_retry.errors import ConfigurationError, RetryToolError
 from workflow_retry.giveup import Announcer, build_announcer
+from workflow_retry.identity import SessionCredentials, function_secrets_source
 from workflow_retry.ledger import AttemptLedger, build_ledger
 from workflow_retry.models import RetryReport, RetryRequest
 from workflow_retry.payloads import parse_payload
@@ -43,7 +44,7 @@ def handle(
     try:
         settings = cached_settings()
         request = parse_payload(data)
-        credentials = credentials_from_secrets(secrets)
+        credentials = session_credentials_from_secrets(secrets, settings)
         report = execute(request, client, credentials, settings)
     except RetryToolError as exc:
         logger.error("call %s refused: %s", _call_id(function_call_info), exc)
@@ -54,7 +55,7 @@ def handle(
 def execute(
     request: RetryRequest,
     client: CogniteClient,
-    credentials: ClientCredentials | None,
+    credentials: ClientCredentials | SessionCredentials | None,
     settings: Settings,
     *,
     ledger: AttemptLedger | None = None,
@@ -74,7 +75,7 @@ def execute(
         return execute_sweep(request, client, credentials, settings, context=context)
     gateway = _bounded_gateway(client, credentials, settings)
     logger.info(
-        "handling %d execution ID(s)%s with %s sessions, %s ledger",
+        "handling %d execution ID(s)%s with %s, %s ledger",
         len(request.ids),
         " (dry run)" if request.dry_run else "",
         gateway.session_type,
@@ -86,7 +87,7 @@ def execute(
 def execute_sweep(
     request: RetryRequest,
     client: CogniteClient,
-    credentials: ClientCredentials | None,
+    credentials: ClientCredentials | SessionCredentials | None,
     settings: Settings,
     *,
     context: RetryContext | None = None,
@@ -101,7 +102,9 @@ def execute_sweep(
     return run_on_sdk_loop(sweep_executions(request, gateway, settings, context, progress))
 
 
-def _bounded_gateway(client: CogniteClient, credentials: ClientCredentials | None, settings: Settings) -> SdkCdfGateway:
+def _bounded_gateway(
+    client: CogniteClient, credentials: ClientCredentials | SessionCredentials | None, settings: Settings
+) -> SdkCdfGateway:
     """The CDF gateway, with the SDK's retries, backoff and request timeout bounded for the deadline."""
     bound_sdk_retries(settings)
     apply_request_timeout(client, settings)
@@ -143,6 +146,16 @@ def credentials_from_secrets(secrets: Mapping[str, str] | None) -> ClientCredent
             f"the function's secrets hold only half of the client credentials: '{missing}' is missing"
         )
     return ClientCredentials(client_id=client_id, client_secret=client_secret)
+
+
+def session_credentials_from_secrets(secrets: Mapping[str, str] | None, settings: Settings) -> SessionCredentials:
+    """The default credentials and, per ``RETRY_CREDENTIALS_MAP``, each mapped set's from the function's secrets.
+
+    Every mapped set is read now: a missing ``<set>-id`` or ``<set>-secret`` is a ConfigurationError
+    raised before any request to CDF.
+    """
+    default = credentials_from_secrets(secrets)
+    return SessionCredentials.resolve(default, settings.credentials_map, function_secrets_source(secrets))
 
 
 def _call_id(function_call_info: Mapping[str, Any] | None) -> str:
