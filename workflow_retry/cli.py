@@ -1,4 +1,4 @@
-"""The command line: ``python -m workflow_retry retry|sweep|status|emulator``.
+"""The command line: ``python -m workflow_retry retry|sweep|status|check-access|emulator``.
 
 It reads the same environment as the Lambda (``CDF_PROJECT``, ``CDF_URL`` or ``CDF_CLUSTER``,
 ``IDP_CLIENT_ID``, ``IDP_TOKEN_URL``, ``IDP_SCOPES``, ``IDP_CLIENT_SECRET`` or
@@ -7,7 +7,8 @@ It reads the same environment as the Lambda (``CDF_PROJECT``, ``CDF_URL`` or ``C
 when it is a terminal.
 
 Exit codes: 0 when nothing failed; 1 when any ID failed, was invalid or unknown, or was given up
-(``exhausted``), or a sweep could not list; 2 for bad arguments or configuration (nothing was sent).
+(``exhausted``), or a sweep could not list, or ``check-access`` found a capability missing; 2 for bad
+arguments or configuration (nothing was sent).
 """
 
 from __future__ import annotations
@@ -80,6 +81,18 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print as JSON")
     status.set_defaults(run=_run_status)
+
+    check = commands.add_parser(
+        "check-access", help="check that retried workflows' tasks can run as the principals their retries use"
+    )
+    check.add_argument(
+        "--workflow",
+        action="append",
+        metavar="WF[:VERSION]",
+        help="only this workflow (repeatable; default: RETRY_SWEEP_WORKFLOWS, else every workflow)",
+    )
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(run=_run_check_access)
 
     emulator = commands.add_parser("emulator", help="run the CDF API emulator locally (Ctrl-C stops it)")
     emulator.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
@@ -210,6 +223,87 @@ def _run_status(args: argparse.Namespace) -> int:
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
     return EXIT_OK
+
+
+def _run_check_access(args: argparse.Namespace) -> int:
+    """Exit 0 when every principal holds what the tasks in scope need, 1 when something is missing."""
+    from pydantic import ValidationError
+
+    from workflow_retry import access
+    from workflow_retry.cdf import run_on_sdk_loop
+    from workflow_retry.connection import build_client, connection_settings_from_environment
+    from workflow_retry.identity import SessionCredentials
+    from workflow_retry.policy import WorkflowSelector
+
+    try:
+        selectors = [WorkflowSelector.model_validate(text) for text in args.workflow or ()]
+    except ValidationError:
+        print(f"error: not a workflow (WF or WF:VERSION): {args.workflow}", file=sys.stderr)
+        return EXIT_USAGE
+    client, credentials, settings = _connect()
+    if not selectors and settings.sweep_workflows.strip():
+        selectors = [
+            WorkflowSelector.model_validate(t.strip()) for t in settings.sweep_workflows.split(",") if t.strip()
+        ]
+    sessions = SessionCredentials.of(credentials)
+    connection = connection_settings_from_environment()
+    principals = [
+        access.PrincipalReader(access.DEFAULT_PRINCIPAL_NAME, connection.client_id, access.SdkAccessReader(client))
+    ]
+    for name, mapped in sessions.by_set.items():
+        # Each mapped principal signs in itself: its token says what it holds.
+        as_mapped = build_client(
+            connection.model_copy(update={"client_id": mapped.client_id}),
+            mapped.client_secret,
+            timeout_seconds=settings.request_timeout_seconds,
+        )
+        principals.append(access.PrincipalReader(name, mapped.client_id, access.SdkAccessReader(as_mapped)))
+    default_reader = principals[0].reader
+    assert default_reader is not None
+    report = run_on_sdk_loop(
+        access.read_and_check(default_reader, connection.project, principals, sessions.workflows, selectors)
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(render_access_report(report))
+    return EXIT_OK if report.ok else EXIT_FAILURES
+
+
+def render_access_report(report: Any) -> str:
+    """The access report as text: each principal, then every check that is not plainly held."""
+    lines = []
+    for principal in report.principals:
+        held = f"{len(principal.held.capabilities)} capabilities" if principal.held else f"ERROR: {principal.error}"
+        lines.append(f"principal {principal.label()}: {held}")
+    lines.append(f"workflow versions checked: {report.workflow_versions}")
+    shown = [c for c in report.checks if c.status != "held"]
+    if shown:
+        rows = [
+            (
+                c.status.upper(),
+                str(c.capability) if c.capability else "-",
+                c.principal,
+                f"{c.workflow}:{c.version}" if c.workflow else "(the tool itself)",
+                f"{c.task} ({c.task_type})" if c.task else "-",
+                c.why,
+            )
+            for c in shown
+        ]
+        headers = ("STATUS", "CAPABILITY", "PRINCIPAL", "WORKFLOW", "TASK", "WHY")
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:5])]
+        lines.append("")
+        for row in [headers, *rows]:
+            lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
+    lines += [f"problem: {problem}" for problem in report.problems]
+    missing = len(report.missing)
+    lines.append("")
+    lines.append(
+        "access ok: every principal holds what the checked tasks need"
+        if report.ok
+        else f"access NOT ok: {missing} missing capability(ies); retries of those tasks would fail for lack of access"
+    )
+    return "\n".join(lines)
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
