@@ -42,7 +42,7 @@ SIMULATORS_ACL_DOC = (
     "https://hub.cognite.com/simulator-integration-388/"
     "important-update-new-access-control-requirements-for-simulator-integration-service-4313"
 )
-RETRY_DOC = "https://docs.cognite.com/20230101/workflow-executions/retry-a-workflow-execution"
+RETRY_DOC = "https://docs.cognite.com/20230101/workflow-executions/retry-workflow-execution"
 SESSIONS_DOC = "https://docs.cognite.com/20230101/sessions/create-sessions"
 
 
