@@ -25,7 +25,7 @@ typecheck: $(STAMP)
 	$(PY) -m mypy
 
 # The DEBUG secrets scan over the whole fault matrix runs in a process of its own: late in one long
-# process its SQS batches have run out of their 2 s deadline for a reason not yet found (README, known limits).
+# process its SQS batches have run out of their 2 s deadline for a reason not yet found (docs/architecture.md, known limits).
 ISOLATED := tests/reliability/test_secrets_matrix.py
 
 unit: $(STAMP)
@@ -48,7 +48,7 @@ bench-smoke: $(STAMP)
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) .mypy_cache .ruff_cache .pytest_cache build dist
 
-# ---- Deployment (infra/, README (deploy)): the Lambda zip, the Cognite function folder, offline checks.
+# ---- Deployment (infra/, docs/deploying.md): the Lambda zip, the Cognite function folder, offline checks.
 # The check tools live in .venv-infra/ (separate environments: checkov and cognite-toolkit pin
 # conflicting versions, and neither may touch the project's pins); pip's cache stays in the repo.
 INFRA_VENV := .venv-infra

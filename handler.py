@@ -29,7 +29,7 @@ def handle(
 
 
 def lambda_handler(event: object, context: Any) -> dict[str, Any]:
-    """AWS Lambda entrypoint: SNS, SQS, EventBridge, direct invokes and signed HTTP (README (AWS))."""
+    """AWS Lambda entrypoint: SNS, SQS, EventBridge, direct invokes and signed HTTP (docs/aws.md)."""
     from workflow_retry.aws.entrypoint import lambda_handler as aws_lambda_handler
 
     return aws_lambda_handler(event, context)

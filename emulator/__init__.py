@@ -1,7 +1,9 @@
 """A CDF API emulator: a real HTTP server on loopback that the real cognite-sdk talks to.
 
-It serves the OAuth token endpoint, token inspection, sessions, workflow executions (get, list,
-retry, cancel, run) and RAW, in CDF's JSON shapes, records every request and injects faults::
+It serves the OAuth token endpoint, token inspection (capabilities granted or revoked at runtime),
+sessions, workflow versions (upsert, retrieve, byids, list), workflow executions (get, list, retry,
+cancel, run) and RAW, in CDF's JSON shapes, records every request and injects faults.  One module per
+API resource: ``workflows``, ``executions``, ``sessions``, ``raw`` (``state`` composes them)::
 
     from emulator import CdfEmulator, Fault
 
@@ -22,12 +24,14 @@ from emulator.auth import (
 )
 from emulator.faults import Fault
 from emulator.server import CdfEmulator, RecordedRequest
+from emulator.workflows import TASK_CAPABILITIES
 
 __all__ = [
     "DEFAULT_CAPABILITIES",
     "RAW_READ",
     "RAW_WRITE",
     "SESSIONS_CREATE",
+    "TASK_CAPABILITIES",
     "WORKFLOW_READ",
     "WORKFLOW_WRITE",
     "CdfEmulator",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from emulator.errors import ApiError
@@ -33,17 +33,61 @@ def _parse_capability(capability: str) -> tuple[str, str]:
     return acl, action
 
 
+def normalize_capability(capability: str) -> str:
+    """``functionsACL:run`` -> ``functionsAcl:RUN``: one spelling to compare capabilities by."""
+    acl, action = _parse_capability(capability)
+    return f"{_acl_name(acl)}:{action.upper()}"
+
+
+_SCOPE_KINDS = frozenset(
+    {
+        "all",
+        "datasetScope",
+        "idScope",
+        "idscope",
+        "tableScope",
+        "assetRootIdScope",
+        "extractionPipelineScope",
+        "spaceIdScope",
+    }
+)
+
+
+def _check_scopes(scopes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Scopes keyed by the ACL's inspect spelling; each one CDF scope kind (``{"all": {}}``,
+    ``{"datasetScope": {"ids": [...]}}``, ...)."""
+    out: dict[str, dict[str, Any]] = {}
+    for acl, scope in scopes.items():
+        if not isinstance(scope, dict) or len(scope) != 1 or next(iter(scope)) not in _SCOPE_KINDS:
+            raise ValueError(
+                f"scope of {acl} must be one of {sorted(_SCOPE_KINDS)} like {{'all': {{}}}}, got {scope!r}"
+            )
+        out[_acl_name(acl)] = scope
+    return out
+
+
 @dataclass(frozen=True)
 class Client:
-    """A registered OAuth client (service principal) with the capabilities it holds in the project."""
+    """A registered OAuth client (service principal) with the capabilities it holds in the project.
+
+    ``scopes`` maps an ACL (``"rawAcl"``, either spelling) to its scope in CDF's shape, e.g.
+    ``{"datasetScope": {"ids": [1]}}``; an ACL without one has ``{"all": {}}``.  Scopes are shown by
+    ``/token/inspect`` but not enforced: a scoped capability grants its action on everything.
+    """
 
     client_id: str
     client_secret: str
     capabilities: frozenset[str]
+    scopes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def has(self, capability: str) -> bool:
-        """Whether the client holds ``capability`` (e.g. ``"sessionsACL:CREATE"``)."""
-        return capability in self.capabilities
+        """Whether the client holds ``capability`` (``"sessionsACL:CREATE"`` or ``"sessionsAcl:CREATE"``)."""
+        wanted = normalize_capability(capability)
+        return any(normalize_capability(cap) == wanted for cap in self.capabilities)
+
+    def scope_of(self, acl: str) -> dict[str, Any]:
+        """The scope of ``acl`` in CDF's shape (``{"all": {}}`` unless one was set)."""
+        return self.scopes.get(_acl_name(acl), {"all": {}})
 
 
 class AuthRegistry:
@@ -55,13 +99,47 @@ class AuthRegistry:
         self.issued_tokens: list[str] = []
 
     def add_client(
-        self, client_id: str, client_secret: str, capabilities: Iterable[str] = DEFAULT_CAPABILITIES
+        self,
+        client_id: str,
+        client_secret: str,
+        capabilities: Iterable[str] = DEFAULT_CAPABILITIES,
+        scopes: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """Register (or replace) a client; its tokens see the new capabilities at once."""
         caps = frozenset(capabilities)
         for cap in caps:
             _parse_capability(cap)
-        self._clients[client_id] = Client(client_id, client_secret, caps)
+        self._clients[client_id] = Client(client_id, client_secret, caps, _check_scopes(scopes or {}))
+
+    def _require_client(self, client_id: str) -> Client:
+        client = self._clients.get(client_id)
+        if client is None:
+            raise KeyError(f"unknown client {client_id!r}")
+        return client
+
+    def grant(self, client_id: str, capabilities: Iterable[str]) -> None:
+        """Add capabilities to a registered client; its tokens and sessions see them at once."""
+        client = self._require_client(client_id)
+        added = frozenset(capabilities)
+        for cap in added:
+            _parse_capability(cap)
+        self._clients[client_id] = replace(client, capabilities=client.capabilities | added)
+
+    def revoke(self, client_id: str, capabilities: Iterable[str]) -> None:
+        """Remove capabilities (either ACL spelling) from a registered client, at once."""
+        client = self._require_client(client_id)
+        gone = {normalize_capability(cap) for cap in capabilities}
+        kept = frozenset(cap for cap in client.capabilities if normalize_capability(cap) not in gone)
+        self._clients[client_id] = replace(client, capabilities=kept)
+
+    def set_scope(self, client_id: str, acl: str, scope: dict[str, Any] | None) -> None:
+        """Set (or with None, reset to all) the scope of one ACL of a client."""
+        client = self._require_client(client_id)
+        scopes = dict(client.scopes)
+        scopes.pop(_acl_name(acl), None)
+        if scope is not None:
+            scopes.update(_check_scopes({acl: scope}))
+        self._clients[client_id] = replace(client, scopes=scopes)
 
     def client(self, client_id: str) -> Client | None:
         """The client registered under ``client_id``, if any."""
@@ -119,7 +197,7 @@ class AuthRegistry:
             acl, action = _parse_capability(cap)
             by_acl.setdefault(_acl_name(acl), []).append(action)
         capabilities = [
-            {acl: {"actions": actions, "scope": {"all": {}}}, "projectScope": {"projects": [project]}}
+            {acl: {"actions": actions, "scope": client.scope_of(acl)}, "projectScope": {"projects": [project]}}
             for acl, actions in by_acl.items()
         ]
         return {

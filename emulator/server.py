@@ -2,8 +2,8 @@
 
 :class:`CdfEmulator` runs a ``ThreadingHTTPServer`` (HTTP/1.1 keep-alive) in a daemon thread, routes
 ``/oauth2/token``, ``/api/v1/token/inspect`` and ``/api/v1/projects/{project}/...`` to the state in
-:mod:`emulator.state`, records every request, and applies the injected :class:`~emulator.faults.Fault`s
-and latency.  One lock guards all state; sleeps for latency happen outside it.
+:mod:`emulator.state` (one module per API resource), records every request, and applies the injected
+:class:`~emulator.faults.Fault`s and latency.  One lock guards all state; sleeps for latency happen outside it.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from emulator.auth import (
 from emulator.errors import ApiError, error_body
 from emulator.faults import DROP, Fault, FaultAction
 from emulator.state import EmulatorState, Json, copy_json
+from emulator.workflows import default_task_input
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,15 @@ def _routes() -> list[_Route]:
 
     return [
         r(("sessions",), "POST", SESSIONS_CREATE, lambda s, c: (200, s.sessions.create(c.body, c.client, s.auth))),
+        r(("workflows", "versions"), "POST", WORKFLOW_WRITE, lambda s, c: (200, s.versions.upsert(c.body))),
+        r(("workflows", "versions", "byids"), "POST", WORKFLOW_READ, lambda s, c: (200, s.versions.by_ids(c.body))),
+        r(("workflows", "versions", "list"), "POST", WORKFLOW_READ, lambda s, c: (200, s.versions.list_page(c.body))),
+        r(
+            ("workflows", None, "versions", None),
+            "GET",
+            WORKFLOW_READ,
+            lambda s, c: (200, s.versions.retrieve(c.params[0], c.params[1])),
+        ),
         r(("workflows", ex, "list"), "POST", WORKFLOW_READ, lambda s, c: (200, s.executions.list_page(c.body))),
         r(
             ("workflows", ex, None),
@@ -316,7 +326,8 @@ class CdfEmulator:
 
     ``CdfEmulator(project=...)`` is not started; ``start()`` (or ``with CdfEmulator() as emu``) binds a
     free loopback port.  Knobs for one test: ``latency``, ``add_fault``, ``auto_fail_after_retry``,
-    ``unknown_execution_status``, ``nonce_ttl``; ``reset()`` puts them back.
+    ``enforce_task_capabilities``, ``unknown_execution_status``, ``nonce_ttl``; ``reset()`` puts them
+    back.
     """
 
     def __init__(self, project: str = "test-project", *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -393,11 +404,34 @@ class CdfEmulator:
     # --- identities -----------------------------------------------------------------------------
 
     def add_client(
-        self, client_id: str, client_secret: str, capabilities: Iterable[str] = DEFAULT_CAPABILITIES
+        self,
+        client_id: str,
+        client_secret: str,
+        capabilities: Iterable[str] = DEFAULT_CAPABILITIES,
+        scopes: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        """Register a client (service principal) with capabilities like ``"sessionsACL:CREATE"``."""
+        """Register a client (service principal) with capabilities like ``"sessionsACL:CREATE"``.
+
+        ``scopes`` maps an ACL to its scope in CDF's shape (``{"rawAcl": {"tableScope": {...}}}``);
+        the default is ``{"all": {}}``.  Scopes show in ``/token/inspect`` and are not enforced.
+        """
         with self._lock:
-            self._state.auth.add_client(client_id, client_secret, capabilities)
+            self._state.auth.add_client(client_id, client_secret, capabilities, scopes)
+
+    def grant_capabilities(self, client_id: str, capabilities: Iterable[str]) -> None:
+        """Give a registered client more capabilities; tokens and sessions already issued see them."""
+        with self._lock:
+            self._state.auth.grant(client_id, capabilities)
+
+    def revoke_capabilities(self, client_id: str, capabilities: Iterable[str]) -> None:
+        """Take capabilities (either ACL spelling) from a registered client, effective at once."""
+        with self._lock:
+            self._state.auth.revoke(client_id, capabilities)
+
+    def set_capability_scope(self, client_id: str, acl: str, scope: dict[str, Any] | None) -> None:
+        """Set the scope of one ACL of a client (``{"datasetScope": {"ids": [1]}}``; None = all)."""
+        with self._lock:
+            self._state.auth.set_scope(client_id, acl, scope)
 
     def issue_token(self, client_id: str) -> str:
         """A valid bearer token for a registered client, without the OAuth round trip."""
@@ -463,6 +497,56 @@ class CdfEmulator:
         minute ago and ended now."""
         with self._lock:
             return self._state.executions.seed_many(n, **kwargs)
+
+    def add_workflow_version(
+        self, workflow_external_id: str, version: str, tasks: list[dict[str, Any]], description: str = ""
+    ) -> dict[str, Any]:
+        """Create or replace a workflow version, as ``POST /workflows/versions`` would; returns its JSON.
+
+        ``tasks`` in the API's shape: ``externalId``, ``type`` (function, transformation, cdf,
+        simulation, subworkflow, dynamic) and optionally ``parameters`` (default: valid ones for the
+        type), ``retries``, ``timeout``, ``onFailure``, ``dependsOn`` (``[{"externalId": ...}]``).
+        Executions seeded afterwards without ``tasks`` run this definition.
+        """
+        filled = []
+        for task in tasks:
+            full = dict(task)
+            if "parameters" not in full and isinstance(full.get("type"), str):
+                full["parameters"] = default_task_input(full["type"], str(full.get("externalId")))
+            filled.append(full)
+        body = {
+            "items": [
+                {
+                    "workflowExternalId": workflow_external_id,
+                    "version": version,
+                    "workflowDefinition": {"description": description, "tasks": filled},
+                }
+            ]
+        }
+        with self._lock:
+            try:
+                items: list[dict[str, Any]] = self._state.versions.upsert(body)["items"]
+            except ApiError as e:
+                raise ValueError(e.message) from None
+            return items[0]
+
+    def get_workflow_version(self, workflow_external_id: str, version: str) -> dict[str, Any] | None:
+        """The workflow version's JSON (a copy), or None."""
+        with self._lock:
+            entry = self._state.versions.get(workflow_external_id, version)
+            return None if entry is None else entry.to_json()
+
+    @property
+    def enforce_task_capabilities(self) -> bool:
+        """When True, a retried task whose type needs a capability that the retry session's principal
+        lacks (``functionsAcl:RUN`` for a function task, ...; see ``emulator.workflows.TASK_CAPABILITIES``)
+        fails again at once, its ``reasonForIncompletion`` naming the capability.  Off by default."""
+        return self._state.executions.enforce_task_capabilities
+
+    @enforce_task_capabilities.setter
+    def enforce_task_capabilities(self, value: bool) -> None:
+        with self._lock:
+            self._state.executions.enforce_task_capabilities = value
 
     def get_execution(self, execution_id: str) -> dict[str, Any] | None:
         """The detailed execution JSON (a copy), or None."""

@@ -11,7 +11,7 @@ plus ``"dryRun": true`` on any of them. Other keys are ignored. A per-ID problem
 ``invalid`` result; a payload with no ID at all, or with a field of the wrong type, raises
 :class:`PayloadError`.
 
-Also accepted (README (policy)):
+Also accepted (docs/policy-and-sweeps.md):
 
 - ``"policy": {"maxAttempts": 5, ...}`` on any payload: this call's retry policy over the
   environment's (an unknown or invalid key raises :class:`ConfigurationError`);

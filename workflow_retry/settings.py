@@ -1,6 +1,6 @@
 """One typed settings object, read from the environment once per process.
 
-Every variable is optional; defaults are chosen for a Cognite Function (10-minute limit, 1 CPU).
+Every variable is optional; defaults are chosen for a Cognite Function (9-minute limit, 1 CPU).
 
 :class:`Settings` reads the environment itself, as pydantic-settings would for these flat fields
 (``RETRY_<FIELD>`` or a field's aliases, any case; explicit arguments win), because importing
@@ -101,7 +101,7 @@ class Settings(EnvironmentSettings):
     sdk_max_retries: int = Field(default=3, ge=0, le=10, description="cognite-sdk retries of one request")
     sdk_max_backoff_seconds: int = Field(default=4, ge=0, le=60, description="Cap of the SDK's backoff")
 
-    # The attempt ledger and the sweep (README (policy)). The retry policy itself is read by
+    # The attempt ledger and the sweep (docs/policy-and-sweeps.md). The retry policy itself is read by
     # workflow_retry.policy.resolve_policy, so that a call's data can override it.
     ledger: Literal["raw", "dynamodb", "none"] | None = Field(
         default=None, description="Where attempts are counted; unset: RAW wherever there is a CDF client"

@@ -32,7 +32,7 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture
 def idempotency_table(moto_endpoint: str) -> str:
-    """A fresh DynamoDB table shaped as README (AWS) tells users to create it."""
+    """A fresh DynamoDB table shaped as docs/aws.md tells users to create it."""
     name = unique("idempotency")
     dynamodb: Any = boto3.client("dynamodb")
     dynamodb.create_table(

@@ -2,7 +2,7 @@
 
 With the idempotency table, exactly one delivery reaches CDF. Without it, nothing in the function
 stops the duplicates: what limits the damage is the core reading the execution first (a RUNNING one
-is skipped) and CDF refusing to retry an execution that is RUNNING again. README (AWS) tells users
+is skipped) and CDF refusing to retry an execution that is RUNNING again. docs/aws.md tells users
 what that costs.
 """
 

@@ -1,6 +1,6 @@
 """HTTP through the Lambda entrypoint: API Gateway REST (1.0), HTTP API (2.0) and Function URLs.
 
-Every status of the table in README (AWS), Standard Webhooks signatures end to end, and SNS HTTPS
+Every status of the table in docs/aws.md, Standard Webhooks signatures end to end, and SNS HTTPS
 subscriptions verified with a locally generated certificate served over loopback HTTPS. A request
 that fails authentication must not reach CDF: each such test asserts the emulator saw nothing.
 """

@@ -20,7 +20,7 @@ def moto_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def ledger_table(moto_endpoint: str) -> str:
-    """A fresh ledger table, shaped as README (policy) tells users to create it."""
+    """A fresh ledger table, shaped as docs/policy-and-sweeps.md tells users to create it."""
     name = f"ledger-{uuid.uuid4().hex[:12]}"
     dynamodb: Any = boto3.client("dynamodb")
     dynamodb.create_table(

@@ -30,10 +30,10 @@ import handler
 from emulator import CdfEmulator
 from tests.aws import senders
 from tests.aws.conftest import AWS_SETTING_NAMES
-from tests.aws.conftest import idempotency_table as idempotency_table  # a fixture: the table the README describes
+from tests.aws.conftest import idempotency_table as idempotency_table  # a fixture: the table docs/aws.md describes
 from tests.aws.samples import http_event, lambda_context, sqs_event
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET, make_client, register_secret
-from tests.ledger.conftest import ledger_table as ledger_table  # a fixture: the table the README describes
+from tests.ledger.conftest import ledger_table as ledger_table  # a fixture: see docs/policy-and-sweeps.md
 from tests.support.leaks import CapturingHandler
 from tests.support.moto import moto_server
 from workflow_retry.aws import entrypoint as aws_entrypoint

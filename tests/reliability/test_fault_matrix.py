@@ -35,12 +35,12 @@ from workflow_retry.aws.config import LAMBDA_SAFETY_MARGIN_SECONDS
 from workflow_retry.errors import ConfigurationError
 
 # The SQS entrypoint shares a 2 s deadline across a batch; on a loaded 2-core CI machine its first record
-# has been seen to use it up (the rest come back, as designed). Reran, never loosened: see the README's known limits.
+# has been seen to use it up (the rest come back, as designed). Reran, never loosened (docs/architecture.md).
 pytestmark = [pytest.mark.reliability, pytest.mark.flaky(reruns=2)]
 
 
 def expected_http_status(expects: list[Expect]) -> int:
-    """README (AWS): 200 unless something must come again; 503 for throttling/unavailable, else 502."""
+    """docs/aws.md: 200 unless something must come again; 503 for throttling/unavailable, else 502."""
     again = [e for e in expects if e.wants_redelivery]
     if not again:
         return 200

@@ -30,7 +30,7 @@ from tests.support.leaks import find_leaks
 from workflow_retry.settings import cached_settings
 
 # The SQS entrypoint shares a 2 s deadline across a batch; on a loaded 2-core CI machine its first record
-# has been seen to use it up (the rest come back, as designed). Reran, never loosened: see the README's known limits.
+# has been seen to use it up (the rest come back, as designed). Reran, never loosened (docs/architecture.md).
 pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.flaky(reruns=2)]
 
 TEST_INFRASTRUCTURE = ("moto", "werkzeug")

@@ -34,7 +34,7 @@ def _env(name: str) -> AliasChoices:
 
 
 class AwsSettings(EnvironmentSettings):
-    """Secrets, webhook security and duplicate detection of the Lambda entrypoint (see README (AWS))."""
+    """Secrets, webhook security and duplicate detection of the Lambda entrypoint (see docs/aws.md)."""
 
     client_secret: SecretStr | None = Field(default=None, validation_alias=_env("IDP_CLIENT_SECRET"))
     client_secret_ref: str | None = Field(default=None, validation_alias=_env("IDP_CLIENT_SECRET_REF"))

@@ -120,7 +120,7 @@ class LambdaApp:
 
     @classmethod
     def from_environment(cls) -> LambdaApp:
-        """The container's app, from the environment (see README (AWS) for every variable)."""
+        """The container's app, from the environment (see docs/aws.md for every variable)."""
         return cls(aws_settings_from_environment(), connection_settings_from_environment())
 
     def _warn_about_weakened_defaults(self) -> None:
@@ -138,7 +138,7 @@ class LambdaApp:
     # -- one invocation -------------------------------------------------------------------------
 
     def handle(self, event: object, context: Any) -> dict[str, Any]:
-        """One invocation: the answer Lambda returns to the event's source (see README (AWS))."""
+        """One invocation: the answer Lambda returns to the event's source (see docs/aws.md)."""
         source = detect_source(event)
         event = cast(dict[str, Any], event)  # detect_source refuses anything but an object
         self._guard.register(context)
@@ -393,7 +393,7 @@ _app_lock = threading.Lock()
 
 
 def lambda_handler(event: object, context: Any) -> dict[str, Any]:
-    """AWS Lambda entrypoint: SNS, SQS, EventBridge, direct invokes and HTTP (see README (AWS))."""
+    """AWS Lambda entrypoint: SNS, SQS, EventBridge, direct invokes and HTTP (see docs/aws.md)."""
     return container_app().handle(event, context)
 
 

@@ -3,7 +3,7 @@
 A small port (:class:`AttemptLedger`) with real adapters:
 
 - ``raw`` (:mod:`workflow_retry.ledger.raw`): a CDF RAW table, the default wherever there is a CDF
-  client. RAW has no conditional writes: see README (policy) for what that leaves open;
+  client. RAW has no conditional writes: see docs/policy-and-sweeps.md for what that leaves open;
 - ``dynamodb`` (:mod:`workflow_retry.ledger.dynamodb`): a DynamoDB table with conditional updates,
   so two concurrent invocations can never both take the last attempt;
 - ``none`` (:class:`NoLedger`): an explicit choice to count nothing; every result then says

@@ -10,7 +10,7 @@ Capability: ``rawACL:READ`` and ``rawACL:WRITE``, scoped to the ledger database.
 RAW has no conditional writes, so :meth:`RawLedger.take_attempt` cannot refuse a concurrent writer:
 two invocations that read the same record both count the attempt. CDF's own status check is what
 keeps that safe: the first retry makes the execution RUNNING and CDF refuses the second (see
-README (policy)).
+docs/policy-and-sweeps.md).
 
 Requests go through the async client's ``get``/``post`` (as in :mod:`workflow_retry.cdf`), not the
 SDK's ``client.raw.rows`` methods: those are throttled per process to 5 reads and 2 writes at once,
