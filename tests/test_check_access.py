@@ -13,7 +13,6 @@ import secrets
 import uuid
 
 import pytest
-from cognite.client import CogniteClient
 
 import handler
 from emulator import DEFAULT_CAPABILITIES, CdfEmulator
@@ -180,14 +179,14 @@ def test_each_mapped_principal_signs_in_itself_and_is_checked_for_its_workflows(
     sales_id, sales_secret = new_principal(emu, "sales")
     emu.add_workflow_version("sales-daily", "1", FUNCTION_TASKS)
     emu.add_workflow_version("hr-weekly", "1", FUNCTION_TASKS)
-    runner: CogniteClient = make_client(emu, runner_id, runner_secret)
+    runner = SdkAccessReader(make_client(emu, runner_id, runner_secret))
     entries = [
-        PrincipalReader(DEFAULT_PRINCIPAL_NAME, runner_id, SdkAccessReader(runner)),
+        PrincipalReader(DEFAULT_PRINCIPAL_NAME, runner_id, runner),
         PrincipalReader("sales", sales_id, SdkAccessReader(make_client(emu, sales_id, sales_secret))),
     ]
 
     report = run_on_sdk_loop(
-        read_and_check(entries[0].reader, emu.project, entries, WorkflowCredentialsMap({"sales-*": "sales"}), [])  # type: ignore[arg-type]
+        read_and_check(runner, emu.project, entries, WorkflowCredentialsMap({"sales-*": "sales"}), [])
     )
 
     assert [(c.principal, c.workflow, c.task) for c in report.missing] == [
@@ -205,14 +204,14 @@ def test_a_mapped_principal_whose_secret_the_idp_refuses_is_an_error_without_the
     sales_id, _ = new_principal(emu, "sales")
     wrong = secrets.token_urlsafe(24)
     register_secret(wrong)
-    runner = make_client(emu, runner_id, runner_secret)
+    runner = SdkAccessReader(make_client(emu, runner_id, runner_secret))
     entries = [
-        PrincipalReader(DEFAULT_PRINCIPAL_NAME, runner_id, SdkAccessReader(runner)),
+        PrincipalReader(DEFAULT_PRINCIPAL_NAME, runner_id, runner),
         PrincipalReader("sales", sales_id, SdkAccessReader(make_client(emu, sales_id, wrong))),
     ]
 
     report = run_on_sdk_loop(
-        read_and_check(entries[0].reader, emu.project, entries, WorkflowCredentialsMap({"sales-*": "sales"}), [])  # type: ignore[arg-type]
+        read_and_check(runner, emu.project, entries, WorkflowCredentialsMap({"sales-*": "sales"}), [])
     )
 
     sales = next(p for p in report.principals if p.name == "sales")

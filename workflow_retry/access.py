@@ -424,7 +424,8 @@ class SdkAccessReader:
                 response = await self._client.post(f"{self._api}/workflows/versions/list", json=body)
             except CogniteException as exc:
                 raise _as_request_error(exc) from None
-            page = response.json() if isinstance(response.json(), dict) else {}
+            answer = response.json()
+            page = answer if isinstance(answer, dict) else {}
             versions += [item for item in page.get("items") or () if isinstance(item, dict)]
             cursor = page.get("nextCursor")
             if not isinstance(cursor, str) or not cursor:

@@ -13,6 +13,7 @@ from emulator import CdfEmulator
 from tests.aws.conftest import AppFactory, unique
 from tests.aws.samples import lambda_context
 from tests.conftest import FUNCTION_CLIENT_ID, register_secret
+from workflow_retry import cli
 from workflow_retry.errors import ConfigurationError
 
 pytestmark = pytest.mark.usefixtures("moto_endpoint")
@@ -78,3 +79,31 @@ def test_an_unreadable_reference_says_which_and_holds_no_secret(new_app: AppFact
     with pytest.raises(ConfigurationError, match="SSM parameter '/absent'"):
         new_app(env).handle({"executionId": failed["id"]}, lambda_context())
     assert emu.requests == []
+
+
+def test_check_access_signs_in_as_each_mapped_set_read_by_reference(
+    lambda_env: CdfEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    emu = lambda_env
+    sales_secret = new_principal(emu, "sales-app")
+    parameter = unique("/workflow-retry/sales")
+    ssm: Any = boto3.client("ssm")
+    ssm.put_parameter(Name=parameter, Value=sales_secret, Type="SecureString")
+    monkeypatch.setenv("RETRY_CREDENTIALS_MAP", json.dumps({"sales-*": "sales"}))
+    monkeypatch.setenv(
+        "RETRY_CREDENTIAL_SETS", json.dumps({"sales": {"clientId": "sales-app", "clientSecretRef": f"ssm:{parameter}"}})
+    )
+    emu.add_workflow_version("sales-daily", "1", [{"externalId": "load", "type": "function"}])
+
+    code = cli.main(["check-access", "--json"])
+
+    report = json.loads(capsys.readouterr().out)
+    assert code == cli.EXIT_FAILURES
+    assert [(p["name"], p["clientId"], p["error"]) for p in report["principals"]] == [
+        ("default", FUNCTION_CLIENT_ID, None),
+        ("sales", "sales-app", None),
+    ]
+    assert [(m["principal"], m["capability"], m["action"], m["task"]) for m in report["missing"]] == [
+        ("sales", "functionsAcl", "RUN", "load")
+    ]
+    assert {r.client_id for r in emu.requests_matching("GET", r"/token/inspect$")} == {FUNCTION_CLIENT_ID, "sales-app"}
