@@ -104,8 +104,8 @@ def task_needs(
     """
     name = prefix + str(task.get("externalId") or "?")
     task_type = str(task.get("type") or "?")
-    parameters = task.get("parameters") if isinstance(task.get("parameters"), Mapping) else {}
-    assert isinstance(parameters, Mapping)
+    given = task.get("parameters")
+    parameters: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     match task_type:
         case "function":
             target = _external_id(parameters.get("function"))
@@ -371,6 +371,10 @@ def _tasks_of(version: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [t for t in tasks or () if isinstance(t, Mapping)]
 
 
+def _version_key(version: Mapping[str, Any]) -> tuple[str, str]:
+    return str(version.get("workflowExternalId")), str(version.get("version"))
+
+
 def _external_id(details: object) -> str:
     external_id = details.get("externalId") if isinstance(details, Mapping) else None
     return f"'{external_id}'" if external_id else "(unnamed)"
@@ -474,10 +478,8 @@ async def read_and_check(
     except CdfRequestError as exc:
         versions = []
         problems.append(f"listing the workflow versions failed: {exc.message}")
-    in_scope = {(str(v.get("workflowExternalId")), str(v.get("version"))) for v in versions}
-    referenced = {
-        key: _tasks_of(v) for v in versions for key in [(str(v.get("workflowExternalId")), str(v.get("version")))]
-    }
+    referenced = {_version_key(v): _tasks_of(v) for v in versions}
+    in_scope = set(referenced)
     wanted = set().union(*(subworkflow_references(_tasks_of(v)) for v in versions)) - in_scope
     for _ in range(MAX_SUBWORKFLOW_DEPTH):
         if not wanted:
@@ -489,7 +491,7 @@ async def read_and_check(
             problems.append(f"reading the workflows that subworkflow tasks refer to failed: {exc.message}")
             break
         for version in extra:
-            referenced[(str(version.get("workflowExternalId")), str(version.get("version")))] = _tasks_of(version)
+            referenced[_version_key(version)] = _tasks_of(version)
         found = set().union(*(subworkflow_references(_tasks_of(v)) for v in extra)) if extra else set()
         wanted = found - set(referenced)
     return check_access(by_name, versions, mapping, referenced, problems)
