@@ -149,6 +149,10 @@ class Settings(EnvironmentSettings):
     def _requests_fit_in_deadline(self) -> Settings:
         if self.request_timeout_seconds >= self.deadline_seconds:
             raise ValueError("request_timeout_seconds must be shorter than deadline_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _default_is_not_a_set(self) -> Settings:
         if DEFAULT_PRINCIPAL in self.credential_sets:
             raise ValueError(f"'{DEFAULT_PRINCIPAL}' is the tool's own principal, not a credential set to define")
         return self
