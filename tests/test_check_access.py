@@ -219,3 +219,40 @@ def test_a_mapped_principal_whose_secret_the_idp_refuses_is_an_error_without_the
     assert "no token from the identity provider" in sales.error
     assert "Invalid client" not in sales.error
     assert not report.ok
+
+
+def test_check_access_scope_defaults_to_the_sweeps_workflows(
+    emu: CdfEmulator, cli_env: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RETRY_SWEEP_WORKFLOWS", "hr-weekly")
+    emu.add_workflow_version("sales-daily", "1", FUNCTION_TASKS)
+    emu.add_workflow_version("hr-weekly", "2", [{"externalId": "report", "type": "cdf"}])
+
+    code = cli.main(["check-access", "--json"])
+
+    report = json.loads(capsys.readouterr().out)
+    assert (code, report["ok"], report["workflowVersions"]) == (cli.EXIT_OK, True, 1)
+
+
+def test_a_runner_that_cannot_read_workflows_is_told_so_and_fails(
+    emu: CdfEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runner_id, runner_secret = f"blind-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(24)
+    register_secret(runner_secret)
+    emu.add_client(runner_id, runner_secret, [c for c in DEFAULT_CAPABILITIES if not c.endswith(":READ")])
+    for name, value in {
+        "CDF_PROJECT": emu.project,
+        "CDF_URL": emu.base_url,
+        "IDP_CLIENT_ID": runner_id,
+        "IDP_TOKEN_URL": emu.token_url,
+        "IDP_CLIENT_SECRET": runner_secret,
+        "RETRY_LEDGER": "none",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    code = cli.main(["check-access"])
+
+    out = capsys.readouterr().out
+    assert code == cli.EXIT_FAILURES
+    assert re.search(r"MISSING\s+workflowOrchestrationAcl:READ\s+default\s+\(the tool itself\)", out)
+    assert "problem: listing the workflow versions failed" in out
