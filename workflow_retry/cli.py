@@ -1,4 +1,4 @@
-"""The command line: ``python -m workflow_retry retry|sweep|status|check-access|emulator``.
+"""The command line: ``workflow-retry retry|sweep|status|check-access|emulator`` (or ``python -m workflow_retry``).
 
 It reads the same environment as the Lambda (``CDF_PROJECT``, ``CDF_URL`` or ``CDF_CLUSTER``,
 ``IDP_CLIENT_ID``, ``IDP_TOKEN_URL``, ``IDP_SCOPES``, ``IDP_CLIENT_SECRET`` or
@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m workflow_retry", description="Retry failed Cognite Data Fusion workflow executions."
+        # The installed command's name; `python -m workflow_retry` from a checkout runs the same parser.
+        prog="workflow-retry",
+        description="Retry failed Cognite Data Fusion workflow executions.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (stderr)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
