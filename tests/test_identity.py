@@ -213,7 +213,7 @@ def test_a_missing_mapped_secret_is_a_configuration_error_before_any_request(
     assert emu.requests == []
 
 
-def test_a_mapped_secret_the_idp_refuses_fails_that_retry_only(
+def test_mapped_credentials_cdf_refuses_fail_that_workflows_retry_only(
     principals: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emu = principals
