@@ -29,6 +29,10 @@ from urllib.parse import parse_qs, unquote
 
 from emulator.auth import (
     DEFAULT_CAPABILITIES,
+    EXTPIPES_READ,
+    EXTPIPES_WRITE,
+    EXTRACTION_RUNS_READ,
+    EXTRACTION_RUNS_WRITE,
     RAW_READ,
     RAW_WRITE,
     SESSIONS_CREATE,
@@ -38,6 +42,7 @@ from emulator.auth import (
 )
 from emulator.errors import ApiError, error_body
 from emulator.faults import DROP, Fault, FaultAction
+from emulator.ratelimit import RateLimit, RateLimiter
 from emulator.state import EmulatorState, Json, copy_json
 from emulator.workflows import default_task_input
 
@@ -92,6 +97,8 @@ class _Ctx:
     params: list[str]
     query: dict[str, list[str]]
     body: Json
+    from_session: bool = False
+    """Whether the caller's bearer token was issued for a session (chained sessions are refused)."""
 
 
 @dataclass
@@ -133,7 +140,12 @@ def _routes() -> list[_Route]:
         return _Route(pattern, method, capability, handler)
 
     return [
-        r(("sessions",), "POST", SESSIONS_CREATE, lambda s, c: (200, s.sessions.create(c.body, c.client, s.auth))),
+        r(
+            ("sessions",),
+            "POST",
+            SESSIONS_CREATE,
+            lambda s, c: (200, s.sessions.create(c.body, c.client, s.auth, from_session=c.from_session)),
+        ),
         r(("workflows", "versions"), "POST", WORKFLOW_WRITE, lambda s, c: (200, s.versions.upsert(c.body))),
         r(("workflows", "versions", "byids"), "POST", WORKFLOW_READ, lambda s, c: (200, s.versions.by_ids(c.body))),
         r(("workflows", "versions", "list"), "POST", WORKFLOW_READ, lambda s, c: (200, s.versions.list_page(c.body))),
@@ -161,8 +173,13 @@ def _routes() -> list[_Route]:
             ("workflows", None, "versions", None, "run"),
             "POST",
             WORKFLOW_WRITE,
-            lambda s, c: (201, s.run(c.params[0], c.params[1], c.body)),
+            lambda s, c: (202, s.run(c.params[0], c.params[1], c.body)),
         ),
+        r(("extpipes",), "POST", EXTPIPES_WRITE, lambda s, c: (201, s.extpipes.create(c.body))),
+        r(("extpipes", "byids"), "POST", EXTPIPES_READ, lambda s, c: (200, s.extpipes.by_ids(c.body))),
+        r(("extpipes", "runs"), "POST", EXTRACTION_RUNS_WRITE, lambda s, c: (201, s.extpipes.create_runs(c.body))),
+        r(("extpipes", "runs"), "GET", EXTRACTION_RUNS_READ, lambda s, c: (200, s.extpipes.list_runs_get(c.query))),
+        r(("extpipes", "runs", "list"), "POST", EXTRACTION_RUNS_READ, lambda s, c: (200, s.extpipes.list_runs(c.body))),
         r((raw, "dbs"), "GET", RAW_READ, lambda s, c: (200, s.raw.list_dbs(c.query))),
         r((raw, "dbs"), "POST", RAW_WRITE, lambda s, c: (201, s.raw.create_dbs(c.body))),
         r((raw, "dbs", "delete"), "POST", RAW_WRITE, lambda s, c: (200, s.raw.delete_dbs(c.body))),
@@ -325,9 +342,9 @@ class CdfEmulator:
     """A CDF API emulator for tests, the demo and benchmarks: see the package docstring.
 
     ``CdfEmulator(project=...)`` is not started; ``start()`` (or ``with CdfEmulator() as emu``) binds a
-    free loopback port.  Knobs for one test: ``latency``, ``add_fault``, ``auto_fail_after_retry``,
-    ``enforce_task_capabilities``, ``unknown_execution_status``, ``nonce_ttl``; ``reset()`` puts them
-    back.
+    free loopback port.  Knobs for one test: ``latency``, ``add_fault``, ``set_rate_limit``,
+    ``auto_fail_after_retry``, ``enforce_task_capabilities``, ``unknown_execution_status``,
+    ``nonce_ttl``; ``reset()`` puts them back.
     """
 
     def __init__(self, project: str = "test-project", *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -346,6 +363,7 @@ class CdfEmulator:
         self._thread: threading.Thread | None = None
         self.latency: float = 0.0
         """Seconds added to every request (slept in the handler thread, outside the lock)."""
+        self._rate_limiter: RateLimiter | None = None
         self._in_flight = 0
         self.max_in_flight = 0
         """The most requests being answered at the same time since the last reset (shows concurrency)."""
@@ -437,6 +455,14 @@ class CdfEmulator:
         """A valid bearer token for a registered client, without the OAuth round trip."""
         with self._lock:
             return self._state.auth.issue_token(client_id)
+
+    def issue_session_token(self, client_id: str) -> str:
+        """A bearer token issued *for a session* of a registered client: what a Cognite Function started
+        by a workflow or a schedule holds.  It works for every endpoint, but cannot create a
+        token-exchange session (403, chained sessions are limited to one level); client-credentials
+        sessions made with it still work."""
+        with self._lock:
+            return self._state.auth.issue_token(client_id, for_session=True)
 
     @property
     def issued_tokens(self) -> list[str]:
@@ -611,6 +637,29 @@ class CdfEmulator:
         with self._lock:
             self._state.sessions.nonce_ttl = value
 
+    # --- extraction pipelines -------------------------------------------------------------------
+
+    def add_extraction_pipeline(
+        self, external_id: str, name: str | None = None, data_set_id: int = 1, **fields: Any
+    ) -> dict[str, Any]:
+        """Create an extraction pipeline, as ``POST /extpipes`` would (``fields`` in the API's camelCase:
+        ``schedule``, ``contacts``, ``notificationConfig``, ...); returns its JSON."""
+        item = {"externalId": external_id, "name": name or external_id, "dataSetId": data_set_id, **fields}
+        with self._lock:
+            try:
+                items: list[dict[str, Any]] = self._state.extpipes.create({"items": [item]})["items"]
+            except ApiError as e:
+                raise ValueError(e.message) from None
+            return items[0]
+
+    def extraction_pipeline_runs(self, external_id: str) -> list[dict[str, Any]]:
+        """The runs reported for a pipeline, oldest first (copies); KeyError for an unknown pipeline."""
+        with self._lock:
+            pipeline = self._state.extpipes.by_xid.get(external_id)
+            if pipeline is None:
+                raise KeyError(f"unknown extraction pipeline {external_id!r}")
+            return [copy_json(run) for run in pipeline.runs]
+
     # --- RAW inspection -------------------------------------------------------------------------
 
     def raw_rows(self, db_name: str, table_name: str) -> dict[str, dict[str, Any]]:
@@ -648,7 +697,8 @@ class CdfEmulator:
             self._requests.clear()
 
     def reset(self) -> None:
-        """Clear executions, sessions, RAW, requests, faults and latency; keep clients and their tokens.
+        """Clear executions, sessions, RAW, requests, faults, the rate limit and latency; keep clients and
+        their tokens.
 
         Requests still in flight (sleeping their latency) are then dropped unapplied and unrecorded.
         """
@@ -657,6 +707,7 @@ class CdfEmulator:
             self._state.reset()
             self._requests.clear()
             self._faults.clear()
+            self._rate_limiter = None
             self.latency = 0.0
             self.max_in_flight = 0
 
@@ -670,6 +721,34 @@ class CdfEmulator:
             self._in_flight -= 1
 
     # --- faults ---------------------------------------------------------------------------------
+
+    def set_rate_limit(
+        self,
+        requests_per_second: float | None = None,
+        *,
+        burst: int | None = None,
+        max_concurrent: int | None = None,
+    ) -> None:
+        """Throttle the project's API like CDF under load: more than ``requests_per_second`` (a bucket of
+        ``burst``, default one second's worth) or more than ``max_concurrent`` requests at once get a
+        429 with ``Retry-After``.  Off by default; call with no limits (or ``reset()``) to switch it
+        off.  See :mod:`emulator.ratelimit`."""
+        limit = RateLimit(requests_per_second, burst, max_concurrent)
+        with self._lock:
+            off = requests_per_second is None and max_concurrent is None
+            self._rate_limiter = None if off else RateLimiter(limit)
+
+    @property
+    def rate_limited_in_flight(self) -> int:
+        """Requests admitted by the rate limit and still being answered (0 without a limit)."""
+        with self._lock:
+            return 0 if self._rate_limiter is None else self._rate_limiter.active
+
+    @property
+    def throttled_count(self) -> int:
+        """How many requests the rate limit answered 429 since it was set."""
+        with self._lock:
+            return 0 if self._rate_limiter is None else self._rate_limiter.throttled
 
     def add_fault(self, fault: Fault) -> Fault:
         """Activate a fault (after the ones already active); returns it, to inspect ``applied`` later."""
@@ -699,17 +778,52 @@ class CdfEmulator:
         headers = {k.lower(): v for k, v in raw_headers.items()}
         body, body_error = self._parse_body(path, headers, data)
         fault_path = _PROJECT_PATH_RE.sub("", path, count=1) if path.startswith(_PROJECTS_PREFIX) else path
+        limiter: RateLimiter | None = None
+        throttled: float | None = None
         with self._lock:
             self._request_seq += 1
             seq = self._request_seq
             generation = self._generation
-            action = self._take_fault(method, fault_path)
+            if self._rate_limiter is not None and path.startswith(_PROJECTS_PREFIX):
+                throttled = self._rate_limiter.admit(time.monotonic())
+                limiter = self._rate_limiter if throttled is None else None
+            action = self._take_fault(method, fault_path) if throttled is None else None
+        try:
+            return self._serve_admitted(
+                method, raw_path, path, query, headers, body, body_error, arrived, seq, generation, action, throttled
+            )
+        finally:
+            if limiter is not None:
+                with self._lock:
+                    limiter.release()
+
+    def _serve_admitted(
+        self,
+        method: str,
+        raw_path: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        body: Any,
+        body_error: str | None,
+        arrived: float,
+        seq: int,
+        generation: int,
+        action: FaultAction | None,
+        throttled: float | None,
+    ) -> _Answer:
         delay = self.latency + (action.latency if action is not None else 0.0)
         if delay > 0:
             time.sleep(delay)
 
         answer: _Answer | None = None
-        if action is None or not action.fails or action.apply_then_fail:
+        if throttled is not None:
+            answer = _Answer(
+                429,
+                error_body(429, "Too many requests: the project's rate limit was exceeded"),
+                {"Retry-After": f"{throttled:g}"},
+            )
+        elif action is None or not action.fails or action.apply_then_fail:
             try:
                 with self._lock:
                     if generation != self._generation:
@@ -820,7 +934,8 @@ class CdfEmulator:
                 if not isinstance(body, dict):
                     raise ApiError(400, "Request body must be a JSON object")
                 json_body = body
-            status, payload = route.handler(state, _Ctx(client, params, query, json_body))
+            from_session = state.auth.is_session_token(headers.get("authorization"))
+            status, payload = route.handler(state, _Ctx(client, params, query, json_body, from_session))
             return _Answer(status, payload, client_id=client.client_id)
         except ApiError as e:
             return _Answer(e.status, e.body(), client_id=client.client_id if client else None)

@@ -176,9 +176,11 @@ def test_each_retry_gets_one_session_for_the_principal_its_workflow_maps_to(
     assert len(set(nonces)) == 5
 
 
-def test_mapped_workflows_get_client_credentials_even_when_the_default_is_token_exchange(
+def test_mapped_workflows_retry_with_client_credentials_where_token_exchange_is_refused(
     principals: CdfEmulator, function_client: CogniteClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # function_client holds a session token, as a Cognite Function's client does: CDF refuses to chain
+    # a token-exchange session from it, but a mapped set's client-credentials session is made as usual.
     emu = principals
     monkeypatch.setenv("RETRY_CREDENTIALS_MAP", json.dumps({"sales-*": "sales"}))
     monkeypatch.setenv("RETRY_CONCURRENCY", "1")
@@ -187,7 +189,10 @@ def test_mapped_workflows_get_client_credentials_even_when_the_default_is_token_
 
     result = handler.handle({"executionIds": ids}, function_client, only_sales)
 
-    assert [r["outcome"] for r in result["results"]] == ["retried", "retried"]
+    sales, hr = result["results"]
+    assert sales["outcome"] == "retried"
+    assert hr["outcome"] == "failed"
+    assert "token-exchange session was refused" in hr["reason"]
     assert session_client_ids(emu) == [SALES_ID, f"token exchange by {FUNCTION_CLIENT_ID}"]
 
 

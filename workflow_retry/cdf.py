@@ -9,6 +9,7 @@ Auth, token refresh, gzip, connection pooling and retries of 429/5xx stay the SD
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -24,7 +25,7 @@ from cognite.client.exceptions import (
 from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError
 from workflow_retry.identity import ClientCredentials, SessionCredentials
 from workflow_retry.ids import ExecutionId
-from workflow_retry.settings import Settings
+from workflow_retry.settings import SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, Settings
 
 T = TypeVar("T")
 _MAX_MESSAGE_LENGTH = 500
@@ -85,6 +86,10 @@ class SdkCdfGateway:
         # The client's raw get/post resolve paths against the base URL only, not the project's API path.
         self._api = f"/api/v1/projects/{quote(self._client.config.project, safe='')}"
         self._credentials = SessionCredentials.of(credentials)
+        self._chained_session_refused: CdfRequestError | None = None
+        # Token exchange is what the workflows without client credentials (mapped or default) get.
+        self._first_token_exchange = asyncio.Lock() if self._credentials.default is None else None
+        self._first_token_exchange_done = False
 
     @property
     def session_type(self) -> str:
@@ -105,15 +110,40 @@ class SdkCdfGateway:
 
     async def create_nonce(self, workflow_external_id: str | None = None) -> Nonce:
         credentials = self._credentials.for_workflow(workflow_external_id)
-        item: dict[str, Any] = (
-            {"clientId": credentials.client_id, "clientSecret": credentials.client_secret}
-            if credentials
-            else {"tokenExchange": True}
-        )
+        if credentials is not None:
+            item = {"clientId": credentials.client_id, "clientSecret": credentials.client_secret}
+            return await self._create_nonce(item)
+        if self._first_token_exchange is not None and not self._first_token_exchange_done:
+            # The first token-exchange session goes alone: if CDF refuses it as a chained session,
+            # the IDs waiting behind it fail at once instead of each sending a request to be refused.
+            async with self._first_token_exchange:
+                if not self._first_token_exchange_done:
+                    try:
+                        return await self._create_nonce({"tokenExchange": True})
+                    finally:
+                        self._first_token_exchange_done = True
+        return await self._create_nonce({"tokenExchange": True})
+
+    async def _create_nonce(self, item: dict[str, Any]) -> Nonce:
+        token_exchange = "tokenExchange" in item
+        if token_exchange and self._chained_session_refused is not None:
+            raise self._chained_session_refused  # one refusal answers every ID: no request per ID
         try:
             response = await self._client.post(f"{self._api}/sessions", json={"items": [item]})
         except CogniteException as exc:
             error = _as_request_error(exc)
+            if token_exchange and error.code in (400, 401, 403):
+                # Inside a Cognite Function the token already comes from a session, and CDF chains
+                # sessions one level only: a token-exchange session is refused. Client credentials work.
+                self._chained_session_refused = CdfRequestError(
+                    error.code,
+                    f"creating a token-exchange session was refused ({error}): a token that itself comes from "
+                    "a session, as a Cognite Function's does, cannot create another one. Configuration error: "
+                    f"set the function secrets '{SECRET_CLIENT_ID}' and '{SECRET_CLIENT_SECRET}' so that "
+                    "retries use client credentials",
+                    retryable=False,
+                )
+                raise self._chained_session_refused from None
             raise CdfRequestError(error.code, f"creating a session failed: {error}", error.retryable) from None
         items = _json_object(response.json()).get("items") or [{}]
         nonce = items[0].get("nonce")
