@@ -117,7 +117,13 @@ class Settings(EnvironmentSettings):
         validation_alias=AliasChoices("GIVE_UP_TOPIC_ARN", "RETRY_GIVE_UP_TOPIC_ARN"),
         description="SNS topic told when the tool gives up on an execution (optional)",
     )
-    sweep_lookback_minutes: int = Field(default=120, ge=1, le=90 * 24 * 60, description="Sweep window")
+    sweep_lookback_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        le=90 * 24 * 60,
+        description="Sweeps look only at failures that ended this recently (a narrower maxAgeHours); unset: "
+        "every failure within maxAgeHours",
+    )
     sweep_workflows: str = Field(default="", description="Sweep only these workflows (comma-separated, wf[:ver])")
     sweep_statuses: str = Field(default="FAILED,TIMED_OUT", description="Execution statuses a sweep lists")
     sweep_max_restarts: int = Field(default=20, ge=1, le=1000, description="Executions restarted per sweep")
