@@ -68,6 +68,7 @@ from workflow_retry.errors import (
     TransientFailuresError,
 )
 from workflow_retry.function import execute
+from workflow_retry.identity import SessionCredentials, reference_source
 from workflow_retry.models import RetryReport, RetryRequest
 from workflow_retry.payloads import parse_payload
 from workflow_retry.settings import Settings, cached_settings
@@ -373,7 +374,10 @@ class LambdaApp:
         settings = invocation_settings(cached_settings(), context)
         if time_left is not None:
             settings = settings.model_copy(update={"deadline_seconds": min(settings.deadline_seconds, time_left)})
-        return execute(request, client, credentials, settings)
+        # Workflows mapped to credential sets get theirs (secrets read through the container's cache).
+        source = reference_source(settings.credential_sets, self._secrets.read)
+        sessions = SessionCredentials.resolve(credentials, settings.credentials_map, source)
+        return execute(request, client, sessions, settings)
 
     def _cdf(self) -> tuple[CogniteClient, ClientCredentials]:
         """The container's CogniteClient, rebuilt only when the client secret changed (rotation)."""
