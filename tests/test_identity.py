@@ -113,8 +113,8 @@ def test_function_secret_keys_fit_the_15_characters_cognite_functions_allow() ->
     [
         ('{"sales-*": "Sales"}', "lower-case"),
         ('{"sales-*": "salesteam"}', "1 to 8"),
-        ('{" sales": "sales"}', "credentials_map"),
-        ("[1, 2]", "credentials_map"),
+        ('{" sales": "sales"}', "RETRY_CREDENTIALS_MAP"),
+        ("[1, 2]", "RETRY_CREDENTIALS_MAP"),
         ("{not json", "JSON object"),
     ],
 )

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from workflow_retry.errors import IdentityProviderError, RetryToolError
 from workflow_retry.models import ExecutionResult, Outcome, RetryReport
-from workflow_retry.policy import format_time
+from workflow_retry.policy import Action, format_time
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -43,6 +43,14 @@ EXIT_CODES_HELP = """exit codes:
      within RETRY_DEADLINE_SECONDS (nothing was sent to CDF)
 """
 FAILING_OUTCOMES = frozenset({Outcome.FAILED, Outcome.INVALID, Outcome.NOT_FOUND, Outcome.EXHAUSTED})
+STATUS_OUTCOMES = {
+    Action.RETRY: Outcome.RETRIED,
+    Action.REPORT_ONLY: Outcome.DRY_RUN,
+    Action.SKIP: Outcome.SKIPPED,
+    Action.DEFER: Outcome.DEFERRED,
+    Action.EXHAUSTED: Outcome.EXHAUSTED,
+}
+"""What ``status`` says the policy would do now, in the words of a result (``retry --dry-run``'s outcome)."""
 _DURATION = re.compile(r"(\d+)\s*([smhd]?)")
 _MINUTES_PER_UNIT = {"s": 1 / 60, "m": 1, "": 1, "h": 60, "d": 1440}
 
@@ -55,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from workflow_retry.settings import warn_unknown_retry_variables
+
+    warn_unknown_retry_variables(lambda warning: print(f"warning: {warning}", file=sys.stderr))
     try:
         code: int = args.run(args)
     except IdentityProviderError as exc:
@@ -81,16 +92,23 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (stderr)")
+    # -v after the subcommand too; SUPPRESS keeps a -v given before it when the subcommand has none.
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log what happens (stderr)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    retry = commands.add_parser("retry", help="retry failed executions by ID")
+    retry = commands.add_parser("retry", parents=[verbose], help="retry failed executions by ID")
     retry.add_argument("ids", nargs="+", metavar="ID", help="execution IDs (UUIDs)")
     retry.add_argument("--dry-run", action="store_true", help="report what would be done, change nothing")
     retry.add_argument("--json", action="store_true", help="print the result as JSON")
     retry.add_argument("--full", action="store_true", help=_FULL_HELP)
     retry.set_defaults(run=_run_retry)
 
-    sweep = commands.add_parser("sweep", help="find failed executions and retry them under the policy")
+    sweep = commands.add_parser(
+        "sweep", parents=[verbose], help="find failed executions and retry them under the policy"
+    )
     sweep.add_argument("--workflow", action="append", metavar="WF[:VERSION]", help="only this workflow (repeatable)")
     sweep.add_argument(
         "--since",
@@ -104,13 +122,17 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--full", action="store_true", help=_FULL_HELP)
     sweep.set_defaults(run=_run_sweep)
 
-    status = commands.add_parser("status", help="show an execution, its ledger record and what the policy says")
+    status = commands.add_parser(
+        "status", parents=[verbose], help="show an execution, its ledger record and what the policy says"
+    )
     status.add_argument("id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print as JSON")
     status.set_defaults(run=_run_status)
 
     check = commands.add_parser(
-        "check-access", help="check that retried workflows' tasks can run as the principals their retries use"
+        "check-access",
+        parents=[verbose],
+        help="check that retried workflows' tasks can run as the principals their retries use",
     )
     check.add_argument(
         "--workflow",
@@ -121,7 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(run=_run_check_access)
 
-    emulator = commands.add_parser("emulator", help="run the CDF API emulator locally (Ctrl-C stops it)")
+    emulator = commands.add_parser(
+        "emulator", parents=[verbose], help="run the CDF API emulator locally (Ctrl-C stops it)"
+    )
     emulator.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
     emulator.add_argument("--seed", type=int, default=5, metavar="N", help="failed executions to seed")
     emulator.set_defaults(run=_run_emulator)
@@ -144,11 +168,13 @@ def _minutes(text: str) -> int:
 def _run_retry(args: argparse.Namespace) -> int:
     from workflow_retry.payloads import parse_payload
 
-    request = parse_payload({"executionIds": list(args.ids), "dryRun": args.dry_run, "fullExecution": args.full})
+    # A shell paste brings surrounding white space; a payload keeps it (and is refused): docs/cli.md.
+    ids = [text.strip() for text in args.ids]
+    request = parse_payload({"executionIds": ids, "dryRun": args.dry_run, "fullExecution": args.full})
     client, credentials, settings = _connect(authenticate=any(r.execution_id is not None for r in request.ids))
     from workflow_retry import function
 
-    bar = ProgressBar(sys.stderr, "retrying")
+    bar = ProgressBar(sys.stderr, "would retry" if args.dry_run else "retrying")
     report = function.execute(request, client, credentials, settings, progress=bar.update)
     bar.close()
     _print_report(report, as_json=args.json)
@@ -176,11 +202,16 @@ def _run_sweep(args: argparse.Namespace) -> int:
         credentials,
         settings,
         context=function.build_context(request, client, settings),
-        progress=lambda phase, done, total: bar.update(done, total, phase),
+        progress=lambda phase, done, total: bar.update(done, total, _phase_label(phase, dry_run=args.dry_run)),
     )
     bar.close()
     _print_report(report, as_json=args.json)
     return exit_code(report)
+
+
+def _phase_label(phase: str, *, dry_run: bool) -> str:
+    """A sweep's phase as the bar shows it: a dry run retries nothing, so it says so."""
+    return "would retry" if dry_run and phase == "retrying" else phase
 
 
 def _run_status(args: argparse.Namespace) -> int:
@@ -191,7 +222,7 @@ def _run_status(args: argparse.Namespace) -> int:
     from workflow_retry.service import decide_with_record, now_ms
 
     try:
-        execution_id = parse_execution_id(args.id)
+        execution_id = parse_execution_id(args.id.strip())  # a pasted ID's white space (docs/cli.md)
     except InvalidExecutionId as exc:
         print(f"error: invalid execution ID: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -221,7 +252,7 @@ def _run_status(args: argparse.Namespace) -> int:
         out = {
             "execution": execution,
             "ledger": {"kind": context.ledger.kind, "record": record.to_json() if record else None},
-            "policy": {"action": decision.action.value, "reason": decision.reason},
+            "policy": {"outcome": STATUS_OUTCOMES[decision.action].value, "reason": decision.reason},
         }
         print(json.dumps(out, indent=2))
         return EXIT_OK
@@ -245,7 +276,7 @@ def _run_status(args: argparse.Namespace) -> int:
         ]
     else:
         rows.append((f"ledger ({context.ledger.kind})", "no attempts recorded"))
-    rows.append(("policy now", f"{decision.action.value}: {decision.reason}"))
+    rows.append(("policy now", f"{STATUS_OUTCOMES[decision.action].value}: {decision.reason}"))
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
@@ -375,18 +406,38 @@ def _connect(*, authenticate: bool = True) -> tuple[Any, Any, Any]:
     from workflow_retry.connection import build_client, connection_settings_from_environment
     from workflow_retry.errors import ConfigurationError
     from workflow_retry.idp import fetch_token_ahead
+    from workflow_retry.policy import environment_policy
     from workflow_retry.settings import settings_from_environment
 
-    settings = settings_from_environment()
-    connection = connection_settings_from_environment()
+    # Every problem of the environment in one message: a user fixes them in one round, not three.
+    problems: list[str] = []
+    settings = connection = None
+    try:
+        settings = settings_from_environment()
+    except ConfigurationError as exc:
+        problems.append(str(exc))
+    try:
+        environment_policy(os.environ)
+    except ConfigurationError as exc:
+        problems.append(str(exc))
+    try:
+        connection = connection_settings_from_environment()
+    except ConfigurationError as exc:
+        problems.append(str(exc))
     secret = os.environ.get("IDP_CLIENT_SECRET")
     reference = os.environ.get("IDP_CLIENT_SECRET_REF")
+    if not secret and not reference:
+        problems.append("set IDP_CLIENT_SECRET (or IDP_CLIENT_SECRET_REF) to the client secret")
+    if problems or settings is None or connection is None:
+        raise ConfigurationError(
+            "\n  ".join(["the environment is incomplete or invalid (nothing was sent to CDF):", *problems])
+        )
     if not secret and reference:
         from workflow_retry.aws.secrets import AwsSecretReader, resolve_secret
 
         secret = resolve_secret(None, reference, AwsSecretReader(max_age_seconds=300))
     if not secret:
-        raise ConfigurationError("set IDP_CLIENT_SECRET (or IDP_CLIENT_SECRET_REF) to the client secret")
+        raise ConfigurationError("IDP_CLIENT_SECRET_REF names an empty secret")
     client = build_client(connection, secret, timeout_seconds=settings.request_timeout_seconds)
     if authenticate:  # not for a command line of invalid IDs only: bad input costs nothing
         fetch_token_ahead(client, valid_for=settings.deadline_seconds, timeout=settings.deadline_seconds)
@@ -417,7 +468,12 @@ def _print_report(report: RetryReport, *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return
-    print(render_table(report.results, shutil.get_terminal_size((120, 24)).columns))
+    listing_error = report.sweep.listing_error if report.sweep is not None else None
+    if listing_error is not None:
+        # The cause first: an empty table above it would read as "nothing failed".
+        print(f"sweep failed: could not list executions: {listing_error.message}")
+    if report.results or listing_error is None:
+        print(render_table(report.results, shutil.get_terminal_size((120, 24)).columns))
     counts = ", ".join(f"{count} {outcome}" for outcome, count in report.counts.items() if count)
     if report.sweep is None:
         print(f"\n{counts or 'nothing to do'}")
@@ -478,9 +534,9 @@ class ProgressBar:
         label = phase or self._label
         if total:
             filled = int(30 * min(done, total) / total)
-            text = f"\r{label:<9} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}"
+            text = f"\r{label:<11} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}"
         else:
-            text = f"\r{label:<9} {done} execution(s) listed"
+            text = f"\r{label:<11} {done} execution(s) listed"
         self._stream.write(text.ljust(60))
         self._stream.flush()
         self._drawn = True

@@ -10,9 +10,12 @@ pydantic-settings costs a cold start 30-50 ms (docs/benchmarks.md). The Lambda p
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 import os
 import re
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
@@ -29,7 +32,9 @@ from pydantic import (
 )
 
 from workflow_retry.errors import ConfigurationError
-from workflow_retry.payloads import describe_validation_error
+from workflow_retry.policy import ENVIRONMENT_VARIABLES, LOOSENING_VARIABLE
+
+logger = logging.getLogger(__name__)
 
 # Keys of a Cognite Function's secrets that hold client credentials for the retry sessions.
 SECRET_CLIENT_ID = "client-id"  # noqa: S105 (a key name)
@@ -187,10 +192,64 @@ def settings_from_environment() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        raise ConfigurationError(describe_validation_error(exc, "settings")) from None
+        # Name the variable a user sets (RETRY_DEADLINE_SECONDS), not the field (deadline_seconds).
+        parts = [
+            f"{_variable_name(e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False, include_url=False)[:5]
+        ]
+        raise ConfigurationError("invalid settings: " + "; ".join(parts)) from None
+
+
+def _variable_name(location: tuple[int | str, ...]) -> str:
+    field = Settings.model_fields.get(str(location[0])) if location else None
+    if field is None:
+        return ".".join(str(part) for part in location) or "settings"
+    alias = field.validation_alias
+    name = alias.choices[-1] if isinstance(alias, AliasChoices) else f"RETRY_{location[0]}"
+    return ".".join([str(name).upper(), *(str(part) for part in location[1:])])
+
+
+def known_retry_variables() -> frozenset[str]:
+    """Every ``RETRY_*`` environment variable the tool reads: the settings, the policy, the loosening switch."""
+    names = {LOOSENING_VARIABLE, *ENVIRONMENT_VARIABLES}
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [f"RETRY_{name}"]
+        names.update(choice.upper() for choice in choices if isinstance(choice, str))
+    return frozenset(name for name in names if name.startswith("RETRY_"))
+
+
+def unknown_retry_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``RETRY_*`` variable the tool does not read, naming the closest known one.
+
+    A misspelt setting (``RETRY_CONCURENCY``) would otherwise be ignored in silence and its default used.
+    """
+    known = known_retry_variables()
+    warnings = []
+    for name in sorted(environ if environ is not None else os.environ):
+        upper = name.upper()
+        if not upper.startswith("RETRY_") or upper in known:
+            continue
+        closest = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {closest[0]}?" if closest else ""
+        warnings.append(f"{name} is not a setting of this tool and is ignored{hint}")
+    return warnings
+
+
+_unknown_reported = False
+
+
+def warn_unknown_retry_variables(emit: Callable[[str], None] = logger.warning) -> None:
+    """Tell :func:`unknown_retry_variables` once per process: the CLI prints them, the function and Lambda log them."""
+    global _unknown_reported  # once per process, whoever asks first
+    if _unknown_reported:
+        return
+    _unknown_reported = True
+    for warning in unknown_retry_variables():
+        emit(warning)
 
 
 @lru_cache(maxsize=1)
 def cached_settings() -> Settings:
-    """The process's settings, read once (a warm container reuses them)."""
+    """The process's settings, read once (a warm container reuses them); unknown RETRY_* names logged once."""
+    warn_unknown_retry_variables()
     return settings_from_environment()
