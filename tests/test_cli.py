@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -159,9 +160,10 @@ def test_invalid_policy_in_the_environment_exits_2_before_any_request(emu: CdfEm
 
 
 @pytest.mark.timeout(60)
-def test_the_emulator_command_serves_until_stopped() -> None:
+@pytest.mark.parametrize("command", [["-m", "workflow_retry", "emulator"], ["-m", "emulator"]])
+def test_the_emulator_command_serves_until_stopped(command: list[str]) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "workflow_retry", "emulator", "--port", "0", "--seed", "2"],
+        [sys.executable, *command, "--port", "0", "--seed", "2"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -175,7 +177,7 @@ def test_the_emulator_command_serves_until_stopped() -> None:
                 break
         text = "".join(lines)
         assert "export CDF_URL=http://127.0.0.1:" in text
-        assert "2 FAILED execution(s) seeded" in text
+        assert "2 FAILED execution(s) of workflow 'wf' seeded" in text
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -338,3 +340,46 @@ def test_an_id_pasted_with_white_space_is_taken_on_the_command_line(emu: CdfEmul
     assert retry.returncode == 0, retry.stderr
     assert [r["outcome"] for r in json.loads(retry.stdout)["results"]] == ["retried"]
     assert emu.retry_count(failed) == 1
+
+
+@pytest.mark.timeout(120)
+def test_the_emulator_can_fail_retries_again_to_walk_through_the_policy_by_hand() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workflow_retry", "emulator", "--port", "0", "--seed", "1", "--fail-again"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("Ctrl-C"):
+                break
+        exported = dict(pair.split("=", 1) for line in lines if line.startswith("export ") for pair in line.split()[1:])
+        [execution] = [line.strip() for line in lines if re.fullmatch(r"\s+[0-9a-f-]{36}", line)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRY_", "CDF_", "IDP_"))}
+        env |= exported | {"RETRY_MAX_ATTEMPTS": "2", "RETRY_COOLDOWN_FACTOR": "1"}
+
+        def retry(cooldown: str) -> str:
+            run = subprocess.run(
+                [sys.executable, "-m", "workflow_retry", "retry", execution, "--json"],
+                cwd=ROOT,
+                env=env | {"RETRY_COOLDOWN_SECONDS": cooldown},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            [result] = json.loads(run.stdout)["results"]
+            return str(result["outcome"])
+
+        # The operator shortens the cooldown between the second and third call, instead of the test waiting.
+        walk = [retry("3600"), retry("3600"), retry("0"), retry("0")]
+
+        assert "every retried execution fails again at once" in "\n".join(lines).lower()
+        assert walk == ["retried", "deferred", "retried", "exhausted"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

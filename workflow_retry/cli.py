@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from typing import IO, Any
 
@@ -148,6 +147,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
     emulator.add_argument("--seed", type=int, default=5, metavar="N", help="failed executions to seed")
+    emulator.add_argument(
+        "--fail-again",
+        action="store_true",
+        help="every retried execution fails again at once (walk through cooldown, the cap and give-up)",
+    )
     emulator.set_defaults(run=_run_emulator)
     return parser
 
@@ -365,32 +369,15 @@ def render_access_report(report: Any) -> str:
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
-    import secrets
-
+    """``python -m emulator`` under the installed command's name: one implementation, emulator.local."""
     try:
-        from emulator import CdfEmulator
+        from emulator.local import serve
     except ImportError:
         print(
             "error: the emulator is not installed here (it lives in the repository, not the package)", file=sys.stderr
         )
         return EXIT_USAGE
-    client_id, client_secret = "local-client", secrets.token_urlsafe(24)
-    with CdfEmulator(project="local", port=args.port) as emu:
-        emu.add_client(client_id, client_secret)
-        ids = emu.seed_many(args.seed, workflow_external_id="wf") if args.seed > 0 else []
-        print(f"CDF emulator on {emu.base_url}; in another shell:\n")
-        print(f"export CDF_URL={emu.base_url} CDF_PROJECT={emu.project}")
-        print(f"export IDP_TOKEN_URL={emu.token_url} IDP_CLIENT_ID={client_id}")
-        print(f"export IDP_CLIENT_SECRET={client_secret}")
-        print("python -m workflow_retry sweep --dry-run\n")
-        print(f"{len(ids)} FAILED execution(s) seeded:", *ids, sep="\n  ")
-        print("Ctrl-C stops it.", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-    return EXIT_OK
+    return serve(port=args.port, seed=args.seed, fail_again=args.fail_again)
 
 
 # -- connection and output --------------------------------------------------------------------------
