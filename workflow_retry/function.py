@@ -19,6 +19,7 @@ from workflow_retry.cdf import (
 from workflow_retry.errors import ConfigurationError, RetryToolError
 from workflow_retry.giveup import Announcer, build_announcer
 from workflow_retry.ledger import AttemptLedger, build_ledger
+from workflow_retry.logs import call_log_context, log_json_to_stdout
 from workflow_retry.models import RetryReport, RetryRequest
 from workflow_retry.payloads import parse_payload
 from workflow_retry.policy import RetryPolicy, resolve_policy
@@ -39,16 +40,20 @@ def handle(
 
     Raises :class:`PayloadError` when no execution ID can be read from ``data`` (the call then shows
     as Failed with that message) and :class:`ConfigurationError` for invalid settings or secrets.
+    Logs one JSON line per event to stdout (the call's log), each with the call's ID.
     """
-    try:
-        settings = cached_settings()
-        request = parse_payload(data)
-        credentials = credentials_from_secrets(secrets)
-        report = execute(request, client, credentials, settings)
-    except RetryToolError as exc:
-        logger.error("call %s refused: %s", _call_id(function_call_info), exc)
-        raise
-    return report.to_dict()
+    log_json_to_stdout()
+    call_id = _call_id(function_call_info)
+    with call_log_context(call_id):
+        try:
+            settings = cached_settings()
+            request = parse_payload(data)
+            credentials = credentials_from_secrets(secrets)
+            report = execute(request, client, credentials, settings)
+        except RetryToolError as exc:
+            logger.error("call %s refused: %s", call_id, exc)
+            raise
+        return report.to_dict()
 
 
 def execute(

@@ -2,8 +2,9 @@
 
 An execution is given up when it is ``exhausted`` (retried ``maxAttempts`` times and failed again) or
 when its retry failed for a reason that will not pass (a 4xx). Each give-up is announced once: a
-structured log line always (logger ``workflow_retry.giveup``, message ``gave up on execution ...``,
-the fields in ``extra``), and an SNS message when ``GIVE_UP_TOPIC_ARN`` is set.
+structured log line always (logger ``workflow_retry.giveup``, level WARNING, message ``gave up on
+execution ...``, the fields of :meth:`GiveUp.log_fields` in ``extra``), and an SNS message when
+``GIVE_UP_TOPIC_ARN`` is set.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,20 @@ class GiveUp:
     outcome: str
     last_reason: str | None
     why: str
+
+    def log_fields(self) -> dict[str, Any]:
+        """The structured fields of the give-up's log line (named as every execution event's)."""
+        return {
+            "event": "gave_up",
+            "execution_id": self.execution_id,
+            "workflow": self.workflow_external_id,
+            "version": self.version,
+            "outcome": self.outcome,
+            "attempt": self.attempts,
+            "max_attempts": self.max_attempts,
+            "reason": self.why,
+            "last_reason": self.last_reason,
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,7 +80,7 @@ class Announcer:
             give_up.workflow_external_id,
             give_up.attempts if give_up.attempts is not None else "?",
             give_up.why,
-            extra={f"give_up_{k}": v for k, v in asdict(give_up).items()},
+            extra=give_up.log_fields(),
         )
         for notifier in self._notifiers:
             try:

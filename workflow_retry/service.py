@@ -399,6 +399,7 @@ def _failed(
 
 def _log_result(result: ExecutionResult) -> None:
     level = logging.WARNING if result.outcome is Outcome.FAILED else logging.INFO
+    execution = result.execution or {}
     logger.log(
         level,
         "execution %s: %s (%s)",
@@ -406,8 +407,13 @@ def _log_result(result: ExecutionResult) -> None:
         result.outcome.value,
         result.reason,
         extra={
+            "event": "execution",
             "execution_id": result.execution_id,
+            "workflow": execution.get("workflowExternalId"),
+            "version": execution.get("version"),
             "outcome": result.outcome.value,
+            "attempt": result.attempts,
+            "reason": result.reason,
             "retryable": result.error.retryable if result.error else None,
         },
     )

@@ -84,7 +84,7 @@ def test_importing_handler_loads_nothing_of_the_lambda_path() -> None:
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
-def test_a_direct_invoke_retries_without_boto3_powertools_or_cryptography(lambda_env: CdfEmulator) -> None:
+def test_a_direct_invoke_retries_without_boto3_powertools_parser_or_cryptography(lambda_env: CdfEmulator) -> None:
     emu = lambda_env
     failed = emu.seed_execution("wf", "1", "FAILED")
 
