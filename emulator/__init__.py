@@ -2,8 +2,10 @@
 
 It serves the OAuth token endpoint, token inspection (capabilities granted or revoked at runtime),
 sessions, workflow versions (upsert, retrieve, byids, list), workflow executions (get, list, retry,
-cancel, run) and RAW, in CDF's JSON shapes, records every request and injects faults.  One module per
-API resource: ``workflows``, ``executions``, ``sessions``, ``raw`` (``state`` composes them)::
+cancel, run), RAW, and extraction pipelines with their runs, in CDF's JSON shapes; it records every
+request and injects faults.  One module per API resource: ``workflows``, ``executions``,
+``sessions``, ``raw``, ``extpipes`` (``state`` composes them).  What it enforces, and its sources:
+docs/emulator-fidelity.md ::
 
     from emulator import CdfEmulator, Fault
 
@@ -16,6 +18,10 @@ API resource: ``workflows``, ``executions``, ``sessions``, ``raw`` (``state`` co
 
 from emulator.auth import (
     DEFAULT_CAPABILITIES,
+    EXTPIPES_READ,
+    EXTPIPES_WRITE,
+    EXTRACTION_RUNS_READ,
+    EXTRACTION_RUNS_WRITE,
     RAW_READ,
     RAW_WRITE,
     SESSIONS_CREATE,
@@ -28,6 +34,10 @@ from emulator.workflows import TASK_CAPABILITIES
 
 __all__ = [
     "DEFAULT_CAPABILITIES",
+    "EXTPIPES_READ",
+    "EXTPIPES_WRITE",
+    "EXTRACTION_RUNS_READ",
+    "EXTRACTION_RUNS_WRITE",
     "RAW_READ",
     "RAW_WRITE",
     "SESSIONS_CREATE",

@@ -17,6 +17,10 @@ WORKFLOW_WRITE = "workflowOrchestrationACL:WRITE"
 SESSIONS_CREATE = "sessionsACL:CREATE"
 RAW_READ = "rawACL:READ"
 RAW_WRITE = "rawACL:WRITE"
+EXTPIPES_READ = "extractionPipelinesAcl:READ"
+EXTPIPES_WRITE = "extractionPipelinesAcl:WRITE"
+EXTRACTION_RUNS_READ = "extractionRunsAcl:READ"
+EXTRACTION_RUNS_WRITE = "extractionRunsAcl:WRITE"
 
 DEFAULT_CAPABILITIES: frozenset[str] = frozenset({WORKFLOW_READ, WORKFLOW_WRITE, SESSIONS_CREATE, RAW_READ, RAW_WRITE})
 
@@ -96,6 +100,7 @@ class AuthRegistry:
     def __init__(self) -> None:
         self._clients: dict[str, Client] = {}
         self._tokens: dict[str, str] = {}  # token -> client id
+        self._session_tokens: set[str] = set()  # tokens that came from a session
         self.issued_tokens: list[str] = []
 
     def add_client(
@@ -152,14 +157,25 @@ class AuthRegistry:
             return None
         return client
 
-    def issue_token(self, client_id: str) -> str:
-        """A new bearer token for a registered client."""
+    def issue_token(self, client_id: str, *, for_session: bool = False) -> str:
+        """A new bearer token for a registered client.
+
+        ``for_session``: the token comes from a session (what a Cognite Function started by a workflow
+        or a schedule holds); it cannot create a token-exchange session (see :mod:`emulator.sessions`).
+        """
         if client_id not in self._clients:
             raise KeyError(f"unknown client {client_id!r}")
         token = secrets.token_urlsafe(32)
         self._tokens[token] = client_id
+        if for_session:
+            self._session_tokens.add(token)
         self.issued_tokens.append(token)
         return token
+
+    def is_session_token(self, authorization: str | None) -> bool:
+        """Whether the bearer token of an ``Authorization`` header was issued for a session."""
+        _, _, token = (authorization or "").partition(" ")
+        return token.strip() in self._session_tokens
 
     def client_for_token(self, token: str) -> Client | None:
         """The client a bearer token was issued to, or None for an unknown token."""

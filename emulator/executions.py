@@ -465,10 +465,11 @@ class ExecutionStore:
         if raw_statuses is not None:
             if not isinstance(raw_statuses, list) or not all(isinstance(s, str) for s in raw_statuses):
                 raise bad_request("filter.status must be a list of strings")
-            upper = frozenset(s.upper() for s in raw_statuses)
-            if bad := sorted(upper - EXECUTION_STATUSES):
+            # The API's enum is upper case (cognite-sdk upper-cases what it is given before sending).
+            given = frozenset(raw_statuses)
+            if bad := sorted(given - EXECUTION_STATUSES):
                 raise bad_request(f"filter.status has unknown status(es): {', '.join(bad)}")
-            statuses = upper
+            statuses = given
         start = expect_int(flt, "createdTimeStart", "filter")
         end = expect_int(flt, "createdTimeEnd", "filter")
         for name, value in (("createdTimeStart", start), ("createdTimeEnd", end)):
@@ -620,13 +621,7 @@ class ExecutionStore:
 
     def run(self, workflow_external_id: str, version: str, input: Json, metadata: dict[str, str]) -> Json:
         """``POST /workflows/{xid}/versions/{v}/run``: a new RUNNING execution, its first task in progress."""
-        existing = self.versions.get(workflow_external_id, version)
-        if existing is None:
-            specs = _default_task_specs("RUNNING", None)
-            definition = definition_from_specs(specs, f"{workflow_external_id} v{version}")
-            self.versions.put(workflow_external_id, version, definition)
-        else:
-            definition = existing.definition
+        definition = self.versions.require(workflow_external_id, version).definition
         first = definition.tasks[0] if definition.tasks else None
         templates = (
             (

@@ -40,18 +40,23 @@ class RawDatabase:
     tables: dict[str, RawTable] = field(default_factory=dict)
 
 
+DB_NAME_MAX = 32
+TABLE_NAME_MAX = 64
+"""RAW name lengths: databases 1-32 characters, tables 1-64 (CDF API reference, "Raw")."""
+
+
 def _names(body: Json, what: str) -> list[str]:
     items = body.get("items")
     if not isinstance(items, list) or not items:
         raise bad_request("items must be a non-empty list")
-    names = []
-    for item in items:
-        item = expect_dict(item, "items[]")
-        name = expect_str(item, "name", "items[]")
-        if not name or len(name) > 32:
-            raise bad_request(f"{what} name must be 1 to 32 characters")
-        names.append(name)
-    return names
+    return [_check_name(expect_str(expect_dict(item, "items[]"), "name", "items[]"), what) for item in items]
+
+
+def _check_name(name: str, what: str) -> str:
+    longest = DB_NAME_MAX if what == "Database" else TABLE_NAME_MAX
+    if not name or len(name) > longest:
+        raise bad_request(f"{what} name must be 1 to {longest} characters")
+    return name
 
 
 def _query_int(query: dict[str, list[str]], key: str) -> int | None:
@@ -156,8 +161,9 @@ class RawStore:
         """``POST /raw/dbs/{db}/tables`` (``?ensureParent=true`` creates the database)."""
         names = _names(body, "Table")
         now = now_ms()
-        if _query_bool(query, "ensureParent"):
-            self.dbs.setdefault(db_name, RawDatabase(now))
+        if _query_bool(query, "ensureParent") and db_name not in self.dbs:
+            _check_name(db_name, "Database")
+            self.dbs[db_name] = RawDatabase(now)
         db = self._db(db_name)
         if dup := [n for n in names if n in db.tables]:
             raise bad_request("Following tables already exist", duplicated=[{"name": n} for n in dup])
@@ -192,8 +198,12 @@ class RawStore:
             rows.append((key, columns))
         now = now_ms()
         if _query_bool(query, "ensureParent"):
-            db = self.dbs.setdefault(db_name, RawDatabase(now))
-            db.tables.setdefault(table_name, RawTable(now))
+            if db_name not in self.dbs:
+                _check_name(db_name, "Database")
+                self.dbs[db_name] = RawDatabase(now)
+            if table_name not in self.dbs[db_name].tables:
+                _check_name(table_name, "Table")
+                self.dbs[db_name].tables[table_name] = RawTable(now)
         table = self._table(db_name, table_name)
         for key, columns in rows:
             table.rows[key] = RawRow(copy_json(columns), now)

@@ -29,6 +29,10 @@ from urllib.parse import parse_qs, unquote
 
 from emulator.auth import (
     DEFAULT_CAPABILITIES,
+    EXTPIPES_READ,
+    EXTPIPES_WRITE,
+    EXTRACTION_RUNS_READ,
+    EXTRACTION_RUNS_WRITE,
     RAW_READ,
     RAW_WRITE,
     SESSIONS_CREATE,
@@ -92,6 +96,8 @@ class _Ctx:
     params: list[str]
     query: dict[str, list[str]]
     body: Json
+    from_session: bool = False
+    """Whether the caller's bearer token was issued for a session (chained sessions are refused)."""
 
 
 @dataclass
@@ -133,7 +139,12 @@ def _routes() -> list[_Route]:
         return _Route(pattern, method, capability, handler)
 
     return [
-        r(("sessions",), "POST", SESSIONS_CREATE, lambda s, c: (200, s.sessions.create(c.body, c.client, s.auth))),
+        r(
+            ("sessions",),
+            "POST",
+            SESSIONS_CREATE,
+            lambda s, c: (200, s.sessions.create(c.body, c.client, s.auth, from_session=c.from_session)),
+        ),
         r(("workflows", "versions"), "POST", WORKFLOW_WRITE, lambda s, c: (200, s.versions.upsert(c.body))),
         r(("workflows", "versions", "byids"), "POST", WORKFLOW_READ, lambda s, c: (200, s.versions.by_ids(c.body))),
         r(("workflows", "versions", "list"), "POST", WORKFLOW_READ, lambda s, c: (200, s.versions.list_page(c.body))),
@@ -161,8 +172,13 @@ def _routes() -> list[_Route]:
             ("workflows", None, "versions", None, "run"),
             "POST",
             WORKFLOW_WRITE,
-            lambda s, c: (201, s.run(c.params[0], c.params[1], c.body)),
+            lambda s, c: (202, s.run(c.params[0], c.params[1], c.body)),
         ),
+        r(("extpipes",), "POST", EXTPIPES_WRITE, lambda s, c: (201, s.extpipes.create(c.body))),
+        r(("extpipes", "byids"), "POST", EXTPIPES_READ, lambda s, c: (200, s.extpipes.by_ids(c.body))),
+        r(("extpipes", "runs"), "POST", EXTRACTION_RUNS_WRITE, lambda s, c: (201, s.extpipes.create_runs(c.body))),
+        r(("extpipes", "runs"), "GET", EXTRACTION_RUNS_READ, lambda s, c: (200, s.extpipes.list_runs_get(c.query))),
+        r(("extpipes", "runs", "list"), "POST", EXTRACTION_RUNS_READ, lambda s, c: (200, s.extpipes.list_runs(c.body))),
         r((raw, "dbs"), "GET", RAW_READ, lambda s, c: (200, s.raw.list_dbs(c.query))),
         r((raw, "dbs"), "POST", RAW_WRITE, lambda s, c: (201, s.raw.create_dbs(c.body))),
         r((raw, "dbs", "delete"), "POST", RAW_WRITE, lambda s, c: (200, s.raw.delete_dbs(c.body))),
@@ -438,6 +454,14 @@ class CdfEmulator:
         with self._lock:
             return self._state.auth.issue_token(client_id)
 
+    def issue_session_token(self, client_id: str) -> str:
+        """A bearer token issued *for a session* of a registered client: what a Cognite Function started
+        by a workflow or a schedule holds.  It works for every endpoint, but cannot create a
+        token-exchange session (403, chained sessions are limited to one level); client-credentials
+        sessions made with it still work."""
+        with self._lock:
+            return self._state.auth.issue_token(client_id, for_session=True)
+
     @property
     def issued_tokens(self) -> list[str]:
         """Every access token ever issued (for leak scans)."""
@@ -610,6 +634,29 @@ class CdfEmulator:
     def nonce_ttl(self, value: float) -> None:
         with self._lock:
             self._state.sessions.nonce_ttl = value
+
+    # --- extraction pipelines -------------------------------------------------------------------
+
+    def add_extraction_pipeline(
+        self, external_id: str, name: str | None = None, data_set_id: int = 1, **fields: Any
+    ) -> dict[str, Any]:
+        """Create an extraction pipeline, as ``POST /extpipes`` would (``fields`` in the API's camelCase:
+        ``schedule``, ``contacts``, ``notificationConfig``, ...); returns its JSON."""
+        item = {"externalId": external_id, "name": name or external_id, "dataSetId": data_set_id, **fields}
+        with self._lock:
+            try:
+                items: list[dict[str, Any]] = self._state.extpipes.create({"items": [item]})["items"]
+            except ApiError as e:
+                raise ValueError(e.message) from None
+            return items[0]
+
+    def extraction_pipeline_runs(self, external_id: str) -> list[dict[str, Any]]:
+        """The runs reported for a pipeline, oldest first (copies); KeyError for an unknown pipeline."""
+        with self._lock:
+            pipeline = self._state.extpipes.by_xid.get(external_id)
+            if pipeline is None:
+                raise KeyError(f"unknown extraction pipeline {external_id!r}")
+            return [copy_json(run) for run in pipeline.runs]
 
     # --- RAW inspection -------------------------------------------------------------------------
 
@@ -820,7 +867,8 @@ class CdfEmulator:
                 if not isinstance(body, dict):
                     raise ApiError(400, "Request body must be a JSON object")
                 json_body = body
-            status, payload = route.handler(state, _Ctx(client, params, query, json_body))
+            from_session = state.auth.is_session_token(headers.get("authorization"))
+            status, payload = route.handler(state, _Ctx(client, params, query, json_body, from_session))
             return _Answer(status, payload, client_id=client.client_id)
         except ApiError as e:
             return _Answer(e.status, e.body(), client_id=client.client_id if client else None)

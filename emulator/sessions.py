@@ -1,5 +1,13 @@
 """Sessions and their nonces (CDF API reference: "Sessions").
 
+Chained sessions: CDF's sessions concept page says that nonces work only with root sessions and that
+chained sessions are limited to one level.  A token issued *for a session* (what a Cognite Function
+started by a workflow or a schedule holds; ``CdfEmulator.issue_session_token``) therefore cannot
+create a ``tokenExchange`` or ``oneshotTokenExchange`` session: the emulator answers 403 with
+:data:`CHAINED_SESSION_MESSAGE`.  CDF's exact status and wording for this refusal are not in its
+published reference, so both are the emulator's choice.  Client-credentials sessions made with such a
+token still work: they start a new root session.
+
 Not thread-safe on its own: the server holds one lock around every call.
 """
 
@@ -13,7 +21,12 @@ from typing import Any
 
 from emulator.auth import AuthRegistry, Client
 from emulator.common import Json, expect_dict, expect_str, reject_unknown
-from emulator.errors import bad_request
+from emulator.errors import ApiError, bad_request
+
+CHAINED_SESSION_MESSAGE = (
+    "Cannot create a token exchange session from a token that was itself issued for a session: "
+    "chained sessions are limited to one level. Create the session with client credentials instead."
+)
 
 
 @dataclass
@@ -40,17 +53,20 @@ class SessionStore:
         self._nonces.clear()
         self.nonce_ttl = 60.0
 
-    def create(self, body: Json, caller: Client, auth: AuthRegistry) -> Json:
-        """``POST /sessions``: one session (and nonce) per item."""
+    def create(self, body: Json, caller: Client, auth: AuthRegistry, *, from_session: bool = False) -> Json:
+        """``POST /sessions``: exactly one item, one session (and nonce); ``from_session`` when the caller's token
+        came from a session (then token exchange is refused, see the module docstring)."""
         reject_unknown(body, ("items",), "request body")
         items = body.get("items")
-        if not isinstance(items, list) or not items:
-            raise bad_request("items must be a non-empty list")
-        if len(items) > 1000:
-            raise bad_request("at most 1000 items per request")
+        if not isinstance(items, list) or len(items) != 1:
+            # The API reference: "items ... Required array length: 1 element" (one session per request).
+            raise bad_request("items must hold exactly one session to create")
         out = []
         for item in items:
             item = expect_dict(item, "items[]")
+            exchange = item.get("tokenExchange") is True or item.get("oneshotTokenExchange") is True
+            if exchange and len(item) == 1 and from_session:
+                raise ApiError(403, CHAINED_SESSION_MESSAGE)
             if item.get("tokenExchange") is True and len(item) == 1:
                 out.append(self._new("TOKEN_EXCHANGE", caller.client_id))
             elif item.get("oneshotTokenExchange") is True and len(item) == 1:

@@ -262,8 +262,9 @@ class WorkflowVersionStore:
         """``POST /workflows/versions``: create or replace each item's definition."""
         reject_unknown(body, ("items",), "request body")
         items = body.get("items")
-        if not isinstance(items, list) or not items:
-            raise bad_request("items must be a non-empty list")
+        if not isinstance(items, list) or len(items) != 1:
+            # cognite-sdk 8.22 sends one version per request (``_CREATE_LIMIT = 1``, api/workflows/versions.py).
+            raise bad_request("items must hold exactly one workflow version")
         parsed: list[tuple[str, str, WorkflowDefinition]] = []
         for i, raw in enumerate(items):
             item = expect_dict(raw, f"items[{i}]")

@@ -109,8 +109,10 @@ def client(emu: CdfEmulator) -> CogniteClient:
 
 @pytest.fixture
 def function_client(emu: CdfEmulator) -> CogniteClient:
-    """A client holding a bearer token, like the one a Cognite Function's runtime passes to ``handle``."""
-    token = emu.issue_token(FUNCTION_CLIENT_ID)
+    """A client holding a bearer token issued for a session, like the one a Cognite Function's runtime
+    passes to ``handle``: it cannot create a token-exchange session (chained sessions are limited to
+    one level), so a retry needs the function secrets ``client-id`` and ``client-secret``."""
+    token = emu.issue_session_token(FUNCTION_CLIENT_ID)
     return CogniteClient(
         ClientConfig(
             client_name="test-function-runtime",

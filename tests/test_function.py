@@ -197,16 +197,35 @@ def test_client_credentials_from_secrets_are_used_for_the_session(emu: CdfEmulat
     assert retry.body["authentication"]["nonce"] in emu.issued_nonces
 
 
-def test_token_exchange_when_no_credentials_are_in_the_secrets(
+def test_without_credentials_in_the_secrets_every_id_fails_with_a_configuration_error(
+    emu: CdfEmulator, function_client: CogniteClient
+) -> None:
+    # The runtime's token comes from a session: CDF refuses a token-exchange session made with it.
+    ids = [emu.seed_execution("wf", "1", "FAILED")["id"] for _ in range(3)]
+
+    result = handler.handle({"executionIds": ids}, function_client)
+
+    outcomes = {r["outcome"] for r in result["results"]}
+    assert outcomes == {"failed"}
+    for item in result["results"]:
+        assert item["error"]["retryable"] is False
+        assert "'client-id'" in item["error"]["message"]
+        assert "'client-secret'" in item["error"]["message"]
+    assert [s.body for s in sessions(emu)] == [{"items": [{"tokenExchange": True}]}]  # asked once, not per ID
+    assert retries(emu) == []
+    assert all(emu.retry_count(i) == 0 for i in ids)
+
+
+def test_with_credentials_in_the_secrets_a_session_token_retries(
     emu: CdfEmulator, function_client: CogniteClient
 ) -> None:
     failed = emu.seed_execution("wf", "1", "FAILED")
 
-    result = handler.handle({"executionId": failed["id"]}, function_client)
+    result = handler.handle({"executionId": failed["id"]}, function_client, SECRETS)
 
     assert result["results"][0]["outcome"] == "retried"
     [session] = sessions(emu)
-    assert session.body == {"items": [{"tokenExchange": True}]}
+    assert "clientId" in session.body["items"][0]
 
 
 def test_each_retry_gets_its_own_fresh_nonce(emu: CdfEmulator, client: CogniteClient) -> None:

@@ -9,6 +9,7 @@ Auth, token refresh, gzip, connection pooling and retries of 429/5xx stay the SD
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -24,7 +25,7 @@ from cognite.client.exceptions import (
 
 from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError
 from workflow_retry.ids import ExecutionId
-from workflow_retry.settings import Settings
+from workflow_retry.settings import SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, Settings
 
 T = TypeVar("T")
 _MAX_MESSAGE_LENGTH = 500
@@ -90,6 +91,9 @@ class SdkCdfGateway:
             if credentials
             else {"tokenExchange": True}
         )
+        self._chained_session_refused: CdfRequestError | None = None
+        self._first_token_exchange = asyncio.Lock() if credentials is None else None
+        self._first_token_exchange_done = False
 
     @property
     def session_type(self) -> str:
@@ -109,10 +113,36 @@ class SdkCdfGateway:
         return _json_object(response.json())
 
     async def create_nonce(self) -> Nonce:
+        if self._first_token_exchange is not None and not self._first_token_exchange_done:
+            # The first token-exchange session goes alone: if CDF refuses it as a chained session,
+            # the IDs waiting behind it fail at once instead of each sending a request to be refused.
+            async with self._first_token_exchange:
+                if not self._first_token_exchange_done:
+                    try:
+                        return await self._create_nonce()
+                    finally:
+                        self._first_token_exchange_done = True
+        return await self._create_nonce()
+
+    async def _create_nonce(self) -> Nonce:
+        if self._chained_session_refused is not None:
+            raise self._chained_session_refused  # one refusal answers every ID: no request per ID
         try:
             response = await self._client.post(f"{self._api}/sessions", json={"items": [self._session_item]})
         except CogniteException as exc:
             error = _as_request_error(exc)
+            if "tokenExchange" in self._session_item and error.code in (400, 401, 403):
+                # Inside a Cognite Function the token already comes from a session, and CDF chains
+                # sessions one level only: a token-exchange session is refused. Client credentials work.
+                self._chained_session_refused = CdfRequestError(
+                    error.code,
+                    f"creating a token-exchange session was refused ({error}): a token that itself comes from "
+                    "a session, as a Cognite Function's does, cannot create another one. Configuration error: "
+                    f"set the function secrets '{SECRET_CLIENT_ID}' and '{SECRET_CLIENT_SECRET}' so that "
+                    "retries use client credentials",
+                    retryable=False,
+                )
+                raise self._chained_session_refused from None
             raise CdfRequestError(error.code, f"creating a session failed: {error}", error.retryable) from None
         items = _json_object(response.json()).get("items") or [{}]
         nonce = items[0].get("nonce")

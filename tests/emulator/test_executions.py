@@ -430,20 +430,65 @@ def test_run(emu: CdfEmulator, client: CogniteClient) -> None:
     assert stored is not None
     assert stored["input"] == {"x": 1}
     assert [t["status"] for t in stored["executedTasks"]] == ["IN_PROGRESS"]
-    assert emu.requests_matching("POST", r"/workflows/wf/versions/7/run$")[-1].status == 201
+    assert emu.requests_matching("POST", r"/workflows/wf/versions/7/run$")[-1].status == 202
     emu.fail_execution(result.id)
     assert client.workflows.executions.retry(result.id).status == "running"
 
 
-def test_run_with_client_credentials_and_unknown_workflow(emu: CdfEmulator, client: CogniteClient) -> None:
+def test_run_with_client_credentials(emu: CdfEmulator, client: CogniteClient) -> None:
+    emu.add_workflow_version("odd/name", "v 1", [{"externalId": "t", "type": "function"}])
     result = client.workflows.executions.run(
-        "never seen/odd", "v 1", client_credentials=ClientCredentials(ADMIN_ID, ADMIN_SECRET)
+        "odd/name", "v 1", client_credentials=ClientCredentials(ADMIN_ID, ADMIN_SECRET)
     )
-    assert result.workflow_external_id == "never seen/odd"
+    assert result.workflow_external_id == "odd/name"
     assert result.version == "v 1"
+    stored = emu.get_execution(result.id)
+    assert stored is not None
+    assert stored["workflowDefinition"] == emu.get_workflow_version("odd/name", "v 1")["workflowDefinition"]  # type: ignore[index]
+
+
+def test_run_refuses_an_unknown_workflow_or_version_and_keeps_the_nonce(emu: CdfEmulator, token: str) -> None:
+    emu.seed_execution("wf", "1", "FAILED")
+    nonce = _nonce(emu, token)
+    for path in ("/workflows/never-seen/versions/1/run", "/workflows/wf/versions/2/run"):
+        reply = call(emu, "POST", path, {"authentication": {"nonce": nonce}}, token=token)
+        assert reply.status == 404
+    ok = call(emu, "POST", "/workflows/wf/versions/1/run", {"authentication": {"nonce": nonce}}, token=token)
+    assert ok.status == 202
+
+
+def test_run_input_is_limited_to_100_kb(emu: CdfEmulator, token: str) -> None:
+    emu.seed_execution("wf", "1", "FAILED")
+    big = {"blob": "x" * (100 * 1024)}
+    reply = call(
+        emu,
+        "POST",
+        "/workflows/wf/versions/1/run",
+        {"authentication": {"nonce": _nonce(emu, token)}, "input": big},
+        token=token,
+    )
+    assert reply.status == 400
+    assert "100 KB" in reply.body["error"]["message"]
+
+
+def test_cancel_reason_is_at_most_500_characters(emu: CdfEmulator, client: CogniteClient, token: str) -> None:
+    running = emu.seed_execution("wf", "1", "RUNNING")
+    path = f"/workflows/executions/{running['id']}/cancel"
+    assert call(emu, "POST", path, {"reason": "x" * 501}, token=token).status == 400
+    assert call(emu, "POST", path, {"reason": "x" * 500}, token=token).status == 200
+
+
+def test_list_status_filter_is_upper_case_as_the_api_enum(emu: CdfEmulator, token: str) -> None:
+    emu.seed_execution("wf", "1", "FAILED")
+    assert (
+        call(emu, "POST", "/workflows/executions/list", {"filter": {"status": ["failed"]}}, token=token).status == 400
+    )
+    reply = call(emu, "POST", "/workflows/executions/list", {"filter": {"status": ["FAILED"]}}, token=token)
+    assert len(reply.body["items"]) == 1
 
 
 def test_run_validates_nonce_and_metadata(emu: CdfEmulator, token: str) -> None:
+    emu.seed_execution("wf", "1", "FAILED")
     reply = call(emu, "POST", "/workflows/wf/versions/1/run", {"authentication": {"nonce": "x"}}, token=token)
     assert reply.status == 400
     too_many = {f"k{i}": "v" for i in range(11)}

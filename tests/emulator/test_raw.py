@@ -115,3 +115,31 @@ def test_db_listing_cursor(emu: CdfEmulator) -> None:
     second = call(emu, "GET", f"/raw/dbs?cursor={first['nextCursor']}", token=token).body
     assert [d["name"] for d in second["items"]] == [f"db{i}" for i in range(25, 30)]
     assert "nextCursor" not in second
+
+
+def test_table_names_up_to_64_and_database_names_up_to_32_characters(emu: CdfEmulator, client: CogniteClient) -> None:
+    client.raw.databases.create("d" * 32)
+    client.raw.tables.create("d" * 32, "t" * 64)
+    with pytest.raises(CogniteAPIError) as raised:
+        client.raw.tables.create("d" * 32, "t" * 65)
+    assert raised.value.code == 400
+    with pytest.raises(CogniteAPIError):
+        client.raw.databases.create("d" * 33)
+    token = emu.issue_token(ADMIN_ID)
+    too_long = f"/raw/dbs/db/tables/{'t' * 65}/rows?ensureParent=true"
+    assert call(emu, "POST", too_long, {"items": [{"key": "k", "columns": {}}]}, token=token).status == 400
+    assert emu.raw_rows("db", "t" * 65) == {}
+
+
+def test_rows_and_listing_limits(emu: CdfEmulator) -> None:
+    token = emu.issue_token(ADMIN_ID)
+    rows = "/raw/dbs/db/tables/t/rows"
+    too_many = {"items": [{"key": str(i), "columns": {}} for i in range(10_001)]}
+    assert call(emu, "POST", f"{rows}?ensureParent=true", too_many, token=token).status == 400
+    assert (
+        call(emu, "POST", f"{rows}?ensureParent=true", {"items": too_many["items"][:10_000]}, token=token).status == 201
+    )
+    assert call(emu, "GET", f"{rows}?limit=10001", token=token).status == 400
+    assert len(call(emu, "GET", f"{rows}?limit=10000", token=token).body["items"]) == 10_000
+    assert call(emu, "GET", "/raw/dbs?limit=1001", token=token).status == 400
+    assert call(emu, "GET", "/raw/dbs/db/tables?limit=1001", token=token).status == 400

@@ -50,12 +50,24 @@ def test_token_client_retry_uses_token_exchange(emu: CdfEmulator) -> None:
 
 def test_nonces_are_unique(emu: CdfEmulator) -> None:
     token = emu.issue_token(ADMIN_ID)
-    reply = call(emu, "POST", "/sessions", {"items": [{"tokenExchange": True}] * 5}, token=token)
-    assert reply.status == 200
-    nonces = [item["nonce"] for item in reply.body["items"]]
-    ids = [item["id"] for item in reply.body["items"]]
-    assert len(set(nonces)) == 5
-    assert len(set(ids)) == 5
+    items = []
+    for _ in range(5):
+        reply = call(emu, "POST", "/sessions", {"items": [{"tokenExchange": True}]}, token=token)
+        assert reply.status == 200
+        items += reply.body["items"]
+    assert len({item["nonce"] for item in items}) == 5
+    assert len({item["id"] for item in items}) == 5
+
+
+@pytest.mark.parametrize("count", [0, 2, 1000])
+def test_sessions_create_takes_exactly_one_item(emu: CdfEmulator, count: int) -> None:
+    # The API reference of "Create sessions": items, "Required array length: 1 element".
+    token = emu.issue_token(ADMIN_ID)
+    before = len(emu.issued_nonces)
+    reply = call(emu, "POST", "/sessions", {"items": [{"tokenExchange": True}] * count}, token=token)
+    assert reply.status == 400
+    assert "exactly one" in reply.body["error"]["message"]
+    assert len(emu.issued_nonces) == before
 
 
 @pytest.mark.parametrize(
@@ -82,3 +94,23 @@ def test_bad_client_credentials_through_sdk(emu: CdfEmulator, client: CogniteCli
         client.iam.sessions.create(ClientCredentials(ADMIN_ID, "wrong"))
     assert info.value.code == 400
     assert "invalid client credentials" in info.value.message
+
+
+# --- chained sessions: a token issued for a session cannot exchange itself again ------------------
+
+
+@pytest.mark.parametrize("session_type", ["TOKEN_EXCHANGE", "ONESHOT_TOKEN_EXCHANGE"])
+def test_session_token_cannot_create_token_exchange_session(emu: CdfEmulator, session_type: str) -> None:
+    function_client = make_token_client(emu, emu.issue_session_token(ADMIN_ID))
+    with pytest.raises(CogniteAPIError) as raised:
+        function_client.iam.sessions.create(session_type=session_type)  # type: ignore[arg-type]
+    assert raised.value.code == 403
+    assert "chained sessions are limited to one level" in raised.value.message
+    assert emu.requests_matching("POST", "/sessions$")[-1].status == 403
+
+
+def test_session_token_still_makes_client_credentials_sessions(emu: CdfEmulator) -> None:
+    function_client = make_token_client(emu, emu.issue_session_token(ADMIN_ID))
+    session = function_client.iam.sessions.create(ClientCredentials(READER_ID, READER_SECRET))
+    assert session.dump()["type"] == "CLIENT_CREDENTIALS"
+    assert function_client.iam.token.inspect().subject == ADMIN_ID  # the token itself works elsewhere

@@ -97,6 +97,13 @@ def test_upsert_rejects_bad_tasks(emu: CdfEmulator, token: str, task: dict[str, 
     assert emu.get_workflow_version("wf", "1") is None
 
 
+def test_upsert_takes_one_version_per_request(emu: CdfEmulator, token: str) -> None:
+    one = _version_body("wf", "1", [FN_TASK])["items"]
+    two = _version_body("wf", "2", [FN_TASK])["items"]
+    assert call(emu, "POST", "/workflows/versions", {"items": one + two}, token=token).status == 400
+    assert call(emu, "POST", "/workflows/versions", {"items": []}, token=token).status == 400
+
+
 def test_upsert_rejects_duplicate_task_ids_and_too_many_tasks(emu: CdfEmulator, token: str) -> None:
     reply = call(emu, "POST", "/workflows/versions", _version_body("wf", "1", [FN_TASK, FN_TASK]), token=token)
     assert reply.status == 400
