@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from workflow_retry.ledger import AttemptLedger, build_ledger
 from workflow_retry.logs import call_log_context, log_json_to_stdout
 from workflow_retry.models import RetryReport, RetryRequest
 from workflow_retry.payloads import parse_payload
+from workflow_retry.pipeline_runs import report_run
 from workflow_retry.policy import RetryPolicy, resolve_policy
 from workflow_retry.service import Progress, RetryContext, retry_executions
 from workflow_retry.settings import SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, Settings, cached_settings
@@ -72,20 +74,39 @@ def execute(
     The policy is the request's own fields over ``environment`` (default ``os.environ``) over the
     defaults; the ledger defaults to the one the settings choose (RAW unless ``RETRY_LEDGER`` says
     otherwise); give-ups go to the log and to ``GIVE_UP_TOPIC_ARN`` when set. Invalid configuration
-    raises :class:`ConfigurationError` before any request to CDF.
+    raises :class:`ConfigurationError` before any request to CDF. With ``RETRY_EXTRACTION_PIPELINE``
+    set, the call (not a dry run) ends by reporting one run to that pipeline (:mod:`pipeline_runs`),
+    in time set aside from the deadline.
     """
+    started = time.monotonic()
     context = build_context(request, client, settings, ledger=ledger, announcer=announcer, environment=environment)
+    pipeline = None if request.dry_run else settings.extraction_pipeline
+    work_settings = _leave_time_to_report(settings) if pipeline else settings
+    announced_before = len(context.announcer.announced)
     if request.sweep is not None:
-        return execute_sweep(request, client, credentials, settings, context=context)
-    gateway = _bounded_gateway(client, credentials, settings)
-    logger.info(
-        "handling %d execution ID(s)%s with %s sessions, %s ledger",
-        len(request.ids),
-        " (dry run)" if request.dry_run else "",
-        gateway.session_type,
-        context.ledger.kind,
-    )
-    return run_on_sdk_loop(retry_executions(request, gateway, settings, context, progress))
+        report = execute_sweep(request, client, credentials, work_settings, context=context)
+    else:
+        gateway = _bounded_gateway(client, credentials, work_settings)
+        logger.info(
+            "handling %d execution ID(s)%s with %s sessions, %s ledger",
+            len(request.ids),
+            " (dry run)" if request.dry_run else "",
+            gateway.session_type,
+            context.ledger.kind,
+        )
+        report = run_on_sdk_loop(retry_executions(request, gateway, work_settings, context, progress))
+    gave_up = tuple(give_up.execution_id for give_up in context.announcer.announced[announced_before:])
+    report = report.model_copy(update={"gave_up": gave_up})
+    if pipeline:
+        report_run(client, pipeline, report, settings.deadline_seconds - (time.monotonic() - started))
+    return report
+
+
+def _leave_time_to_report(settings: Settings) -> Settings:
+    """The settings of the retries when a run is reported after them: the deadline less the report's time
+    (one request timeout, at most a tenth of the deadline)."""
+    reserve = min(float(settings.request_timeout_seconds), settings.deadline_seconds / 10)
+    return settings.model_copy(update={"deadline_seconds": settings.deadline_seconds - reserve})
 
 
 def execute_sweep(

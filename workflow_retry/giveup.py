@@ -72,8 +72,11 @@ class Announcer:
 
     def __init__(self, notifiers: tuple[GiveUpNotifier, ...] = ()) -> None:
         self._notifiers = notifiers
+        self.announced: list[GiveUp] = []
+        """Every give-up announced so far, in order (the caller's run report and metrics count them)."""
 
     async def announce(self, give_up: GiveUp) -> None:
+        self.announced.append(give_up)
         logger.warning(
             "gave up on execution %s of workflow %s after %s attempt(s): %s",
             give_up.execution_id,

@@ -70,6 +70,12 @@ class Settings(EnvironmentSettings):
         validation_alias=AliasChoices("GIVE_UP_TOPIC_ARN", "RETRY_GIVE_UP_TOPIC_ARN"),
         description="SNS topic told when the tool gives up on an execution (optional)",
     )
+    extraction_pipeline: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="External ID of the CDF extraction pipeline each call and sweep reports a run to (optional)",
+    )
     sweep_lookback_minutes: int = Field(default=120, ge=1, le=90 * 24 * 60, description="Sweep window")
     sweep_workflows: str = Field(default="", description="Sweep only these workflows (comma-separated, wf[:ver])")
     sweep_statuses: str = Field(default="FAILED,TIMED_OUT", description="Execution statuses a sweep lists")

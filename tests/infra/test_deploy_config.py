@@ -127,6 +127,7 @@ def test_runner_group_is_least_privilege():
         "sessionsAcl": ["CREATE"],
         "rawAcl": ["READ", "WRITE"],
         "functionsAcl": ["RUN"],
+        "extractionRunsAcl": ["WRITE"],
     }
 
 
