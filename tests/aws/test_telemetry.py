@@ -113,3 +113,63 @@ def test_a_give_up_is_a_warning_line_on_lambda_too(lambda_env: CdfEmulator) -> N
     [give_up] = of_event(lines, "gave_up")
     assert (give_up["level"], give_up["execution_id"], give_up["outcome"]) == ("WARNING", failed, "exhausted")
     assert give_up["function_request_id"] == "request-1"
+
+
+METRIC_NAMES = ["Retried", "Failed", "Exhausted", "GaveUp", "Deferred", "Invalid", "NotFound", "Skipped"]
+
+
+def emf_lines(lines: Lines) -> Lines:
+    """The Embedded Metric Format lines (CloudWatch reads metrics out of these)."""
+    return [line for line in lines if "_aws" in line]
+
+
+def metric_values(emf: dict[str, Any]) -> dict[str, float]:
+    """Each metric's one value (EMF allows a list of values per metric: each holds exactly one here)."""
+    [directive] = emf["_aws"]["CloudWatchMetrics"]
+    values = {metric["Name"]: emf[metric["Name"]] for metric in directive["Metrics"]}
+    assert all(isinstance(v, list) and len(v) == 1 for v in values.values()), values
+    return {name: value[0] for name, value in values.items()}
+
+
+def test_each_invocation_emits_one_metric_per_outcome_in_the_given_namespace(lambda_env: CdfEmulator) -> None:
+    emu = lambda_env
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    running = emu.seed_execution("wf", "1", "RUNNING")["id"]
+    unknown = "00000000-0000-4000-8000-000000000000"
+
+    [answer], lines = cold_container(
+        {"executionIds": [failed, running, unknown, "bad id"]}, env={"POWERTOOLS_METRICS_NAMESPACE": "Acme/Retry"}
+    )
+
+    assert answer["counts"]["retried"] == 1
+    [emf] = emf_lines(lines)
+    [directive] = emf["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "Acme/Retry"
+    assert directive["Dimensions"] == [["service"]]
+    assert emf["service"] == "workflow-retry"
+    assert [m["Unit"] for m in directive["Metrics"]] == ["Count"] * len(METRIC_NAMES)
+    assert metric_values(emf) == {
+        "Retried": 1.0,
+        "Failed": 0.0,
+        "Exhausted": 0.0,
+        "GaveUp": 0.0,
+        "Deferred": 0.0,
+        "Invalid": 1.0,
+        "NotFound": 1.0,
+        "Skipped": 1.0,
+    }
+
+
+def test_a_give_up_is_counted_once_and_an_sqs_batch_sums_its_records(lambda_env: CdfEmulator) -> None:
+    emu = lambda_env
+    emu.auto_fail_after_retry = True
+    a, b = (emu.seed_execution("wf", "1", "FAILED")["id"] for _ in range(2))
+    policy = {"maxAttempts": 1}
+    batch = sqs_event({"executionId": a, "policy": policy}, {"executionId": b, "policy": policy})
+
+    _, lines = cold_container(batch, {"executionId": a, "policy": policy}, env={"RETRY_LEDGER": "raw"})
+
+    first, second = (metric_values(emf) for emf in emf_lines(lines))
+    assert (first["Retried"], first["GaveUp"], first["Exhausted"]) == (2.0, 0.0, 0.0)
+    assert (second["Retried"], second["GaveUp"], second["Exhausted"]) == (0.0, 1.0, 1.0)
+    assert emf_lines(lines)[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "WorkflowRetry"

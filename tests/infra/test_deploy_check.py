@@ -26,6 +26,7 @@ FILLED_SAM_VALUES = {
     "<your-cdf-cluster>": "westeurope-1",
     "<client-id-of-the-service-principal>": "7d3f8c1e-4b5a-4c2d-9e8f-0a1b2c3d4e5f",
     "<tenant-id>": "0f1e2d3c-4b5a-4968-8776-655443322110",
+    "<email-of-the-person-on-call>": "data-oncall@example.com",
     "<arn-of-the-client-secret-in-secrets-manager>": (
         "arn:aws:secretsmanager:eu-west-1:123456789012:secret:workflow-retry/cdf-client-secret-AbCdEf"
     ),
@@ -92,10 +93,11 @@ def test_make_deploy_check_fails_on_the_shipped_example_naming_each_placeholder(
         "IdpClientId still holds the placeholder <client-id-of-the-service-principal>",
         "IdpTokenUrl still holds the placeholder <tenant-id>",
         "ClientSecretArn still holds the placeholder <arn-of-the-client-secret-in-secrets-manager>",
+        "AlarmEmail still holds the placeholder <email-of-the-person-on-call>",
     ]
     for problem in expected:
         assert problem in run.stderr
-    assert "12 value(s) still to fill in" in run.stderr
+    assert "13 value(s) still to fill in" in run.stderr
 
 
 def test_passes_on_a_filled_in_copy_and_never_prints_the_secret(filled: tuple[Path, Path]) -> None:

@@ -8,7 +8,7 @@ duplicate guard, and shapes the answer (:mod:`~workflow_retry.aws.responses`). N
 and no secret is fetched for CDF, before a delivery is authenticated and its payload read.
 
 Every line the container logs is JSON from Powertools Logger (:mod:`~workflow_retry.aws.telemetry`),
-with the invocation's request ID and event source.
+with the invocation's request ID and event source; each invocation ends with its outcome metrics (EMF).
 
 A cold start loads only what the container's settings and the event need (Powertools' Logger always):
 the signature checks (:mod:`workflow_retry.webhooks`, cryptography) on the first HTTP request, boto3
@@ -370,7 +370,10 @@ class LambdaApp:
         settings = invocation_settings(cached_settings(), context)
         if time_left is not None:
             settings = settings.model_copy(update={"deadline_seconds": min(settings.deadline_seconds, time_left)})
-        return execute(request, client, credentials, settings)
+        report = execute(request, client, credentials, settings)
+        if self._telemetry is not None:
+            self._telemetry.count(report)
+        return report
 
     def _cdf(self) -> tuple[CogniteClient, ClientCredentials]:
         """The container's CogniteClient, rebuilt only when the client secret changed (rotation)."""
