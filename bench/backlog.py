@@ -89,7 +89,8 @@ def compare_backlog(
     runs: dict[str, list[BacklogRun]] = {side: [] for side in sides}
     slow: dict[str, BacklogRun] = {}
     bare: list[BacklogRun] = []
-    with Worker(cdf.child_env()) as worker:
+    # The sweep side asks for maxRestarts = the backlog size: the operator's limit must allow it.
+    with Worker(cdf.child_env(RETRY_SWEEP_MAX_RESTARTS="1000")) as worker:
         warm_up(cdf, worker)
         for i in range(rounds):
             # The loop is latency-bound and steady: fewer rounds of it keep the run short.

@@ -42,6 +42,7 @@ from emulator.auth import (
 )
 from emulator.errors import ApiError, error_body
 from emulator.faults import DROP, Fault, FaultAction
+from emulator.ratelimit import RateLimit, RateLimiter
 from emulator.state import EmulatorState, Json, copy_json
 from emulator.workflows import default_task_input
 
@@ -341,9 +342,9 @@ class CdfEmulator:
     """A CDF API emulator for tests, the demo and benchmarks: see the package docstring.
 
     ``CdfEmulator(project=...)`` is not started; ``start()`` (or ``with CdfEmulator() as emu``) binds a
-    free loopback port.  Knobs for one test: ``latency``, ``add_fault``, ``auto_fail_after_retry``,
-    ``enforce_task_capabilities``, ``unknown_execution_status``, ``nonce_ttl``; ``reset()`` puts them
-    back.
+    free loopback port.  Knobs for one test: ``latency``, ``add_fault``, ``set_rate_limit``,
+    ``auto_fail_after_retry``, ``enforce_task_capabilities``, ``unknown_execution_status``,
+    ``nonce_ttl``; ``reset()`` puts them back.
     """
 
     def __init__(self, project: str = "test-project", *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -362,6 +363,7 @@ class CdfEmulator:
         self._thread: threading.Thread | None = None
         self.latency: float = 0.0
         """Seconds added to every request (slept in the handler thread, outside the lock)."""
+        self._rate_limiter: RateLimiter | None = None
         self._in_flight = 0
         self.max_in_flight = 0
         """The most requests being answered at the same time since the last reset (shows concurrency)."""
@@ -695,7 +697,8 @@ class CdfEmulator:
             self._requests.clear()
 
     def reset(self) -> None:
-        """Clear executions, sessions, RAW, requests, faults and latency; keep clients and their tokens.
+        """Clear executions, sessions, RAW, requests, faults, the rate limit and latency; keep clients and
+        their tokens.
 
         Requests still in flight (sleeping their latency) are then dropped unapplied and unrecorded.
         """
@@ -704,6 +707,7 @@ class CdfEmulator:
             self._state.reset()
             self._requests.clear()
             self._faults.clear()
+            self._rate_limiter = None
             self.latency = 0.0
             self.max_in_flight = 0
 
@@ -717,6 +721,34 @@ class CdfEmulator:
             self._in_flight -= 1
 
     # --- faults ---------------------------------------------------------------------------------
+
+    def set_rate_limit(
+        self,
+        requests_per_second: float | None = None,
+        *,
+        burst: int | None = None,
+        max_concurrent: int | None = None,
+    ) -> None:
+        """Throttle the project's API like CDF under load: more than ``requests_per_second`` (a bucket of
+        ``burst``, default one second's worth) or more than ``max_concurrent`` requests at once get a
+        429 with ``Retry-After``.  Off by default; call with no limits (or ``reset()``) to switch it
+        off.  See :mod:`emulator.ratelimit`."""
+        limit = RateLimit(requests_per_second, burst, max_concurrent)
+        with self._lock:
+            off = requests_per_second is None and max_concurrent is None
+            self._rate_limiter = None if off else RateLimiter(limit)
+
+    @property
+    def rate_limited_in_flight(self) -> int:
+        """Requests admitted by the rate limit and still being answered (0 without a limit)."""
+        with self._lock:
+            return 0 if self._rate_limiter is None else self._rate_limiter.active
+
+    @property
+    def throttled_count(self) -> int:
+        """How many requests the rate limit answered 429 since it was set."""
+        with self._lock:
+            return 0 if self._rate_limiter is None else self._rate_limiter.throttled
 
     def add_fault(self, fault: Fault) -> Fault:
         """Activate a fault (after the ones already active); returns it, to inspect ``applied`` later."""
@@ -746,17 +778,52 @@ class CdfEmulator:
         headers = {k.lower(): v for k, v in raw_headers.items()}
         body, body_error = self._parse_body(path, headers, data)
         fault_path = _PROJECT_PATH_RE.sub("", path, count=1) if path.startswith(_PROJECTS_PREFIX) else path
+        limiter: RateLimiter | None = None
+        throttled: float | None = None
         with self._lock:
             self._request_seq += 1
             seq = self._request_seq
             generation = self._generation
-            action = self._take_fault(method, fault_path)
+            if self._rate_limiter is not None and path.startswith(_PROJECTS_PREFIX):
+                throttled = self._rate_limiter.admit(time.monotonic())
+                limiter = self._rate_limiter if throttled is None else None
+            action = self._take_fault(method, fault_path) if throttled is None else None
+        try:
+            return self._serve_admitted(
+                method, raw_path, path, query, headers, body, body_error, arrived, seq, generation, action, throttled
+            )
+        finally:
+            if limiter is not None:
+                with self._lock:
+                    limiter.release()
+
+    def _serve_admitted(
+        self,
+        method: str,
+        raw_path: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        body: Any,
+        body_error: str | None,
+        arrived: float,
+        seq: int,
+        generation: int,
+        action: FaultAction | None,
+        throttled: float | None,
+    ) -> _Answer:
         delay = self.latency + (action.latency if action is not None else 0.0)
         if delay > 0:
             time.sleep(delay)
 
         answer: _Answer | None = None
-        if action is None or not action.fails or action.apply_then_fail:
+        if throttled is not None:
+            answer = _Answer(
+                429,
+                error_body(429, "Too many requests: the project's rate limit was exceeded"),
+                {"Retry-After": f"{throttled:g}"},
+            )
+        elif action is None or not action.fails or action.apply_then_fail:
             try:
                 with self._lock:
                     if generation != self._generation:

@@ -78,16 +78,32 @@ def test_dry_run_json_changes_nothing(emu: CdfEmulator) -> None:
     assert emu.requests_matching("POST", r"/sessions$|/raw/") == []
 
 
+def test_json_results_hold_the_compact_execution_unless_full_is_asked_for(emu: CdfEmulator) -> None:
+    completed = emu.seed_execution("wf", "1", "COMPLETED", metadata={"team": "data"})["id"]
+
+    compact = json.loads(cli(emu, "retry", completed, "--json").stdout)["results"][0]["execution"]
+    full = json.loads(cli(emu, "retry", completed, "--json", "--full").stdout)["results"][0]["execution"]
+
+    assert set(compact) == {
+        "id", "workflowExternalId", "version", "status", "engineExecutionId",
+        "createdTime", "startTime", "endTime", "metadata",
+    }  # fmt: skip
+    assert compact["metadata"] == {"team": "data"}
+    assert [t["externalId"] for t in full["executedTasks"]] == ["task-1", "task-2"]
+    assert {k: full[k] for k in compact} == compact
+
+
 def test_sweep_with_workflow_and_window(emu: CdfEmulator) -> None:
     now = int(time.time() * 1000)
     wanted = emu.seed_many(3, workflow_external_id="wf-a", status="FAILED")
     emu.seed_many(2, workflow_external_id="wf-b", status="FAILED")
-    emu.seed_execution("wf-a", "1", "FAILED", created_time=now - 5 * 3_600_000)
+    emu.seed_execution("wf-a", "1", "FAILED", created_time=now - 5 * 3_600_000)  # ended before the window
 
     run = cli(emu, "sweep", "--workflow", "wf-a", "--since", "2h", "--max-restarts", "2")
 
     assert run.returncode == 0, run.stderr
-    assert "3 seen in 1 page(s)" in run.stdout
+    assert "4 seen in 1 page(s), 3 candidate(s)" in run.stdout  # listed: it may have ended late; screened by endTime
+    assert "outcomes: 2 retried, 1 skipped" in run.stdout
     assert "left for the next sweep (maxRestarts 2): 1" in run.stdout
     assert [emu.retry_count(i) for i in wanted] == [1, 1, 0]
 

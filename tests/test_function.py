@@ -228,6 +228,24 @@ def test_with_credentials_in_the_secrets_a_session_token_retries(
     assert "clientId" in session.body["items"][0]
 
 
+def test_a_transient_failure_of_the_first_token_exchange_session_holds_back_no_one(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    # A token that does not come from a session may exchange itself; the first session goes alone,
+    # and when it fails for a passing reason (503 after the SDK's retries) the others still go ahead.
+    ids = [emu.seed_execution("wf", "1", "FAILED")["id"] for _ in range(3)]
+    emu.add_fault(Fault(method="POST", path_regex=r"/sessions$", statuses=[503] * 4))  # 1 + 3 SDK retries
+
+    result = handler.handle({"executionIds": ids}, client)
+
+    outcomes = sorted(r["outcome"] for r in result["results"])
+    assert outcomes == ["failed", "retried", "retried"]
+    [failed] = [r for r in result["results"] if r["outcome"] == "failed"]
+    assert failed["error"]["retryable"] is True
+    assert "client-id" not in failed["error"]["message"]
+    assert all(s.body == {"items": [{"tokenExchange": True}]} for s in sessions(emu))
+
+
 def test_each_retry_gets_its_own_fresh_nonce(emu: CdfEmulator, client: CogniteClient) -> None:
     ids = [emu.seed_execution("wf", "1", "FAILED")["id"] for _ in range(5)]
 

@@ -107,3 +107,44 @@ def test_a_failing_topic_never_changes_the_result(
 
     assert report.results[0].outcome.value == "failed"
     assert any("could not send the give-up" in r.getMessage() for r in caplog.records)
+
+
+ACCESS_REASON = (
+    "Function call failed: the function's request to CDF was refused with 403 Forbidden: "
+    "missing capability functionsAcl:WRITE"
+)
+
+
+@pytest.mark.usefixtures("fast_env")
+def test_an_access_error_is_skipped_and_announced_once_naming_the_missing_capability(
+    emu: CdfEmulator, client: CogniteClient, sns_queue: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    topic, queue_url = sns_queue
+    messages(queue_url)
+    failed = emu.seed_execution(
+        "wf-deploy",
+        "2",
+        "FAILED",
+        tasks=[
+            {"externalId": "build", "status": "COMPLETED"},
+            {"externalId": "publish", "status": "FAILED", "reasonForIncompletion": ACCESS_REASON},
+        ],
+    )["id"]
+    settings = Settings(give_up_topic_arn=topic)
+    request = parse_payload({"executionId": failed})
+
+    first = function.execute(request, client, CREDENTIALS, settings).results[0]
+    again = function.execute(request, client, CREDENTIALS, settings).results[0]  # a redelivered event
+
+    assert (first.outcome.value, again.outcome.value) == ("skipped", "skipped")
+    assert "access error" in first.reason
+    assert "functionsAcl:WRITE" in first.reason
+    assert "(announced)" in first.reason
+    assert "gave up earlier" in again.reason
+    assert emu.requests_matching("POST", r"/sessions$|/retry$") == []
+    [message] = messages(queue_url)
+    assert (message["executionId"], message["outcome"]) == (failed, "skipped")
+    assert "functionsAcl:WRITE" in message["why"]
+    [line] = [r for r in caplog.records if r.name == "workflow_retry.giveup"]
+    assert line.levelname == "WARNING"
+    assert "functionsAcl:WRITE" in line.getMessage()

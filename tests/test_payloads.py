@@ -37,6 +37,14 @@ def test_dry_run_flag() -> None:
     assert parse_payload({"executionId": A}).dry_run is False
 
 
+def test_full_execution_flag() -> None:
+    assert parse_payload({"executionId": A, "fullExecution": True}).full_execution is True
+    assert parse_payload({"executionId": A}).full_execution is False
+    assert parse_payload({"sweep": {}, "fullExecution": True}).full_execution is True
+    with pytest.raises(PayloadError, match="fullExecution"):
+        parse_payload({"executionId": A, "fullExecution": "yes"})
+
+
 def test_duplicates_are_kept_once_case_insensitively() -> None:
     request = parse_payload({"executionIds": [A, A.upper(), B, A]})
     assert [r.execution_id for r in request.ids] == [A, B]
@@ -95,3 +103,27 @@ def test_errors_do_not_echo_the_callers_values() -> None:
     with pytest.raises(PayloadError) as caught:
         parse_payload({"executionIds": secret_looking})
     assert secret_looking not in str(caught.value)
+
+
+def test_a_sweep_may_narrow_the_operators_sweep_but_not_widen_it() -> None:
+    from workflow_retry.errors import PolicyOverrideError
+    from workflow_retry.settings import Settings
+
+    operator = Settings(sweep_workflows="wf-a,wf-b:2", sweep_statuses="FAILED", sweep_max_restarts=5)
+    narrow = parse_payload({"sweep": {"workflows": ["wf-a:3"], "maxRestarts": 5}}, environment={}, settings=operator)
+    assert narrow.sweep is not None
+    assert narrow.sweep.workflows == ("wf-a:3",)
+    for sweep, message in [
+        ({"workflows": ["wf-b"]}, "sweep.workflows reaches ['wf-b']"),
+        ({"workflows": []}, "means every workflow"),
+        ({"statuses": ["FAILED", "TIMED_OUT"]}, "sweep.statuses ['TIMED_OUT'] are not among the operator's"),
+        ({"maxRestarts": 6}, "sweep.maxRestarts 6 is above the operator's limit 5"),
+    ]:
+        with pytest.raises(PolicyOverrideError, match="override refused") as caught:
+            parse_payload({"sweep": sweep}, environment={}, settings=operator)
+        assert message in str(caught.value)
+    loosened = parse_payload(
+        {"sweep": {"maxRestarts": 6}}, environment={"RETRY_ALLOW_PAYLOAD_LOOSENING": "true"}, settings=operator
+    )
+    assert loosened.sweep is not None
+    assert loosened.sweep.max_restarts == 6

@@ -15,7 +15,7 @@ from cognite.client import CogniteClient
 import handler
 from emulator import CdfEmulator
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
-from workflow_retry.errors import ConfigurationError
+from workflow_retry.errors import ConfigurationError, PolicyOverrideError
 from workflow_retry.policy import (
     DEFAULT_POLICY,
     Action,
@@ -303,3 +303,181 @@ def test_ledger_none_is_explicit_and_every_result_says_the_cap_is_not_enforced(
     assert all("attempt cap not enforced (ledger: none)" in rs[0]["reason"] for rs in results)
     assert emu.retry_count(failed) == 3
     assert emu.requests_matching(None, r"/raw/") == []
+
+
+# -- skip patterns from outside run in linear time (RE2) -------------------------------------------
+
+BACKTRACKING_PATTERN = r"(\w+\s?)+:$"
+"""Exponential in a backtracking engine: 46 s on a 44-character reason with Python's ``re``."""
+NORMAL_REASON = "Connection reset by peer while reading batch"  # 44 characters, no colon at the end
+
+
+@pytest.mark.usefixtures("fast_env")
+def test_a_backtracking_pattern_from_the_payload_cannot_hold_the_call_past_its_deadline(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRY_DEADLINE_SECONDS", "3")
+    monkeypatch.setenv("RETRY_REQUEST_TIMEOUT_SECONDS", "2")
+    assert len(NORMAL_REASON) == 44
+    failed = emu.seed_execution(
+        "wf", "1", "FAILED", reason=NORMAL_REASON, tasks=[{"status": "FAILED", "reasonForIncompletion": NORMAL_REASON}]
+    )["id"]
+    payload = {"executionId": failed, "policy": {"skipReasonPatterns": [BACKTRACKING_PATTERN]}}
+
+    started = time.monotonic()
+    item = only(handler.handle(payload, client, SECRETS))
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 3
+    assert item["outcome"] == "retried"  # the pattern does not match: the reason has no colon at its end
+    assert emu.retry_count(failed) == 1
+
+
+def test_skip_patterns_stay_case_insensitive_searches() -> None:
+    policy = RetryPolicy(skip_reason_patterns=(r"quota\s+exceeded", r"^HTTP 4\d\d", BACKTRACKING_PATTERN))
+
+    def action(reason: str) -> Action:
+        tasks = [{"externalId": "load", "status": "FAILED", "reasonForIncompletion": reason}]
+        return decide(execution(executedTasks=tasks), dry_run=False, policy=policy, now_ms=NOW).action
+
+    assert action("the QUOTA   Exceeded today") is Action.SKIP
+    assert action("http 429 from source") is Action.SKIP
+    assert action("source said: HTTP 429") is Action.RETRY
+    assert action("bad line:") is Action.SKIP
+    assert action("\ud800 QUOTA exceeded") is Action.SKIP  # a lone surrogate (JSON can carry one) is no crash
+    with pytest.raises(ConfigurationError, match="lone surrogate"):
+        policy_overrides({"skipReasonPatterns": ["\udc00"]})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "feature"),
+    [(r"(a+)\1", "backreference"), (r"fail(?=ed)", "lookahead"), (r"(?<!not )found", "lookbehind")],
+)
+def test_patterns_a_linear_time_engine_cannot_run_are_refused_when_the_policy_is_read(
+    pattern: str, feature: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="linear-time") as caught:
+        policy_overrides({"skipReasonPatterns": [pattern]})
+    assert "skipReasonPatterns" in str(caught.value)
+    with pytest.raises(ConfigurationError, match="RETRY_SKIP_REASON_PATTERNS"):
+        resolve_policy(None, {"RETRY_SKIP_REASON_PATTERNS": pattern})
+
+
+# -- the environment's policy is the ceiling of a call's -------------------------------------------
+
+OPERATOR = {
+    "RETRY_MAX_ATTEMPTS": "2",
+    "RETRY_INCLUDE_WORKFLOWS": "wf-a,wf-b:2",
+    "RETRY_EXCLUDE_WORKFLOWS": "wf-a:1",
+    "RETRY_SKIP_REASON_PATTERNS": "quota",
+}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        {"maxAttempts": 1},
+        {"maxAgeHours": 0.5},
+        {"cooldownSeconds": 900, "cooldownFactor": 3, "cooldownMaxSeconds": 7200},
+        {"includeWorkflows": ["wf-a:2", "wf-b:2"]},
+        {"excludeWorkflows": ["wf-a:1", "wf-c"]},
+        {"includeWorkflows": ["wf-b:2"], "excludeWorkflows": ["wf-a"]},  # wf-a covers the operator's wf-a:1
+        {"skipReasonPatterns": ["quota", "forbidden"]},
+        {"retryTerminalErrors": False},
+    ],
+)
+def test_a_call_may_tighten_every_field(call: dict[str, Any]) -> None:
+    policy = resolve_policy(policy_overrides(call), OPERATOR)
+    assert policy.max_attempts <= 2
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ({"maxAttempts": 3}, "maxAttempts 3 is above the operator's limit 2 (RETRY_MAX_ATTEMPTS"),
+        ({"maxAgeHours": 25}, "maxAgeHours 25 is above the operator's limit 24 (RETRY_MAX_AGE_HOURS"),
+        ({"cooldownSeconds": 299}, "cooldownSeconds 299 is below the operator's 300"),
+        ({"cooldownFactor": 1.5}, "cooldownFactor 1.5 is below the operator's 2"),
+        ({"cooldownMaxSeconds": 1800}, "cooldownMaxSeconds 1800 is below the operator's 3600"),
+        ({"includeWorkflows": ["wf-b"]}, "includeWorkflows ['wf-b'] reaches ['wf-b']"),
+        ({"includeWorkflows": []}, "means every workflow"),
+        ({"excludeWorkflows": ["wf-c"]}, "leaves out ['wf-a:1'], which the operator excludes"),
+        ({"skipReasonPatterns": ["forbidden"]}, "leaves out ['quota'], which the operator skips on"),
+        ({"retryTerminalErrors": True}, "retryTerminalErrors true retries what the operator does not"),
+    ],
+)
+def test_a_call_that_loosens_a_field_is_refused_naming_field_value_and_limit(
+    call: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(PolicyOverrideError, match="override refused") as caught:
+        resolve_policy(policy_overrides(call), OPERATOR)
+    assert message in str(caught.value)
+    assert "RETRY_ALLOW_PAYLOAD_LOOSENING=true" in str(caught.value)
+    allowed = resolve_policy(policy_overrides(call), {**OPERATOR, "RETRY_ALLOW_PAYLOAD_LOOSENING": "true"})
+    assert allowed.model_fields_set >= set(policy_overrides(call))
+
+
+def test_the_loosening_opt_in_must_be_a_boolean() -> None:
+    with pytest.raises(ConfigurationError, match="RETRY_ALLOW_PAYLOAD_LOOSENING"):
+        resolve_policy(policy_overrides({"maxAttempts": 1}), {"RETRY_ALLOW_PAYLOAD_LOOSENING": "maybe"})
+
+
+# -- access errors: a retry runs as the same principal, so it fails the same way ---------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "capability"),
+    [
+        ("Request failed with status 403", None),
+        ('{"error": {"code": 403, "message": "not allowed"}}', None),
+        ("HTTP/1.1 403 from the source", None),
+        ("403 Forbidden", None),
+        ("HTTP 403: forbidden", None),
+        ("Forbidden: missing capability functionsAcl:WRITE", "functionsAcl:WRITE"),
+        (
+            "Missing capabilities: transformationsAcl:READ, dataSetsAcl:OWNER",
+            "transformationsAcl:READ, dataSetsAcl:OWNER",
+        ),
+        ("missing capability timeSeriesAcl", "timeSeriesAcl"),
+        ("The principal has insufficient access rights to the data set", None),
+        ("Insufficient permissions to run the transformation", None),
+        ("Access denied for the function call", None),
+        ("Permission denied", None),
+    ],
+)
+def test_access_errors_are_skipped_and_marked_for_announcement(reason: str, capability: str | None) -> None:
+    tasks = [{"externalId": "call", "status": "FAILED", "reasonForIncompletion": reason}]
+    decision = decide(execution(executedTasks=tasks), dry_run=False, now_ms=NOW)
+    assert decision.action is Action.SKIP
+    assert decision.announce is True
+    assert "access error" in decision.reason
+    assert "task 'call'" in decision.reason
+    if capability is not None:
+        assert f"missing capability {capability}" in decision.reason
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "task failed",
+        "Timed out after 4030 seconds",
+        "HTTP 404 not found",
+        "Connection reset by peer",
+        "HTTP 401",
+        "loaded 403 rows, then the source closed the connection",
+    ],
+)
+def test_other_failures_are_not_access_errors(reason: str) -> None:
+    assert decide(execution(reasonForIncompletion=reason), dry_run=False, now_ms=NOW).action is Action.RETRY
+
+
+def test_the_access_error_skip_can_be_turned_off_by_the_operator_only() -> None:
+    forbidden = execution(reasonForIncompletion="403 Forbidden")
+    assert decide(forbidden, dry_run=False, now_ms=NOW).action is Action.SKIP
+    off = resolve_policy(None, {"RETRY_SKIP_ACCESS_ERRORS": "false"})
+    assert decide(forbidden, dry_run=False, policy=off, now_ms=NOW).action is Action.RETRY
+    with pytest.raises(PolicyOverrideError, match="skipAccessErrors false"):
+        resolve_policy(policy_overrides({"skipAccessErrors": False}), {})
+    assert resolve_policy(
+        policy_overrides({"skipAccessErrors": True}), {"RETRY_SKIP_ACCESS_ERRORS": "false"}
+    ).skip_access_errors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,12 +15,13 @@ from emulator import CdfEmulator, Fault
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
 from workflow_retry import function
 from workflow_retry.cdf import ClientCredentials
-from workflow_retry.errors import PayloadError
+from workflow_retry.errors import PayloadError, PolicyOverrideError
 from workflow_retry.ledger import NoLedger
 from workflow_retry.payloads import parse_payload
-from workflow_retry.settings import Settings
+from workflow_retry.settings import Settings, cached_settings
 
 SECRETS = {"client-id": FUNCTION_CLIENT_ID, "client-secret": FUNCTION_CLIENT_SECRET}
+CREDENTIALS = ClientCredentials(FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET)
 LIST_PATH = r"/workflows/executions/list$"
 HOUR_MS = 3_600_000
 
@@ -84,7 +86,7 @@ def test_the_window_workflows_and_statuses_go_into_the_list_filter(emu: CdfEmula
     wanted_b = emu.seed_execution("wf-b", "2", "TIMED_OUT")["id"]
     emu.seed_execution("wf-b", "1", "FAILED")  # other version
     emu.seed_execution("wf-c", "1", "FAILED")  # other workflow
-    emu.seed_execution("wf-a", "1", "FAILED", created_time=now - 3 * HOUR_MS)  # outside the window
+    emu.seed_execution("wf-a", "1", "FAILED", created_time=now - 3 * HOUR_MS)  # ended before the window
     emu.seed_execution("wf-a", "1", "TERMINATED")  # status not asked for
 
     payload = {"sweep": {"workflows": ["wf-a", "wf-b:2"], "lookbackMinutes": 60, "statuses": ["FAILED", "timed_out"]}}
@@ -95,7 +97,8 @@ def test_the_window_workflows_and_statuses_go_into_the_list_filter(emu: CdfEmula
     flt = body["filter"]
     assert flt["workflowFilters"] == [{"externalId": "wf-a"}, {"externalId": "wf-b", "version": "2"}]
     assert flt["status"] == ["FAILED", "TIMED_OUT"]
-    assert flt["createdTimeEnd"] - flt["createdTimeStart"] == 60 * 60_000
+    # Failures that ended in the last 60 minutes, of executions that may have run for up to 24 hours.
+    assert flt["createdTimeEnd"] - flt["createdTimeStart"] == 60 * 60_000 + 24 * HOUR_MS
     assert result["sweep"]["workflows"] == ["wf-a", "wf-b:2"]
 
 
@@ -202,9 +205,9 @@ def test_sweep_true_uses_the_configured_defaults(
 
 @pytest.mark.slow
 def test_memory_stays_flat_however_many_executions_the_window_holds(emu: CdfEmulator, client: CogniteClient) -> None:
-    settings = Settings(sweep_page_size=1000, deadline_seconds=600)
+    settings = Settings(sweep_page_size=1000, deadline_seconds=600, sweep_max_restarts=50)
     credentials = ClientCredentials(FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET)
-    request = parse_payload({"sweep": {"maxRestarts": 50}, "dryRun": True})
+    request = parse_payload({"sweep": {"maxRestarts": 50}, "dryRun": True}, settings=settings)
 
     def peak_for(n: int) -> int:
         emu.reset()
@@ -222,3 +225,100 @@ def test_memory_stays_flat_however_many_executions_the_window_holds(emu: CdfEmul
     small, large = peak_for(2_000), peak_for(40_000)
 
     assert large - small < 10 * 1024 * 1024, f"peak grew by {(large - small) / 2**20:.1f} MiB for 20x the executions"
+
+
+# -- the window: failures by when they ended -------------------------------------------------------
+
+
+def seed_failure(emu: CdfEmulator, created_ago_ms: int, ended_ago_ms: int, status: str = "FAILED") -> str:
+    """An execution of ``wf`` created and ended that long ago (it started when it was created)."""
+    now = int(time.time() * 1000)
+    created = now - created_ago_ms
+    return str(
+        emu.seed_execution("wf", "1", status, created_time=created, start_time=created, end_time=now - ended_ago_ms)[
+            "id"
+        ]
+    )
+
+
+def test_a_sweep_finds_failures_by_when_they_ended_however_long_the_execution_ran(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    minute = 60_000
+    ran_130_minutes = seed_failure(emu, 150 * minute, 20 * minute)
+    ran_20_hours = seed_failure(emu, 21 * HOUR_MS, HOUR_MS)
+    ended_23_hours_ago = seed_failure(emu, 46 * HOUR_MS, 23 * HOUR_MS, "TIMED_OUT")
+    too_old = seed_failure(emu, 30 * HOUR_MS, 25 * HOUR_MS)
+
+    result = sweep(client, {"sweep": {}})
+
+    retried = sorted(r["executionId"] for r in result["results"] if r["outcome"] == "retried")
+    assert retried == sorted([ran_130_minutes, ran_20_hours, ended_23_hours_ago])
+    assert emu.retry_count(too_old) == 0
+    [body] = list_bodies(emu)
+    window = body["filter"]["createdTimeEnd"] - body["filter"]["createdTimeStart"]
+    assert window == (24 + 24) * HOUR_MS  # maxAgeHours plus CDF's longest run
+    assert result["sweep"]["endedAfter"] == body["filter"]["createdTimeEnd"] - 24 * HOUR_MS
+
+
+def test_lookback_minutes_narrows_the_end_time_window_within_the_operators(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_run_recent_failure = seed_failure(emu, 5 * HOUR_MS, 30 * 60_000)
+    earlier_failure = seed_failure(emu, 3 * HOUR_MS, 2 * HOUR_MS)
+
+    result = sweep(client, {"sweep": {"lookbackMinutes": 60}})
+
+    assert [r["executionId"] for r in result["results"]] == [long_run_recent_failure]
+    assert emu.retry_count(earlier_failure) == 0
+    monkeypatch.setenv("RETRY_SWEEP_LOOKBACK_MINUTES", "60")
+    cached_settings.cache_clear()
+    with pytest.raises(PolicyOverrideError, match=r"sweep\.lookbackMinutes 120"):
+        sweep(client, {"sweep": {"lookbackMinutes": 120}})
+
+
+def test_a_long_running_workflow_goes_through_its_whole_life_cycle_by_sweeps_alone(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """fail, retry, fail again, cool down, retry, fail, give up: each step found by a sweep.
+
+    The workflow runs three hours, longer than the 120-minute window sweeps used to list. Time moves
+    on by the context's clock (the ledger counts with it); CDF's times are the emulator's own.
+    """
+    monkeypatch.setenv("RETRY_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("RETRY_LEDGER", "raw")
+    now = int(time.time() * 1000)
+    failed = emu.seed_execution(
+        "wf-long", "1", "FAILED", created_time=now - 3 * HOUR_MS, start_time=now - 3 * HOUR_MS, end_time=now - 60_000
+    )["id"]
+    settings = Settings()
+    request = parse_payload({"sweep": {}})
+    offset = 0
+
+    def sweep_at(seconds_later: int) -> dict[str, Any]:
+        nonlocal offset
+        offset = seconds_later * 1000
+        context = replace(
+            function.build_context(request, client, settings), clock=lambda: int(time.time() * 1000) + offset
+        )
+        report = function.execute_sweep(request, client, CREDENTIALS, settings, context=context)
+        time.sleep(0.002)  # CDF's next endTime comes after this sweep's attempt
+        return report.to_dict()
+
+    first = sweep_at(0)
+    emu.fail_execution(failed, "failed again after three hours")
+    cooling = sweep_at(120)  # 2 minutes on: the 5-minute cooldown after retry 1 holds
+    second = sweep_at(400)
+    emu.fail_execution(failed, "failed once more")
+    gave_up = sweep_at(520)
+    after = sweep_at(4000)
+
+    assert [r["outcome"] for r in first["results"]] == ["retried"]
+    assert cooling["sweep"]["outcomes"] == {"deferred": 1}
+    assert [r["outcome"] for r in second["results"]] == ["retried"]
+    assert [r["outcome"] for r in gave_up["results"]] == ["exhausted"]
+    assert "(announced)" in gave_up["results"][0]["reason"]
+    assert after["sweep"]["outcomes"] == {"exhausted": 1}
+    assert emu.retry_count(failed) == 2
+    announced = [r for r in caplog.records if r.name == "workflow_retry.giveup" and failed in r.getMessage()]
+    assert len(announced) == 1

@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+_FULL_HELP = "each result holds the whole execution as read (tasks, definition), not the compact one (with --json)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         # The installed command's name; `python -m workflow_retry` from a checkout runs the same parser.
@@ -66,16 +69,21 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("ids", nargs="+", metavar="ID", help="execution IDs (UUIDs)")
     retry.add_argument("--dry-run", action="store_true", help="report what would be done, change nothing")
     retry.add_argument("--json", action="store_true", help="print the result as JSON")
+    retry.add_argument("--full", action="store_true", help=_FULL_HELP)
     retry.set_defaults(run=_run_retry)
 
     sweep = commands.add_parser("sweep", help="find failed executions and retry them under the policy")
     sweep.add_argument("--workflow", action="append", metavar="WF[:VERSION]", help="only this workflow (repeatable)")
     sweep.add_argument(
-        "--since", type=_minutes, metavar="DURATION", help="window, e.g. 90m, 2h, 1d (default: settings)"
+        "--since",
+        type=_minutes,
+        metavar="DURATION",
+        help="only failures that ended this recently, e.g. 90m, 2h, 1d (default: maxAgeHours)",
     )
     sweep.add_argument("--max-restarts", type=int, metavar="N", help="executions restarted at most (default: settings)")
     sweep.add_argument("--dry-run", action="store_true", help="list what would be retried, change nothing")
     sweep.add_argument("--json", action="store_true", help="print the result as JSON")
+    sweep.add_argument("--full", action="store_true", help=_FULL_HELP)
     sweep.set_defaults(run=_run_sweep)
 
     status = commands.add_parser("status", help="show an execution, its ledger record and what the policy says")
@@ -106,7 +114,7 @@ def _minutes(text: str) -> int:
 def _run_retry(args: argparse.Namespace) -> int:
     from workflow_retry.payloads import parse_payload
 
-    request = parse_payload({"executionIds": list(args.ids), "dryRun": args.dry_run})
+    request = parse_payload({"executionIds": list(args.ids), "dryRun": args.dry_run, "fullExecution": args.full})
     client, credentials, settings = _connect()
     from workflow_retry import function
 
@@ -127,7 +135,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         sweep["lookbackMinutes"] = args.since
     if args.max_restarts:
         sweep["maxRestarts"] = args.max_restarts
-    request = parse_payload({"sweep": sweep, "dryRun": args.dry_run})
+    request = parse_payload({"sweep": sweep, "dryRun": args.dry_run, "fullExecution": args.full})
     client, credentials, settings = _connect()
     from workflow_retry import function
 
@@ -287,7 +295,8 @@ def _print_report(report: RetryReport, *, as_json: bool) -> None:
     s = report.sweep
     print(
         f"\nsweep of {', '.join(s.workflows) or 'every workflow'} ({', '.join(s.statuses)}), "
-        f"created {format_time(s.window_start)} to {format_time(s.window_end)}: "
+        f"failures ended since {format_time(s.ended_after)} (executions created "
+        f"{format_time(s.window_start)} to {format_time(s.window_end)}): "
         f"{s.executions_seen} seen in {s.pages_read} page(s), {s.eligible} candidate(s)"
     )
     print("outcomes: " + (", ".join(f"{n} {o}" for o, n in s.outcomes.items()) or "none"))

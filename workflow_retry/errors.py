@@ -17,7 +17,10 @@
     ├── IdempotencyStoreError      Lambda: the idempotency table could not be read or written; the
     │                              delivery was not handled and should come again
     ├── ConfigurationError         settings from the call, the environment or defaults are invalid:
-    │                              raised before any request to CDF
+    │   │                          raised before any request to CDF
+    │   └── PolicyOverrideError    the call's ``policy`` or ``sweep`` loosens the operator's limits
+    │                              (or contradicts them): the message names each field, the call's
+    │                              value and the limit; the same payload is refused again
     ├── TransientFailuresError     raised by asynchronous entrypoints *after* every ID was handled,
     │                              when at least one ID failed with ``retryable: true``, so that the
     │                              platform's own redelivery takes over; ``report`` holds the result
@@ -56,6 +59,14 @@ class ConfigurationError(RetryToolError, ValueError):
     """A setting is invalid. Raised before any request to CDF."""
 
 
+class PolicyOverrideError(ConfigurationError):
+    """A call's ``policy`` or ``sweep`` loosens the operator's limits, or contradicts them.
+
+    A fault of the call, not of the environment: the same payload is refused again, so an event that
+    carries it is reported, not delivered again.
+    """
+
+
 class AuthenticationError(RetryToolError):
     """An HTTP delivery could not be authenticated; nothing was sent to CDF. Messages hold no secret."""
 
@@ -74,6 +85,11 @@ class SignatureCheckUnavailableError(AuthenticationError):
 
 class DeliveryInProgressError(RetryToolError):
     """The same delivery is being handled by another invocation right now; deliver it again later."""
+
+
+class DeliveryKeyReusedError(RetryToolError):
+    """A delivery key (SNS MessageId, webhook-id, ...) came again with another payload: refused, not
+    answered with the other payload's result."""
 
 
 class IdempotencyStoreError(RetryToolError):

@@ -10,6 +10,7 @@ from typing import Any
 
 from cognite.client import CogniteClient
 
+from workflow_retry.answer_size import COGNITE_FUNCTION_ANSWER_LIMIT_BYTES, fit_answer
 from workflow_retry.cdf import (
     ClientCredentials,
     SdkCdfGateway,
@@ -22,7 +23,7 @@ from workflow_retry.giveup import Announcer, build_announcer
 from workflow_retry.ledger import AttemptLedger, build_ledger
 from workflow_retry.logs import call_log_context, log_json_to_stdout
 from workflow_retry.models import RetryReport, RetryRequest
-from workflow_retry.payloads import parse_payload
+from workflow_retry.payloads import check_limits, parse_payload
 from workflow_retry.pipeline_runs import report_run
 from workflow_retry.policy import RetryPolicy, resolve_policy
 from workflow_retry.service import Progress, RetryContext, retry_executions
@@ -41,7 +42,8 @@ def handle(
     """Retry the failed workflow executions named in ``data``; one result per distinct ID.
 
     Raises :class:`PayloadError` when no execution ID can be read from ``data`` (the call then shows
-    as Failed with that message) and :class:`ConfigurationError` for invalid settings or secrets.
+    as Failed with that message) and :class:`ConfigurationError` for invalid settings or secrets. The
+    answer is trimmed to the platform's 1 MB when it would be larger (:mod:`workflow_retry.answer_size`).
     Logs one JSON line per event to stdout (the call's log), each with the call's ID.
     """
     log_json_to_stdout()
@@ -55,7 +57,8 @@ def handle(
         except RetryToolError as exc:
             logger.error("call %s refused: %s", call_id, exc)
             raise
-        return report.to_dict()
+        # Cognite Functions refuse an answer over 1 MB, which would fail the call after its retries ran.
+        return fit_answer(report.to_dict(), COGNITE_FUNCTION_ANSWER_LIMIT_BYTES, "Cognite Functions")
 
 
 def execute(
@@ -143,8 +146,14 @@ def build_context(
     announcer: Announcer | None = None,
     environment: Mapping[str, str] | None = None,
 ) -> RetryContext:
-    """The policy, ledger and announcer of one call; :class:`ConfigurationError` when any is invalid."""
-    policy: RetryPolicy = resolve_policy(request.policy, os.environ if environment is None else environment)
+    """The policy, ledger and announcer of one call; :class:`ConfigurationError` when any is invalid.
+
+    The request's ``policy`` and ``sweep`` may only tighten the operator's limits (``environment`` and
+    ``settings``): :class:`PolicyOverrideError` otherwise, unless RETRY_ALLOW_PAYLOAD_LOOSENING is true.
+    """
+    environment = os.environ if environment is None else environment
+    check_limits(request, environment, settings)  # again: a request may come from elsewhere than parse_payload
+    policy: RetryPolicy = resolve_policy(request.policy, environment)
     if settings.ledger_ttl_hours <= policy.max_age_hours:
         raise ConfigurationError(
             f"RETRY_LEDGER_TTL_HOURS ({settings.ledger_ttl_hours:g}) must be longer than maxAgeHours "
@@ -153,7 +162,9 @@ def build_context(
     return RetryContext(
         policy=policy,
         ledger=ledger if ledger is not None else build_ledger(settings, client),
-        announcer=announcer if announcer is not None else build_announcer(settings.give_up_topic_arn),
+        announcer=announcer
+        if announcer is not None
+        else build_announcer(settings.give_up_topic_arn, settings.deadline_seconds),
     )
 
 

@@ -1,7 +1,9 @@
 """Telling a person when the tool gives up on an execution.
 
-An execution is given up when it is ``exhausted`` (retried ``maxAttempts`` times and failed again) or
-when its retry failed for a reason that will not pass (a 4xx). Each give-up is announced once: a
+An execution is given up when it is ``exhausted`` (retried ``maxAttempts`` times and failed again),
+when its retry failed for a reason that will not pass (a 4xx), or when it is ``skipped`` because its
+failure is an access error (a retry would run as the same principal and fail the same way; ``why``
+then names the missing capability when the failure's reason does). Each give-up is announced once: a
 structured log line always (logger ``workflow_retry.giveup``, level WARNING, message ``gave up on
 execution ...``, the fields of :meth:`GiveUp.log_fields` in ``extra``), and an SNS message when
 ``GIVE_UP_TOPIC_ARN`` is set.
@@ -12,8 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from workflow_retry.boto_clients import bounded_client, no_time_limit, time_left_until
 
 logger = logging.getLogger(__name__)
 
@@ -98,19 +103,24 @@ class Announcer:
 
 
 class SnsNotifier:
-    """Publishes each give-up as JSON to an SNS topic (boto3 imported on first use)."""
+    """Publishes each give-up as JSON to an SNS topic (boto3 imported on first use).
 
-    def __init__(self, topic_arn: str, sns_client: Any = None) -> None:
+    Each publish is bounded by what is left of ``deadline_seconds`` from the notifier's making (the
+    call's deadline): its timeouts and retries fit that time (:mod:`workflow_retry.boto_clients`).
+    """
+
+    def __init__(self, topic_arn: str, sns_client: Any = None, *, deadline_seconds: float | None = None) -> None:
         self.topic_arn = topic_arn
         self._sns = sns_client
+        self._time_left = (
+            no_time_limit if deadline_seconds is None else time_left_until(time.monotonic() + deadline_seconds)
+        )
 
     def notify(self, give_up: GiveUp) -> None:
-        if self._sns is None:
-            import boto3  # the AWS path only: a Cognite Function without a topic never loads boto3
-
-            self._sns = boto3.client("sns")
+        # The AWS path only: a Cognite Function without a topic never loads boto3.
+        sns = self._sns if self._sns is not None else bounded_client("sns", self._time_left())
         subject = f"Workflow retry gave up: {give_up.workflow_external_id or 'workflow'} {give_up.execution_id}"
-        self._sns.publish(
+        sns.publish(
             TopicArn=self.topic_arn,
             # SNS subjects: printable ASCII, no line breaks, at most 100 characters.
             Subject="".join(c if " " <= c <= "~" else "?" for c in subject)[:_SNS_SUBJECT_LIMIT],
@@ -125,5 +135,6 @@ class SnsNotifier:
         )
 
 
-def build_announcer(give_up_topic_arn: str | None) -> Announcer:
-    return Announcer((SnsNotifier(give_up_topic_arn),) if give_up_topic_arn else ())
+def build_announcer(give_up_topic_arn: str | None, deadline_seconds: float | None = None) -> Announcer:
+    """The announcer of one call: the log, and the topic when set, published to within the call's deadline."""
+    return Announcer((SnsNotifier(give_up_topic_arn, deadline_seconds=deadline_seconds),) if give_up_topic_arn else ())

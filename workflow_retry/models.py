@@ -1,7 +1,15 @@
-"""The request the core works on and the report it gives back (pydantic models, camelCase on the wire)."""
+"""The request the core works on and the report it gives back (pydantic models, camelCase on the wire).
+
+A result carries the execution in its compact form by default (:func:`compact_execution`: what a
+caller acts on, with ``status`` and ``engineExecutionId``); the whole execution as read (its
+``workflowDefinition``, ``executedTasks`` and ``input``) only when the request asks for it
+(``fullExecution``). How an answer is kept within a platform's size limit is in
+:mod:`workflow_retry.answer_size`; the shape is described in docs/payloads-and-results.md.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +32,41 @@ class Outcome(StrEnum):
     """Retried ``maxAttempts`` times already: not retried again (the give-up is announced once)."""
     DEFERRED = "deferred"
     """Still cooling down after its last retry: to be retried later (SQS: a batch item failure)."""
+
+
+COMPACT_EXECUTION_FIELDS = (
+    "id",
+    "workflowExternalId",
+    "version",
+    "status",
+    "engineExecutionId",
+    "createdTime",
+    "startTime",
+    "endTime",
+    "reasonForIncompletion",
+    "metadata",
+)
+"""The fields of an execution a result carries by default, in this order (those CDF sent)."""
+MAX_REASON_CHARS = 1000
+"""``reasonForIncompletion`` of a compact execution is cut to this many characters (CDF's can hold a
+whole stack trace): the full execution has it whole."""
+
+
+def compact_execution(execution: Mapping[str, Any]) -> dict[str, Any]:
+    """The compact form of an execution as CDF returns it: :data:`COMPACT_EXECUTION_FIELDS`, the reason cut."""
+    compact = {key: execution[key] for key in COMPACT_EXECUTION_FIELDS if key in execution}
+    reason = compact.get("reasonForIncompletion")
+    if isinstance(reason, str) and len(reason) > MAX_REASON_CHARS:
+        compact["reasonForIncompletion"] = shorten(reason, MAX_REASON_CHARS)
+    return compact
+
+
+def shorten(text: str, max_chars: int) -> str:
+    """``text`` cut to at most ``max_chars`` characters, saying how long it was."""
+    if len(text) <= max_chars:
+        return text
+    note = f"... ({len(text)} characters)"
+    return text[: max(0, max_chars - len(note))] + note
 
 
 class _WireModel(BaseModel):
@@ -51,11 +94,13 @@ class RetryRequest(_WireModel):
     """What the core needs to know, whatever the entrypoint: distinct IDs in input order, and the mode.
 
     ``policy`` holds the call's own policy fields (validated, by field name) over the environment's;
-    ``sweep`` is set (and ``ids`` empty) for a sweep.
+    ``sweep`` is set (and ``ids`` empty) for a sweep; ``full_execution`` asks for the whole execution
+    in each result instead of the compact one.
     """
 
     ids: tuple[RequestedId, ...]
     dry_run: bool = False
+    full_execution: bool = False
     policy: dict[str, Any] | None = None
     sweep: SweepRequest | None = None
 
@@ -74,12 +119,20 @@ class ExecutionResult(_WireModel):
     execution_id: str
     outcome: Outcome
     reason: str
-    execution: dict[str, Any] | None = None
+    execution: dict[str, Any] | None = Field(
+        default=None, description="The execution as CDF reported it: compact unless the whole one was asked for"
+    )
     error: ErrorInfo | None = None
     attempts: int | None = Field(default=None, description="Retries counted by the ledger so far, this one included")
     cap_enforced: bool = Field(
         default=True, description="False when the ledger is 'none': maxAttempts and the cooldown are not enforced"
     )
+
+    def with_compact_execution(self) -> ExecutionResult:
+        """This result with its execution in the compact form."""
+        if self.execution is None:
+            return self
+        return self.model_copy(update={"execution": compact_execution(self.execution)})
 
     @property
     def wants_redelivery(self) -> bool:
@@ -96,6 +149,9 @@ class SweepSummary(_WireModel):
 
     window_start: int = Field(description="createdTime lower bound of the listing (epoch ms)")
     window_end: int
+    ended_after: int | None = Field(
+        default=None, description="The sweep looked at failures that ended after this (epoch ms): its age limit"
+    )
     workflows: tuple[str, ...]
     statuses: tuple[str, ...]
     max_restarts: int

@@ -7,30 +7,49 @@ Accepted shapes, which may be combined in one payload (IDs are then taken in thi
 - an execution object as the API returns it: ``{"id": "<uuid>", "workflowExternalId": "...", ...}``
 - ``{"items": [<execution object>, ...]}`` (the shape of the executions list endpoint)
 
-plus ``"dryRun": true`` on any of them. Other keys are ignored. A per-ID problem becomes an
+plus ``"dryRun": true`` and ``"fullExecution": true`` (each result then carries the whole execution
+as read, not the compact one) on any of them. Other keys are ignored. A per-ID problem becomes an
 ``invalid`` result; a payload with no ID at all, or with a field of the wrong type, raises
 :class:`PayloadError`.
 
 Also accepted (docs/policy-and-sweeps.md):
 
-- ``"policy": {"maxAttempts": 5, ...}`` on any payload: this call's retry policy over the
+- ``"policy": {"maxAttempts": 2, ...}`` on any payload: this call's retry policy over the
   environment's (an unknown or invalid key raises :class:`ConfigurationError`);
 - ``{"sweep": {"workflows": ["wf-a", "wf-b:2"], "lookbackMinutes": 60, "statuses": ["FAILED"],
   "maxRestarts": 20}}`` (every key optional; ``{"sweep": {}}`` or ``{"sweep": true}`` uses the
   configured defaults): list failed executions and retry them, instead of a list of IDs.
+  ``lookbackMinutes`` narrows the sweep to failures that ended that recently.
+
+A payload's ``policy`` and ``sweep`` may tighten the operator's limits, never loosen them (unless
+RETRY_ALLOW_PAYLOAD_LOOSENING is true): :func:`check_limits`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import os
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from workflow_retry.errors import PayloadError
+from workflow_retry.errors import ConfigurationError, PayloadError, PolicyOverrideError
 from workflow_retry.ids import InvalidExecutionId, display_value, parse_execution_id
 from workflow_retry.models import RequestedId, RetryRequest, SweepRequest
-from workflow_retry.policy import RETRYABLE_STATUSES, WorkflowSelector, policy_overrides
+from workflow_retry.policy import (
+    RETRYABLE_STATUSES,
+    WorkflowSelector,
+    environment_policy,
+    loosening_allowed,
+    loosenings,
+    policy_overrides,
+    refusal_message,
+    resolve_policy,
+    selector_covers,
+)
+
+if TYPE_CHECKING:
+    from workflow_retry.settings import Settings
 
 MAX_IDS_PER_CALL = 1000
 _NO_ID_MESSAGE = (
@@ -51,6 +70,7 @@ class CognitePayload(BaseModel):
     workflow_external_id: Any = Field(default=_MISSING, alias="workflowExternalId")
     items: list[Any] | None = None
     dry_run: StrictBool = Field(default=False, alias="dryRun")
+    full_execution: StrictBool = Field(default=False, alias="fullExecution")
     policy: Any = None
     sweep: Any = None
 
@@ -77,8 +97,21 @@ class CognitePayload(BaseModel):
         )
 
 
-def parse_payload(data: object) -> RetryRequest:
-    """Read a payload into one clean request, or raise :class:`PayloadError` saying what is wrong."""
+def parse_payload(
+    data: object, *, environment: Mapping[str, str] | None = None, settings: Settings | None = None
+) -> RetryRequest:
+    """Read a payload into one clean request, or raise :class:`PayloadError` saying what is wrong.
+
+    Its ``policy`` and ``sweep`` are checked against the operator's limits (``environment``, default
+    ``os.environ``; ``settings``, default the process's): one that loosens them raises
+    :class:`PolicyOverrideError` (see :func:`check_limits`).
+    """
+    request = _parse(data)
+    check_limits(request, os.environ if environment is None else environment, settings)
+    return request
+
+
+def _parse(data: object) -> RetryRequest:
     if not isinstance(data, dict):
         raise PayloadError(f"the payload must be a JSON object, got {type(data).__name__}")
     try:
@@ -89,7 +122,13 @@ def parse_payload(data: object) -> RetryRequest:
     if payload.sweep is not None and payload.sweep is not False:
         if payload.has_id_field():
             raise PayloadError("a sweep payload lists no execution IDs: send 'sweep' or IDs, not both")
-        return RetryRequest(ids=(), dry_run=payload.dry_run, policy=overrides, sweep=parse_sweep(payload.sweep))
+        return RetryRequest(
+            ids=(),
+            dry_run=payload.dry_run,
+            full_execution=payload.full_execution,
+            policy=overrides,
+            sweep=parse_sweep(payload.sweep),
+        )
     if not payload.has_id_field():
         raise PayloadError(_NO_ID_MESSAGE)
     raw = list(payload.raw_ids())
@@ -97,7 +136,12 @@ def parse_payload(data: object) -> RetryRequest:
         raise PayloadError(f"too many execution IDs: {len(raw)}, at most {MAX_IDS_PER_CALL} per call")
     if not raw:
         raise PayloadError("the payload lists no execution ID (the list is empty)")
-    return RetryRequest(ids=tuple(distinct_ids(raw)), dry_run=payload.dry_run, policy=overrides)
+    return RetryRequest(
+        ids=tuple(distinct_ids(raw)),
+        dry_run=payload.dry_run,
+        full_execution=payload.full_execution,
+        policy=overrides,
+    )
 
 
 class SweepPayload(BaseModel):
@@ -131,6 +175,78 @@ def parse_sweep(value: object) -> SweepRequest:
         statuses=statuses,
         max_restarts=sweep.max_restarts,
     )
+
+
+def check_limits(request: RetryRequest, environment: Mapping[str, str], settings: Settings | None = None) -> None:
+    """Refuse a request whose ``policy`` or ``sweep`` loosens the operator's limits (:class:`PolicyOverrideError`).
+
+    Checked as the payload is read, so that a refused override costs nothing and an event carrying it
+    is reported, not delivered again. When the environment itself is invalid, nothing is decided here:
+    running the request reports that (and an event comes again once the operator fixed it).
+    """
+    try:
+        allowed = loosening_allowed(environment)
+        ceiling = environment_policy(environment)
+        if request.sweep is not None and settings is None and not allowed:
+            from workflow_retry.settings import cached_settings  # settings imports this module
+
+            settings = cached_settings()
+    except ConfigurationError:
+        return
+    problems: list[str] = []
+    if not allowed and request.policy:
+        problems += loosenings(request.policy, ceiling)
+    if not allowed and request.sweep is not None and settings is not None:
+        problems += sweep_loosenings(request.sweep, settings)
+    if problems:
+        raise PolicyOverrideError(refusal_message(problems))
+    if request.policy:
+        resolve_policy(request.policy, environment)  # the layers together (e.g. cooldownMaxSeconds >= cooldownSeconds)
+
+
+def sweep_loosenings(sweep: SweepRequest, settings: Settings) -> list[str]:
+    """What a sweep request loosens in the operator's sweep settings, one line each (empty: none).
+
+    Tightening: ``maxRestarts`` no higher than RETRY_SWEEP_MAX_RESTARTS (or its default);
+    ``lookbackMinutes`` no higher than RETRY_SWEEP_LOOKBACK_MINUTES when that is set (unset, the
+    age limit, which a payload cannot raise, bounds the window); ``workflows`` only ones RETRY_SWEEP_WORKFLOWS
+    covers (any, when it is empty); ``statuses`` only ones RETRY_SWEEP_STATUSES lists.
+    """
+    problems: list[str] = []
+    if sweep.max_restarts is not None and sweep.max_restarts > settings.sweep_max_restarts:
+        problems.append(
+            f"sweep.maxRestarts {sweep.max_restarts} is above the operator's limit {settings.sweep_max_restarts} "
+            "(RETRY_SWEEP_MAX_RESTARTS or its default)"
+        )
+    if (
+        sweep.lookback_minutes is not None
+        and settings.sweep_lookback_minutes is not None
+        and sweep.lookback_minutes > settings.sweep_lookback_minutes
+    ):
+        problems.append(
+            f"sweep.lookbackMinutes {sweep.lookback_minutes} is above the operator's limit "
+            f"{settings.sweep_lookback_minutes} (RETRY_SWEEP_LOOKBACK_MINUTES)"
+        )
+    allowed = [WorkflowSelector.model_validate(text) for text in _split(settings.sweep_workflows)]
+    if sweep.workflows is not None and allowed:
+        asked = [WorkflowSelector.model_validate(text) for text in sweep.workflows]
+        outside = [str(s) for s in asked if not any(selector_covers(mine, s) for mine in allowed)]
+        if outside or not asked:
+            what = f"reaches {outside}" if outside else "[] means every workflow"
+            problems.append(
+                f"sweep.workflows {what}, beyond the operator's {[str(s) for s in allowed]} (RETRY_SWEEP_WORKFLOWS)"
+            )
+    operator_statuses = {s.upper() for s in _split(settings.sweep_statuses)}
+    if sweep.statuses is not None and not set(sweep.statuses) <= operator_statuses:
+        problems.append(
+            f"sweep.statuses {sorted(set(sweep.statuses) - operator_statuses)} are not among the operator's "
+            f"{sorted(operator_statuses)} (RETRY_SWEEP_STATUSES or its default)"
+        )
+    return problems
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def distinct_ids(raw: list[tuple[object, str | None]]) -> Iterator[RequestedId]:

@@ -4,7 +4,9 @@
 layers, the first that sets a field wins: the call's data (``{"policy": {...}}`` in a payload), the
 environment (``RETRY_*`` variables, see :data:`ENVIRONMENT_VARIABLES`), then the defaults below.
 :func:`resolve_policy` merges them and raises :class:`ConfigurationError` for anything invalid, so
-a bad setting is refused before any request to CDF.
+a bad setting is refused before any request to CDF. The environment with its defaults is the
+operator's ceiling: the call's data may only tighten it (:func:`loosenings` gives the order of each
+field), unless ``RETRY_ALLOW_PAYLOAD_LOOSENING`` is true; otherwise :class:`PolicyOverrideError`.
 
 :func:`decide` turns an execution (as CDF reports it) and its attempt history (from the ledger) into
 one :class:`Decision`. The checks run in a fixed order, and the first that applies decides:
@@ -13,21 +15,29 @@ one :class:`Decision`. The checks run in a fixed order, and the first that appli
 2. workflow: not in ``includeWorkflows`` (when set) or in ``excludeWorkflows`` -> ``skip``
 3. age: ended longer ago than ``maxAgeHours`` -> ``skip``
 4. reason: a ``reasonForIncompletion`` (of the execution or a failed task) matches one of
-   ``skipReasonPatterns`` -> ``skip``, naming the pattern
+   ``skipReasonPatterns`` -> ``skip``, naming the pattern (matched by RE2 in linear time, whoever
+   wrote the pattern: see :mod:`workflow_retry.patterns`)
 5. terminal errors: every failed task is FAILED_WITH_TERMINAL_ERROR (and ``retryTerminalErrors`` is
    false) -> ``skip``
-6. in flight: the last retry was sent after this failure ended, moments ago (the read predates
+6. access: a failed task's (else the execution's) ``reasonForIncompletion`` is an access error
+   (:data:`ACCESS_ERROR_PATTERNS`: an HTTP 403, Forbidden, missing capability, insufficient access
+   or permissions, access or permission denied) and ``skipAccessErrors`` is true (the default) ->
+   ``skip`` with ``announce``: told once, as a give-up is, naming the missing capability when the
+   reason names one (a retry runs as this tool's principal, and would fail the same way)
+7. in flight: the last retry was sent after this failure ended, moments ago (the read predates
    that retry: another invocation's, or a stale answer; or that retry's request was lost) -> ``defer``
    until the window has passed: never ``skip``, which would drop a delivery whose retry never ran
-7. cap: already retried ``maxAttempts`` times -> ``exhausted``
-8. cooldown: the last retry was less than the cooldown ago -> ``defer``
-9. ``dryRun`` -> ``report_only``; otherwise ``retry``.
+8. cap: already retried ``maxAttempts`` times -> ``exhausted``
+9. cooldown: the last retry was less than the cooldown ago -> ``defer``
+10. ``dryRun`` -> ``report_only``; otherwise ``retry``.
+
+Checks 1-5 need only the execution as listed (:func:`screen`, used by sweeps before reading any
+detail); 6 needs the failed tasks, so a sweep leaves it to the detailed read.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -46,7 +56,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from workflow_retry.errors import ConfigurationError
+from workflow_retry.errors import ConfigurationError, PolicyOverrideError
+from workflow_retry.patterns import PatternError, compile_pattern
 
 RETRYABLE_STATUSES = frozenset({"FAILED", "TIMED_OUT", "TERMINATED"})
 """The execution statuses CDF's retry endpoint accepts."""
@@ -80,6 +91,8 @@ class Decision:
     """For ``retry`` and ``report_only``: the number this attempt would have (1 = first retry)."""
     not_before_ms: int | None = None
     """For ``defer``: the earliest time (epoch ms) the next retry is allowed."""
+    announce: bool = False
+    """For ``skip``: a person must be told (an access error), once per execution, as a give-up is."""
 
 
 def _split_list(value: object) -> object:
@@ -163,14 +176,20 @@ class RetryPolicy(BaseModel):
     exclude_workflows: WorkflowList = Field(default=(), description="These workflows are never retried")
     skip_reason_patterns: PatternList = Field(
         default=(),
-        description="Regular expressions (case-insensitive, searched) on reasonForIncompletion of the "
-        "execution and its failed tasks: a match means the failure is not worth retrying",
+        description="Regular expressions (RE2 syntax: linear time, no backreferences or lookarounds; "
+        "case-insensitive, searched) on reasonForIncompletion of the execution and its failed tasks: a match "
+        "means the failure is not worth retrying",
     )
     retry_terminal_errors: bool = Field(
         default=False, description="Retry executions whose failed tasks are all FAILED_WITH_TERMINAL_ERROR"
     )
     max_age_hours: float = Field(
         default=24.0, gt=0, le=24 * 90, description="Executions that ended longer ago than this are not retried"
+    )
+    skip_access_errors: bool = Field(
+        default=True,
+        description="Skip (and announce as a give-up) an execution whose failure is an access error (403, "
+        "missing capability): a retry runs as this tool's principal and fails the same way",
     )
 
     @field_validator("skip_reason_patterns")
@@ -180,9 +199,9 @@ class RetryPolicy(BaseModel):
             if not pattern:
                 raise ValueError("a skip reason pattern is empty (it would match every failure)")
             try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from None
+                compile_pattern(pattern)
+            except PatternError as exc:
+                raise ValueError(f"pattern {pattern!r} is {exc}") from None
         return patterns
 
     @model_validator(mode="after")
@@ -217,6 +236,7 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = {
     "RETRY_SKIP_REASON_PATTERNS": "skip_reason_patterns",
     "RETRY_TERMINAL_ERRORS": "retry_terminal_errors",
     "RETRY_MAX_AGE_HOURS": "max_age_hours",
+    "RETRY_SKIP_ACCESS_ERRORS": "skip_access_errors",
 }
 """Environment variable -> policy field. Lists: a JSON array or comma-separated values."""
 
@@ -238,11 +258,18 @@ def policy_overrides(data: object) -> dict[str, Any]:
     return {name: getattr(partial, name) for name in partial.model_fields_set}
 
 
-def resolve_policy(call: Mapping[str, Any] | None, environment: Mapping[str, str]) -> RetryPolicy:
-    """The policy in force: the call's fields over the environment's over the defaults.
+LOOSENING_VARIABLE = "RETRY_ALLOW_PAYLOAD_LOOSENING"
+"""``true``: a call's ``policy`` and ``sweep`` may set any valid value. Unset or ``false``: they may only
+tighten the environment's (its defaults included)."""
 
-    ``call`` holds field names (from :func:`policy_overrides`); ``environment`` is
-    passed in (e.g. ``os.environ``) so that this stays free of I/O.
+_TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})
+
+
+def environment_policy(environment: Mapping[str, str]) -> RetryPolicy:
+    """The operator's policy: the environment's ``RETRY_*`` fields over the defaults.
+
+    It is the ceiling of every call's ``policy`` (see :func:`loosenings`). Raises
+    :class:`ConfigurationError` naming the variable when a value is invalid.
     """
     from_environment: dict[str, Any] = {}
     for variable, field in ENVIRONMENT_VARIABLES.items():
@@ -250,14 +277,115 @@ def resolve_policy(call: Mapping[str, Any] | None, environment: Mapping[str, str
         if value is not None and value.strip() != "":
             from_environment[field] = value.strip()
     try:
-        environment_layer = RetryPolicy.model_validate(from_environment)
+        return RetryPolicy.model_validate(from_environment)
     except ValidationError as exc:
         raise ConfigurationError(_describe(exc, "policy from the environment", ENVIRONMENT_VARIABLES)) from None
-    explicit = {name: getattr(environment_layer, name) for name in from_environment}
+
+
+def loosening_allowed(environment: Mapping[str, str]) -> bool:
+    """Whether the operator lets a call's ``policy`` loosen the environment's (``RETRY_ALLOW_PAYLOAD_LOOSENING``)."""
+    value = environment.get(LOOSENING_VARIABLE, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"invalid {LOOSENING_VARIABLE}: use true or false")
+
+
+_VARIABLE_OF = {field: variable for variable, field in ENVIRONMENT_VARIABLES.items()}
+
+
+def loosenings(call: Mapping[str, Any], ceiling: RetryPolicy) -> list[str]:
+    """What a call's fields (by field name) loosen in the operator's policy, one line each (empty: none).
+
+    Tightening, field by field (anything else loosens): ``maxAttempts`` and ``maxAgeHours`` no higher;
+    ``cooldownSeconds``, ``cooldownFactor`` and ``cooldownMaxSeconds`` no lower (every wait at least as
+    long); ``includeWorkflows`` only workflows the operator's list covers (any, when that list is
+    empty; an empty list when the operator's is not would mean "all"); ``excludeWorkflows`` and
+    ``skipReasonPatterns`` keep every entry of the operator's and may add more; ``retryTerminalErrors``
+    true only when the operator's is; ``skipAccessErrors`` false only when the operator's is. The
+    sweep's own limits: ``workflow_retry.payloads.sweep_loosenings``.
+    """
+    problems: list[str] = []
+
+    def refuse(field: str, value: object, why: str) -> None:
+        problems.append(f"{to_camel(field)} {_shown(value)} {why} ({_VARIABLE_OF[field]} or its default)")
+
+    for field, value in call.items():
+        limit = getattr(ceiling, field)
+        if field in ("max_attempts", "max_age_hours") and value > limit:
+            refuse(field, value, f"is above the operator's limit {limit:g}")
+        elif field in ("cooldown_seconds", "cooldown_factor", "cooldown_max_seconds") and value < limit:
+            refuse(field, value, f"is below the operator's {limit:g}")
+        elif field == "retry_terminal_errors" and value and not limit:
+            refuse(field, value, "retries what the operator does not (false)")
+        elif field == "skip_access_errors" and not value and limit:
+            refuse(field, value, "retries what the operator skips (true)")
+        elif field == "include_workflows" and limit:
+            outside = [s for s in value if not any(selector_covers(mine, s) for mine in limit)]
+            if not value or outside:
+                what = f"reaches {_shown([str(s) for s in outside])}" if outside else "means every workflow"
+                operators = _shown([str(s) for s in limit])
+                refuse(field, [str(s) for s in value], f"{what}, beyond the operator's {operators}")
+        elif field == "exclude_workflows":
+            dropped = [str(mine) for mine in limit if not any(selector_covers(s, mine) for s in value)]
+            if dropped:
+                refuse(field, [str(s) for s in value], f"leaves out {_shown(dropped)}, which the operator excludes")
+        elif field == "skip_reason_patterns":
+            dropped = [pattern for pattern in limit if pattern not in value]
+            if dropped:
+                refuse(field, list(value), f"leaves out {_shown(dropped)}, which the operator skips on")
+    return problems
+
+
+def _fields(policy: RetryPolicy) -> dict[str, Any]:
+    return {name: getattr(policy, name) for name in RetryPolicy.model_fields}
+
+
+def selector_covers(wide: WorkflowSelector, narrow: WorkflowSelector) -> bool:
+    """Whether every execution ``narrow`` matches is matched by ``wide``."""
+    return wide.external_id == narrow.external_id and (wide.version is None or wide.version == narrow.version)
+
+
+def _shown(value: object, limit: int = 120) -> str:
+    """A value as a message shows it (cut short: a payload's list may be long)."""
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    elif isinstance(value, str | list):
+        text = repr(value)
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def refusal_message(problems: list[str]) -> str:
+    """The message of a :class:`PolicyOverrideError`: every refused field, and how to allow it."""
+    return (
+        "override refused: " + "; ".join(problems) + ". A payload may tighten the operator's limits, never "
+        f"loosen them (set {LOOSENING_VARIABLE}=true to allow that)"
+    )
+
+
+def resolve_policy(call: Mapping[str, Any] | None, environment: Mapping[str, str]) -> RetryPolicy:
+    """The policy in force: the call's fields over the environment's over the defaults.
+
+    ``call`` holds field names (from :func:`policy_overrides`); ``environment`` is passed in (e.g.
+    ``os.environ``) so that this stays free of I/O. The environment's policy (defaults included) is
+    the ceiling: a call that loosens it raises :class:`PolicyOverrideError` naming each field, unless
+    the operator set ``RETRY_ALLOW_PAYLOAD_LOOSENING=true``. An invalid environment raises
+    :class:`ConfigurationError`.
+    """
+    ceiling = environment_policy(environment)
+    if call and not loosening_allowed(environment):
+        problems = loosenings(call, ceiling)
+        if problems:
+            raise PolicyOverrideError(refusal_message(problems))
     try:
-        return RetryPolicy.model_validate({**explicit, **(call or {})})
+        return RetryPolicy.model_validate({**_fields(ceiling), **(call or {})})
     except ValidationError as exc:
-        raise ConfigurationError(_describe(exc, "policy")) from None
+        raise PolicyOverrideError(_describe(exc, "policy")) from None
 
 
 def _describe(exc: ValidationError, what: str, variables: Mapping[str, str] | None = None) -> str:
@@ -298,7 +426,7 @@ def screen(execution: Mapping[str, Any], policy: RetryPolicy, now_ms: int) -> st
         return f"ended {hours:.1f} h ago, longer ago than maxAgeHours ({policy.max_age_hours:g} h)"
     for source, reason in _failure_reasons(execution):
         for pattern in policy.skip_reason_patterns:
-            if re.search(pattern, reason, re.IGNORECASE):
+            if compile_pattern(pattern).search(reason):
                 return f"reasonForIncompletion of {source} matches skip pattern '{pattern}'"
     failed = failed_tasks(execution)
     if failed and not policy.retry_terminal_errors and all(t.get("status") == TERMINAL_TASK_STATUS for t in failed):
@@ -321,6 +449,9 @@ def decide(
     problem = screen(execution, policy, now)
     if problem is not None:
         return Decision(Action.SKIP, problem)
+    access = access_error(execution) if policy.skip_access_errors else None
+    if access is not None:
+        return Decision(Action.SKIP, access, announce=True)
     status = str(execution.get("status", "")).upper()
     ended = failure_key(execution)
     if (
@@ -356,6 +487,54 @@ def decide(
             Action.REPORT_ONLY, f"would retry: status is {status} (attempt {attempt} of {policy.max_attempts})", attempt
         )
     return Decision(Action.RETRY, f"retried from the point of failure (status was {status})", attempt)
+
+
+ACCESS_ERROR_PATTERNS: tuple[str, ...] = (
+    # 403 as an HTTP status ("status 403", "status code: 403", "HTTP 403", "HTTP/1.1 403", "error 403",
+    # '"code": 403'), not any 403 ("loaded 403 rows").
+    r"\b(?:status|code|http|error|response)[^a-z0-9]{0,3}(?:code[^a-z0-9]{0,3})?403\b",
+    r"\bhttp/\d(?:\.\d)?\s+403\b",
+    r"\bforbidden\b",
+    r"\bmissing\s+capabilit(?:y|ies)\b",
+    r"\binsufficient\s+(?:access|permissions?|privileges?|rights)\b",
+    r"\baccess\s+denied\b",
+    r"\bpermission\s+denied\b",
+)
+"""What makes a ``reasonForIncompletion`` an access error (case-insensitive searches, RE2). A 401 is
+not one: it is an expired or refused token, which a retry's fresh session may well not meet again."""
+
+_CAPABILITY = r"\b([a-z][a-z0-9]*acl(?::[a-z_]+)?)\b"
+"""A capability as CDF names it: ``functionsAcl:WRITE``, ``timeSeriesAcl``."""
+_MAX_CAPABILITIES_SHOWN = 5
+
+
+def access_error(execution: Mapping[str, Any]) -> str | None:
+    """Why the execution's failure is an access error (naming missing capabilities found), or None.
+
+    The failed tasks' reasons are looked at first (they name what was refused), then the execution's.
+    """
+    tasks_first = sorted(_failure_reasons(execution), key=lambda item: item[0] == "the execution")
+    for source, reason in tasks_first:
+        if any(compile_pattern(p).search(reason) for p in ACCESS_ERROR_PATTERNS):
+            found = missing_capabilities(reason)
+            named = f" (missing capability {', '.join(found)})" if found else ""
+            return (
+                f"reasonForIncompletion of {source} is an access error{named}: a retry runs as this tool's "
+                "principal and would fail the same way; not retried (give the principal the access, then retry "
+                "by ID; RETRY_SKIP_ACCESS_ERRORS=false turns this check off)"
+            )
+    return None
+
+
+def missing_capabilities(reason: str) -> list[str]:
+    """The capabilities a reason names (``functionsAcl:WRITE``), in order, at most a few."""
+    found: list[str] = []
+    for capability in compile_pattern(_CAPABILITY).find_all(reason):
+        if capability not in found:
+            found.append(capability)
+        if len(found) == _MAX_CAPABILITIES_SHOWN:
+            break
+    return found
 
 
 def retry_was_applied(execution_after: Mapping[str, Any]) -> bool:

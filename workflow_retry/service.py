@@ -7,6 +7,11 @@ A :class:`RetryContext` carries the policy, the attempt ledger and the give-up a
 first reads the ledger records of all its IDs at once where the ledger can (:func:`read_ahead`). Per
 execution: the execution and its ledger record (unless read ahead) are read at the same time; the
 attempt is counted while the session is created; then the retry request is sent.
+
+In one process an execution is handled by one task at a time (:func:`one_at_a_time`): the records of
+an SQS batch, or concurrent calls, that name an execution already being handled wait for that task
+and take its result (``retried`` becomes ``skipped``: the retry is reported once). See
+docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -101,12 +106,19 @@ async def retry_executions(
     async def handle_one(requested: RequestedId) -> ExecutionResult:
         nonlocal done
         try:
-            if requested.execution_id is None:
+            execution_id = requested.execution_id
+            if execution_id is None:
                 return _result(requested.shown, Outcome.INVALID, requested.problem or "invalid")
             watched = _RetryRequestWatch(gateway)
+
+            async def work() -> ExecutionResult:
+                async with slots:  # taken by the handling task only: a waiting duplicate holds no slot
+                    return await _retry_one(execution_id, watched, dry_run=request.dry_run, context=ctx)
+
             try:
-                async with asyncio.timeout_at(deadline), slots:
-                    return await retry_one(requested.execution_id, watched, dry_run=request.dry_run, context=ctx)
+                async with asyncio.timeout_at(deadline):
+                    result = await one_at_a_time(execution_id, _mode(request.dry_run, ctx), work)
+                return result if request.full_execution else result.with_compact_execution()
             except TimeoutError:
                 message = DEADLINE_IN_FLIGHT_MESSAGE if watched.retry_sent else DEADLINE_MESSAGE
                 return _failed(requested.shown, CdfRequestError(None, message, retryable=True))
@@ -139,6 +151,75 @@ def shared_slots(concurrency: int) -> asyncio.Semaphore:
     return by_size.setdefault(concurrency, asyncio.Semaphore(concurrency))
 
 
+HandlingMode = tuple[object, ...]
+"""What must be equal for one call to take another's result for the same execution (see :func:`_mode`)."""
+
+
+@dataclass
+class _Handling:
+    """An execution being handled by one task on this loop, and that task's result once it has one."""
+
+    mode: HandlingMode
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    result: ExecutionResult | None = None
+
+
+_handling_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Handling]] = (
+    weakref.WeakKeyDictionary()
+)
+
+SHARED_PREFIX = "handled by a concurrent request in this process"
+
+
+def _mode(dry_run: bool, ctx: RetryContext) -> HandlingMode:
+    """Calls that would decide alike: the same mode, policy and kind of ledger."""
+    return (dry_run, ctx.policy, ctx.ledger.kind)
+
+
+async def one_at_a_time(
+    execution_id: ExecutionId, mode: HandlingMode, work: Callable[[], Awaitable[ExecutionResult]]
+) -> ExecutionResult:
+    """Run ``work`` for an execution unless a task on this event loop is handling it already.
+
+    All calls of a process run on the SDK's one event loop (``cdf.run_on_sdk_loop``; the records of an
+    SQS batch each call from their own thread), so this holds across every call of the process. A call
+    that finds the execution being handled waits for that task (holding no concurrency slot); when the
+    task was of the same mode it takes the task's result (:func:`_shared`) instead of reading, counting
+    and retrying again; otherwise (a dry run meeting a real retry, another policy) it then handles the
+    execution itself. A task that ended without a result (cancelled, its deadline passed) hands over to
+    the first waiter. The caller bounds the wait with its own deadline.
+    """
+    handling = _handling_by_loop.setdefault(asyncio.get_running_loop(), {})
+    while (current := handling.get(execution_id)) is not None:
+        await current.finished.wait()
+        if current.result is not None and current.mode == mode:
+            return _shared(current.result)
+    # No await between the look-up above and this line: on one loop, no other task can slip in.
+    mine = _Handling(mode)
+    handling[execution_id] = mine
+    try:
+        mine.result = await work()
+        return mine.result
+    finally:
+        del handling[execution_id]
+        mine.finished.set()
+
+
+def _shared(result: ExecutionResult) -> ExecutionResult:
+    """The result for a request that waited for another task's handling of the same execution.
+
+    The same facts, so that redelivery follows them: a failure stays a failure (retryable or not, so
+    a transient one brings every record that named it back), a deferral stays deferred. Only
+    ``retried`` becomes ``skipped``, so that one retry is reported as one (and logged once); a
+    ``skipped`` record is done, like the one that retried it.
+    """
+    if result.outcome is Outcome.RETRIED:
+        return result.model_copy(
+            update={"outcome": Outcome.SKIPPED, "reason": f"not retried again: {SHARED_PREFIX} ({result.reason})"}
+        )
+    return result.model_copy(update={"reason": f"{SHARED_PREFIX}: {result.reason}"})
+
+
 class _RetryRequestWatch:
     """One ID's view of the gateway that remembers whether its retry request went out.
 
@@ -166,10 +247,29 @@ class _RetryRequestWatch:
 
 
 async def retry_one(
-    execution_id: ExecutionId, gateway: CdfGateway, *, dry_run: bool, context: RetryContext | None = None
+    execution_id: ExecutionId,
+    gateway: CdfGateway,
+    *,
+    dry_run: bool,
+    context: RetryContext | None = None,
+    full_execution: bool = False,
 ) -> ExecutionResult:
-    """Read the execution and its attempts, decide, count the attempt and retry it with a fresh session."""
+    """Read the execution and its attempts, decide, count the attempt and retry it with a fresh session.
+
+    One task at a time per execution in this process (:func:`one_at_a_time`). The result carries the
+    compact execution unless ``full_execution``.
+    """
     ctx = context or RetryContext()
+    result = await one_at_a_time(
+        execution_id, _mode(dry_run, ctx), lambda: _retry_one(execution_id, gateway, dry_run=dry_run, context=ctx)
+    )
+    return result if full_execution else result.with_compact_execution()
+
+
+async def _retry_one(
+    execution_id: ExecutionId, gateway: CdfGateway, *, dry_run: bool, context: RetryContext
+) -> ExecutionResult:
+    ctx = context
     now = ctx.clock()
     read_execution, read_record = await asyncio.gather(
         gateway.get_execution(execution_id), _read_record(execution_id, ctx, now), return_exceptions=True
@@ -190,7 +290,10 @@ async def retry_one(
     decision = decide_with_record(execution, record, ctx.policy, dry_run=dry_run, now_ms=now)
     attempts = record.attempts if record else None
     if decision.action is Action.SKIP:
-        return _result(execution_id, Outcome.SKIPPED, decision.reason, execution, attempts)
+        reason = decision.reason
+        if decision.announce:
+            reason = await give_up_skipped(execution_id, execution, record, decision, ctx, dry_run=dry_run)
+        return _result(execution_id, Outcome.SKIPPED, reason, execution, attempts)
     if decision.action is Action.DEFER:
         return _result(execution_id, Outcome.DEFERRED, decision.reason, execution, attempts)
     if decision.action is Action.EXHAUSTED:
@@ -303,6 +406,36 @@ async def give_up_exhausted(
         return f"{decision.reason}; gave up earlier (announced then)"
     result = _result(record.execution_id, Outcome.EXHAUSTED, decision.reason, dict(execution), record.attempts)
     await ctx.announcer.announce(_give_up(result, execution, record.attempts, ctx, decision.reason))
+    return f"{decision.reason}; gave up (announced)"
+
+
+async def give_up_skipped(
+    execution_id: ExecutionId,
+    execution: Mapping[str, Any],
+    record: AttemptRecord | None,
+    decision: Decision,
+    ctx: RetryContext,
+    *,
+    dry_run: bool,
+) -> str:
+    """Announce a skip a person must hear of (an access error) once, with the ledger's give-up marker."""
+    if dry_run:
+        return f"{decision.reason}; would give up"
+    workflow = execution.get("workflowExternalId")
+    seen = record or AttemptRecord(
+        execution_id, workflow if isinstance(workflow, str) else None, 0, None, None, expires_at=0
+    )
+    if seen.last_outcome == OUTCOME_GAVE_UP:
+        return f"{decision.reason}; gave up earlier (announced then)"
+    try:
+        first = await ctx.ledger.record_outcome(seen, OUTCOME_GAVE_UP, ctx.clock())
+    except LedgerError as exc:
+        logger.error("could not record the give-up of execution %s: %s", execution_id, exc)
+        first = True  # better told twice than never
+    if not first:
+        return f"{decision.reason}; gave up earlier (announced then)"
+    result = _result(execution_id, Outcome.SKIPPED, decision.reason, dict(execution), seen.attempts)
+    await ctx.announcer.announce(_give_up(result, execution, seen.attempts, ctx, decision.reason))
     return f"{decision.reason}; gave up (announced)"
 
 

@@ -76,7 +76,13 @@ class Settings(EnvironmentSettings):
         max_length=255,
         description="External ID of the CDF extraction pipeline each call and sweep reports a run to (optional)",
     )
-    sweep_lookback_minutes: int = Field(default=120, ge=1, le=90 * 24 * 60, description="Sweep window")
+    sweep_lookback_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        le=90 * 24 * 60,
+        description="Sweeps look only at failures that ended this recently (a narrower maxAgeHours); unset: "
+        "every failure within maxAgeHours",
+    )
     sweep_workflows: str = Field(default="", description="Sweep only these workflows (comma-separated, wf[:ver])")
     sweep_statuses: str = Field(default="FAILED,TIMED_OUT", description="Execution statuses a sweep lists")
     sweep_max_restarts: int = Field(default=20, ge=1, le=1000, description="Executions restarted per sweep")

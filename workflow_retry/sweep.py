@@ -2,9 +2,13 @@
 
 CDF has no failure webhook, so a scheduled sweep is how most users find failures. One sweep:
 
-1. lists the executions created in the window (``lookbackMinutes``) with the given statuses, page by
-   page (the next page is fetched while the current one is screened); memory stays flat however
-   many executions the window holds: only a bounded heap of candidates is kept;
+1. lists, with the given statuses, every execution that can have *ended* within the policy's age
+   limit (``maxAgeHours``, or a narrower ``lookbackMinutes``): the list endpoint filters by creation
+   time only, so it asks for those created up to :data:`LONGEST_RUN_HOURS` (CDF's longest run)
+   before the age limit began, and the age check then goes by ``endTime``. A workflow that runs for
+   hours is found when it fails, and again after each retry that fails, until the cap or the age
+   limit ends it. Page by page (the next page is fetched while the current one is screened); memory
+   stays flat however many executions the window holds: only a bounded heap of candidates is kept;
 2. screens each listed execution with the checks that need no detail (status, workflow, age, the
    execution's reason) and keeps the ``maxRestarts x CANDIDATE_SLACK`` oldest failures;
 3. handles those oldest first with bounded concurrency, each exactly as a single retry is handled
@@ -26,6 +30,7 @@ import itertools
 import logging
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 from workflow_retry.cdf import CdfGateway
@@ -52,6 +57,10 @@ SweepProgress = Callable[[str, int, int | None], None]
 CANDIDATE_SLACK = 10
 """Candidates kept per restart slot: those found not retryable on closer reading (exhausted, cooling
 down, terminal errors in their tasks) leave their slot to the next oldest."""
+LONGEST_RUN_HOURS = 24
+"""CDF's longest workflow execution (its documented maximum duration): an execution that ended in
+the sweep's window was created at most this long before the window began."""
+_MS_PER_HOUR = 3_600_000
 LISTING_SHARE = 0.75
 """Share of the deadline that listing may use; the rest is kept for the retries."""
 
@@ -68,25 +77,38 @@ class _Candidate:
 
 def resolve_sweep(
     sweep: SweepRequest, settings: Settings, context: RetryContext, now_ms: int
-) -> tuple[dict[str, Any], SweepSummary]:
-    """The list filter and an empty summary, from the sweep request over the settings' defaults."""
+) -> tuple[dict[str, Any], SweepSummary, RetryContext]:
+    """The list filter, an empty summary and the sweep's context, from the request over the settings.
+
+    The sweep looks at failures that ended within its age limit: ``maxAgeHours``, narrowed by
+    ``lookbackMinutes`` when the request or RETRY_SWEEP_LOOKBACK_MINUTES sets it (the context's policy
+    carries that limit, so every check of the sweep applies it). The list endpoint filters by
+    creation time only, so it is asked for executions created up to :data:`LONGEST_RUN_HOURS` before
+    that: every execution that can have ended in the window.
+    """
     workflow_texts = sweep.workflows if sweep.workflows is not None else _split(settings.sweep_workflows)
     workflows = [WorkflowSelector.model_validate(text) for text in workflow_texts]
     statuses = sweep.statuses or tuple(s.upper() for s in _split(settings.sweep_statuses))
     lookback = sweep.lookback_minutes or settings.sweep_lookback_minutes
-    start = now_ms - lookback * 60_000
+    policy = context.policy
+    if lookback is not None and lookback / 60 < policy.max_age_hours:
+        policy = policy.model_copy(update={"max_age_hours": lookback / 60})
+        context = replace(context, policy=policy)
+    ended_after = now_ms - int(policy.max_age_hours * _MS_PER_HOUR)
+    start = ended_after - LONGEST_RUN_HOURS * _MS_PER_HOUR
     filter: dict[str, Any] = {"status": list(statuses), "createdTimeStart": start, "createdTimeEnd": now_ms}
-    selectors = workflows or list(context.policy.include_workflows)
+    selectors = workflows or list(policy.include_workflows)
     if selectors:
         filter["workflowFilters"] = [s.as_filter() for s in selectors]
     summary = SweepSummary(
         window_start=start,
         window_end=now_ms,
+        ended_after=ended_after,
         workflows=tuple(str(s) for s in selectors),
         statuses=tuple(statuses),
         max_restarts=sweep.max_restarts or settings.sweep_max_restarts,
     )
-    return filter, summary
+    return filter, summary, context
 
 
 async def sweep_executions(
@@ -105,7 +127,7 @@ async def sweep_executions(
     deadline = started + settings.deadline_seconds
     listing_deadline = started + settings.deadline_seconds * LISTING_SHARE
     now = ctx.clock()
-    filter, summary = resolve_sweep(request.sweep, settings, ctx, now)
+    filter, summary, ctx = resolve_sweep(request.sweep, settings, ctx, now)
     keep = summary.max_restarts * CANDIDATE_SLACK
 
     outcomes: Counter[str] = Counter()
@@ -228,7 +250,13 @@ async def _retry_oldest_first(
             index = next(position)
             in_flight += 1
             try:
-                result = await retry_one(candidate.execution_id, gateway, dry_run=request.dry_run, context=ctx)
+                result = await retry_one(
+                    candidate.execution_id,
+                    gateway,
+                    dry_run=request.dry_run,
+                    context=ctx,
+                    full_execution=request.full_execution,
+                )
             finally:
                 in_flight -= 1
             results[index] = result

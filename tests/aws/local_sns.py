@@ -3,7 +3,7 @@
 ``LocalSns`` serves the signing certificate and the SubscribeURL over real HTTPS (TLS with its own
 CA) and signs messages the way SNS documents it (the canonical string is built here independently of
 the code under test). Tests hand the verifier a getter that trusts the local CA and a ``trusted_host``
-that accepts 127.0.0.1: the only way the SNS host check is relaxed.
+that accepts 127.0.0.1 with a port: the only way the SNS host check is relaxed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import ipaddress
 import ssl
 import tempfile
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,12 +24,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from workflow_retry.webhooks import SnsMessageVerifier, UrllibHttpsGetter
+from workflow_retry.aws.webhooks import RequestsHttpsGetter, SnsMessageVerifier
 
 REGION = "eu-west-1"
 TOPIC_ARN = f"arn:aws:sns:{REGION}:123456789012:workflow-failures"
 OTHER_TOPIC_ARN = f"arn:aws:sns:{REGION}:123456789012:someone-elses-topic"
 CERT_PATH = "/SimpleNotificationService-local.pem"
+REDIRECT_PATH = "/redirect-to-certificate"
+BIG_PATH = "/big.pem"
+BIG_UNANNOUNCED_PATH = "/big-without-length.pem"
+BIG_BYTES = 64 * 1024 + 1
+SLOW_PATH = "/slow.pem"
+SLOW_SECONDS = 3.0
 
 
 def _name(common_name: str) -> x509.Name:
@@ -71,6 +78,9 @@ class LocalSns:
     def __init__(self) -> None:
         ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.ca_pem = _pem(_certificate("local test CA", ca_key, "local test CA", ca_key, ca=True))
+        self._ca_file = tempfile.NamedTemporaryFile(suffix=".pem")  # noqa: SIM115 (kept open while serving)
+        self._ca_file.write(self.ca_pem)
+        self._ca_file.flush()
         tls_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         tls_cert = _certificate("127.0.0.1", tls_key, "local test CA", ca_key, ip="127.0.0.1")
         self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -93,6 +103,21 @@ class LocalSns:
                 elif self.path.startswith("/confirm?Token="):
                     local.confirmed_tokens.append(self.path.split("=", 1)[1])
                     self._answer(200, b"<ConfirmSubscriptionResponse/>")
+                elif self.path == REDIRECT_PATH:  # to the certificate itself: only the redirect is wrong
+                    self.send_response(302)
+                    self.send_header("Location", local.url(CERT_PATH))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif self.path in (BIG_PATH, BIG_UNANNOUNCED_PATH):
+                    body = b"x" * (BIG_BYTES)
+                    self.send_response(200)
+                    if self.path == BIG_PATH:
+                        self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)  # without a length, the body ends when the connection closes
+                elif self.path == SLOW_PATH:
+                    time.sleep(SLOW_SECONDS)
+                    self._answer(200, local.signing_pem)
                 else:
                     self._answer(404, b"not found")
 
@@ -121,13 +146,14 @@ class LocalSns:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        self._ca_file.close()
 
     def url(self, path: str) -> str:
         return f"https://127.0.0.1:{self._server.server_address[1]}{path}"
 
-    def getter(self) -> UrllibHttpsGetter:
+    def getter(self) -> RequestsHttpsGetter:
         """The production getter, trusting only the local CA."""
-        return UrllibHttpsGetter(ssl_context=ssl.create_default_context(cadata=self.ca_pem.decode("ascii")))
+        return RequestsHttpsGetter(verify=self._ca_file.name)
 
     def verifier(self, topics: frozenset[str] = frozenset({TOPIC_ARN}), **kwargs: Any) -> SnsMessageVerifier:
         return SnsMessageVerifier(topics, self.getter(), max_age_seconds=3600, trusted_host=trust_loopback, **kwargs)
@@ -176,6 +202,7 @@ class LocalSns:
         return base64.b64encode(self.signing_key.sign(canonical, padding.PKCS1v15(), algorithm)).decode()
 
 
-def trust_loopback(host: str, region: str) -> bool:
-    """The test hook: certificates and SubscribeURLs may come from the local stand-in."""
-    return host == "127.0.0.1"
+def trust_loopback(authority: str, region: str) -> bool:
+    """The test hook: certificates and SubscribeURLs may come from the local stand-in (any port)."""
+    host, _, port = authority.partition(":")
+    return host == "127.0.0.1" and port.isdigit()

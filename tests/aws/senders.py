@@ -8,7 +8,7 @@ import secrets
 import time
 
 from tests.conftest import register_secret
-from workflow_retry.webhooks import WebhookSecret
+from workflow_retry.aws.webhooks import WebhookSecret
 
 
 def new_webhook_secret() -> str:

@@ -8,6 +8,7 @@ what that costs.
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,9 +17,9 @@ import pytest
 
 from emulator import CdfEmulator, Fault
 from tests.aws.conftest import AppFactory
-from tests.aws.samples import lambda_context, sns_event
+from tests.aws.samples import http_event, lambda_context, sns_event, sns_sqs_event
 from workflow_retry.aws.entrypoint import LambdaApp
-from workflow_retry.errors import DeliveryInProgressError, TransientFailuresError
+from workflow_retry.errors import DeliveryInProgressError, DeliveryKeyReusedError, TransientFailuresError
 
 DELIVERIES = 5
 
@@ -104,3 +105,64 @@ def test_without_the_table_cdf_restarts_the_execution_once_but_duplicates_cost_r
     # The price: each duplicate that read FAILED in time made a session and a retry request.
     sessions = emu.requests_matching("POST", r"/sessions$")
     assert len(sessions) == len(answers)
+
+
+# -- a key reused for another payload ---------------------------------------------------------------
+
+
+@pytest.fixture(params=["table", "memory"])
+def guard_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """With the idempotency table (moto's DynamoDB), and without it (the container's memory)."""
+    return {"IDEMPOTENCY_TABLE": request.getfixturevalue("idempotency_table")} if request.param == "table" else {}
+
+
+def test_an_sqs_body_shaped_as_sns_that_reuses_a_message_id_is_not_answered_with_the_first_result(
+    new_app: AppFactory, emu: CdfEmulator, guard_env: dict[str, str]
+) -> None:
+    first, second = emu.seed_execution("wf", "1", "FAILED"), emu.seed_execution("wf", "1", "FAILED")
+    app = new_app(guard_env)
+    app.handle(sns_sqs_event({"executionId": first["id"]}, sns_message_id="reused"), lambda_context())
+    event = sns_sqs_event({"executionId": second["id"]}, sns_message_id="reused")
+
+    answer = app.handle(event, lambda_context())
+
+    # Refused, and back to the queue (in the end its dead-letter queue), not deleted as done.
+    assert answer == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert emu.retry_count(first["id"]) == 1
+    assert emu.retry_count(second["id"]) == 0
+    # The same message sent again is still a duplicate of the first.
+    again = app.handle(sns_sqs_event({"executionId": first["id"]}, sns_message_id="reused"), lambda_context())
+    assert again == {"batchItemFailures": []}
+    assert emu.retry_count(first["id"]) == 1
+
+
+def test_an_sns_message_id_reused_for_another_payload_raises_a_clear_error(
+    new_app: AppFactory, emu: CdfEmulator, guard_env: dict[str, str]
+) -> None:
+    first, second = emu.seed_execution("wf", "1", "FAILED"), emu.seed_execution("wf", "1", "FAILED")
+    app = new_app(guard_env)
+    app.handle(sns_event({"executionId": first["id"]}, message_id="sns-reused"), lambda_context())
+
+    with pytest.raises(DeliveryKeyReusedError, match="sns:sns-reused"):
+        app.handle(sns_event({"executionId": second["id"]}, message_id="sns-reused"), lambda_context())
+    assert emu.retry_count(second["id"]) == 0
+
+
+def test_a_webhook_id_reused_for_another_body_with_signatures_off_is_409_not_the_first_result(
+    new_app: AppFactory, emu: CdfEmulator, guard_env: dict[str, str]
+) -> None:
+    first, second = emu.seed_execution("wf", "1", "FAILED"), emu.seed_execution("wf", "1", "FAILED")
+    app = new_app({**guard_env, "WEBHOOK_SIGNATURES": "off", "FUNCTION_URL_AUTH_TYPE": "AWS_IAM"})
+
+    def post(execution_id: str) -> dict[str, Any]:
+        body = json.dumps({"executionId": execution_id}).encode()
+        return app.handle(http_event("function-url-iam", body, {"webhook-id": "msg_reused"}), lambda_context())
+
+    assert post(first["id"])["statusCode"] == 200
+    refused = post(second["id"])
+
+    assert refused["statusCode"] == 409
+    assert "webhook:msg_reused" in json.loads(refused["body"])["error"]
+    assert "results" not in json.loads(refused["body"])
+    assert emu.retry_count(second["id"]) == 0
+    assert json.loads(post(first["id"])["body"])["replayed"] is True

@@ -19,7 +19,7 @@ import pytest
 from emulator import CdfEmulator, Fault
 from tests.aws import senders
 from tests.aws.conftest import AppFactory, unique
-from tests.aws.local_sns import OTHER_TOPIC_ARN, TOPIC_ARN, LocalSns
+from tests.aws.local_sns import CERT_PATH, OTHER_TOPIC_ARN, TOPIC_ARN, LocalSns
 from tests.aws.samples import HttpKind, http_event, lambda_context
 from tests.conftest import FUNCTION_CLIENT_SECRET
 from workflow_retry.aws.config import HTTP_MAX_BODY_BYTES
@@ -441,3 +441,66 @@ def test_an_unsubscribe_confirmation_is_acknowledged(sns_app: LambdaApp, local_s
     response = sns_post(sns_app, local_sns.message("...", type="UnsubscribeConfirmation"))
 
     assert (response["statusCode"], body_of(response)) == (200, {"unsubscribed": TOPIC_ARN})
+
+
+# -- hostile SNS URLs --------------------------------------------------------------------------------
+
+HOSTILE_URLS = [
+    "https://[",
+    "https://user:pw@sns.eu-west-1.amazonaws.com/SimpleNotificationService-1.pem",
+    "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-1.pem\uff03",  # a full-width '#'
+    "https://evil.example\\@sns.eu-west-1.amazonaws.com/x.pem",
+    "https://sns.eu-west-1.amazonaws.com:8443/SimpleNotificationService-1.pem",
+    "https://sns.eu-west-1.amazonaws.com\\@evil.example/x.pem",
+    "https://sns.eu-west-1.amazonaws.com/x.pem#@evil.example",
+    "https://sns.eu-west-1.amazonaws.com\u3002evil.example/x.pem",  # an ideographic full stop
+    "https://SNS.EU-WEST-1.AMAZONAWS.COM/x.pem",
+    "https://sns.eu-west-1.amazonaws.com",
+    " https://sns.eu-west-1.amazonaws.com/x.pem",
+    "https://sns.eu-west-1.amazonaws.com/x.pem\n",
+]
+
+
+@pytest.fixture
+def production_sns_container(lambda_env: CdfEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh container of ``handler.lambda_handler`` that accepts SNS messages of TOPIC_ARN, with the
+    production host check and certificate getter (nothing fetched may leave loopback: none is expected)."""
+    from workflow_retry.aws import entrypoint
+
+    monkeypatch.setenv("SNS_TOPIC_ARNS", TOPIC_ARN)
+    monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
+    monkeypatch.setattr(entrypoint, "_app", None)
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_a_hostile_signing_certificate_url_is_401_through_lambda_handler_never_an_exception_or_a_fetch(
+    production_sns_container: None, local_sns: LocalSns, emu: CdfEmulator, url: str
+) -> None:
+    import handler
+
+    message = local_sns.message("{}", cert_url=url)
+    headers = {"x-amz-sns-message-type": "Notification", "content-type": "text/plain; charset=UTF-8"}
+
+    response = handler.lambda_handler(
+        http_event("function-url", json.dumps(message).encode(), headers), lambda_context()
+    )
+
+    assert response["statusCode"] == 401, response["body"]
+    assert "SigningCertURL is not an https URL on the SNS host" in body_of(response)["error"]
+    assert cdf_requests(emu) == []
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_a_hostile_subscribe_url_of_a_validly_signed_confirmation_is_401_and_never_fetched(
+    sns_app: LambdaApp, local_sns: LocalSns, url: str
+) -> None:
+    message = local_sns.message("You have chosen to subscribe...", type="SubscriptionConfirmation")
+    message["SubscribeURL"] = url
+    message["Signature"] = local_sns.sign(message)  # signed as it is: only the URL is wrong
+    before = len(local_sns.fetched)
+
+    response = sns_post(sns_app, message)
+
+    assert response["statusCode"] == 401, response["body"]
+    assert "SubscribeURL is not an https URL on the SNS host" in body_of(response)["error"]
+    assert [path for path in local_sns.fetched[before:] if path != CERT_PATH] == []

@@ -12,10 +12,12 @@ import boto3
 import pytest
 
 from tests.aws.samples import lambda_context
-from workflow_retry.aws.idempotency import DeliveryGuard, MemoryGuard, dynamodb_guard, memory_guard
-from workflow_retry.errors import DeliveryInProgressError, IdempotencyStoreError
+from workflow_retry.aws.delivery_guard import DeliveryGuard
+from workflow_retry.aws.idempotency import MemoryGuard, dynamodb_guard, memory_guard
+from workflow_retry.errors import DeliveryInProgressError, DeliveryKeyReusedError, IdempotencyStoreError
 
 GuardFactory = Callable[[], DeliveryGuard]
+PAYLOAD = "sha256-of-the-payload"
 
 
 @pytest.fixture(params=["dynamodb", "memory"])
@@ -47,8 +49,8 @@ class Work:
 
 def test_a_key_is_worked_once_and_a_duplicate_gets_the_stored_result(new_guard: GuardFactory) -> None:
     work = Work()
-    first = registered(new_guard()).run_once("sns:m-1", work)
-    again = registered(new_guard()).run_once("sns:m-1", work)
+    first = registered(new_guard()).run_once("sns:m-1", work, fingerprint=PAYLOAD)
+    again = registered(new_guard()).run_once("sns:m-1", work, fingerprint=PAYLOAD)
 
     assert (first.result, first.replayed) == (work.result, False)
     assert (again.result, again.replayed) == (work.result, True)
@@ -59,8 +61,8 @@ def test_different_keys_are_independent(new_guard: GuardFactory) -> None:
     work = Work()
     guard = registered(new_guard())
 
-    guard.run_once("sqs:a", work)
-    guard.run_once("sqs:b", work)
+    guard.run_once("sqs:a", work, fingerprint=PAYLOAD)
+    guard.run_once("sqs:b", work, fingerprint=PAYLOAD)
 
     assert work.calls == 2
 
@@ -72,9 +74,9 @@ def test_work_that_raises_is_not_remembered_and_is_done_again_next_time(new_guar
         raise RuntimeError("transient")
 
     with pytest.raises(RuntimeError, match="transient"):
-        guard.run_once("events:e-1", failing)
+        guard.run_once("events:e-1", failing, fingerprint=PAYLOAD)
     work = Work()
-    assert guard.run_once("events:e-1", work).replayed is False
+    assert guard.run_once("events:e-1", work, fingerprint=PAYLOAD).replayed is False
     assert work.calls == 1
 
 
@@ -87,14 +89,14 @@ def test_a_key_being_worked_on_is_refused_to_a_second_invocation(new_guard: Guar
         return {"done": True}
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        first = pool.submit(registered(new_guard()).run_once, "webhook:msg_1", slow)
+        first = pool.submit(registered(new_guard()).run_once, "webhook:msg_1", slow, fingerprint=PAYLOAD)
         assert started.wait(timeout=30)
         with pytest.raises(DeliveryInProgressError, match="webhook:msg_1 is being handled by another invocation"):
-            registered(new_guard()).run_once("webhook:msg_1", Work())
+            registered(new_guard()).run_once("webhook:msg_1", Work(), fingerprint=PAYLOAD)
         release.set()
         assert first.result().result == {"done": True}
 
-    assert registered(new_guard()).run_once("webhook:msg_1", Work()).result == {"done": True}
+    assert registered(new_guard()).run_once("webhook:msg_1", Work(), fingerprint=PAYLOAD).result == {"done": True}
 
 
 def test_a_key_held_by_an_invocation_whose_time_is_up_is_taken_by_the_next(new_guard: GuardFactory) -> None:
@@ -108,10 +110,10 @@ def test_a_key_held_by_an_invocation_whose_time_is_up_is_taken_by_the_next(new_g
     first_guard = new_guard()
     first_guard.register(lambda_context(seconds=0.5))
     with ThreadPoolExecutor(max_workers=1) as pool:
-        first = pool.submit(first_guard.run_once, "sqs:m-9", stuck)
+        first = pool.submit(first_guard.run_once, "sqs:m-9", stuck, fingerprint=PAYLOAD)
         assert started.wait(timeout=30)
         time.sleep(1.2)  # past the first invocation's end (Powertools keeps whole milliseconds)
-        second = registered(new_guard()).run_once("sqs:m-9", Work({"second": True}))
+        second = registered(new_guard()).run_once("sqs:m-9", Work({"second": True}), fingerprint=PAYLOAD)
         release.set()
         first.result()
 
@@ -122,10 +124,10 @@ def test_the_memory_guard_forgets_its_oldest_keys_beyond_its_size() -> None:
     guard = registered(MemoryGuard(3600, max_records=2))
     work = Work()
     for key in ("k-1", "k-2", "k-3"):
-        guard.run_once(key, work)
+        guard.run_once(key, work, fingerprint=PAYLOAD)
 
-    assert guard.run_once("k-3", work).replayed
-    assert not guard.run_once("k-1", work).replayed  # forgotten: worked again
+    assert guard.run_once("k-3", work, fingerprint=PAYLOAD).replayed
+    assert not guard.run_once("k-1", work, fingerprint=PAYLOAD).replayed  # forgotten: worked again
     assert work.calls == 4
 
 
@@ -136,14 +138,14 @@ def test_a_missing_table_fails_closed_without_doing_the_work(moto_endpoint: str)
         IdempotencyStoreError,
         match=r"the idempotency table failed \(ResourceNotFoundException\): delivery sns:m-1 not handled",
     ):
-        registered(dynamodb_guard("no-such-table", 3600)).run_once("sns:m-1", work)
+        registered(dynamodb_guard("no-such-table", 3600)).run_once("sns:m-1", work, fingerprint=PAYLOAD)
     assert work.calls == 0
 
 
 def test_a_container_answers_its_own_replays_from_memory_others_ask_dynamodb(idempotency_table: str) -> None:
     warm = registered(dynamodb_guard(idempotency_table, 3600))
     work = Work()
-    warm.run_once("webhook:msg_9", work)
+    warm.run_once("webhook:msg_9", work, fingerprint=PAYLOAD)
     dynamodb: Any = boto3.client("dynamodb")
     [item] = dynamodb.scan(TableName=idempotency_table)["Items"]
     assert item["id"]["S"].startswith("workflow-retry#")
@@ -152,15 +154,53 @@ def test_a_container_answers_its_own_replays_from_memory_others_ask_dynamodb(ide
 
     dynamodb.delete_item(TableName=idempotency_table, Key={"id": item["id"]})
 
-    assert warm.run_once("webhook:msg_9", work).replayed is True  # from this container's memory
-    assert registered(dynamodb_guard(idempotency_table, 3600)).run_once("webhook:msg_9", work).replayed is False
+    assert warm.run_once("webhook:msg_9", work, fingerprint=PAYLOAD).replayed is True  # from this container's memory
+    assert (
+        registered(dynamodb_guard(idempotency_table, 3600))
+        .run_once("webhook:msg_9", work, fingerprint=PAYLOAD)
+        .replayed
+        is False
+    )
     assert work.calls == 2
 
 
 def test_separate_memory_guards_are_separate_containers() -> None:
     work = Work()
 
-    registered(memory_guard(3600)).run_once("sns:m-1", work)
-    registered(memory_guard(3600)).run_once("sns:m-1", work)
+    registered(memory_guard(3600)).run_once("sns:m-1", work, fingerprint=PAYLOAD)
+    registered(memory_guard(3600)).run_once("sns:m-1", work, fingerprint=PAYLOAD)
 
     assert work.calls == 2
+
+
+def test_a_key_reused_for_another_payload_is_refused_not_answered_with_the_first_result(
+    new_guard: GuardFactory,
+) -> None:
+    first, second = Work({"first": True}), Work({"second": True})
+    registered(new_guard()).run_once("sns:m-1", first, fingerprint="payload-a")
+
+    with pytest.raises(DeliveryKeyReusedError, match="sns:m-1"):
+        registered(new_guard()).run_once("sns:m-1", second, fingerprint="payload-b")
+    assert second.calls == 0
+    # The first payload's duplicates are still recognised.
+    again = registered(new_guard()).run_once("sns:m-1", first, fingerprint="payload-a")
+    assert (again.result, again.replayed, first.calls) == ({"first": True}, True, 1)
+
+
+def test_a_key_reused_for_another_payload_while_the_first_is_in_progress_is_refused(new_guard: GuardFactory) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def stuck() -> dict[str, Any]:
+        started.set()
+        release.wait(timeout=30)
+        return {"first": True}
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(registered(new_guard()).run_once, "webhook:msg_2", stuck, fingerprint="payload-a")
+        assert started.wait(timeout=30)
+        try:
+            with pytest.raises(DeliveryKeyReusedError):
+                registered(new_guard()).run_once("webhook:msg_2", Work(), fingerprint="payload-b")
+        finally:
+            release.set()
+        assert first.result(10).result == {"first": True}

@@ -24,14 +24,14 @@ from tests.aws.senders import new_webhook_secret, signed
 from tests.conftest import FUNCTION_CLIENT_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
-LAMBDA_ONLY = ("boto3", "botocore", "aws_lambda_powertools", "workflow_retry.aws", "workflow_retry.webhooks")
+LAMBDA_ONLY = ("boto3", "botocore", "aws_lambda_powertools", "workflow_retry.aws")
 HEAVY = (
     "boto3",
     "aws_lambda_powertools.utilities.idempotency",
     "workflow_retry.aws.idempotency_dynamodb",
     "aws_lambda_powertools.utilities.parser",
     "cryptography",
-    "workflow_retry.webhooks",
+    "workflow_retry.aws.webhooks",
 )
 
 IMPORT_PROBE = f"""
@@ -84,6 +84,18 @@ def test_importing_handler_loads_nothing_of_the_lambda_path() -> None:
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
+def test_the_signature_checks_import_requests_only_to_fetch_an_sns_certificate() -> None:
+    probe = (
+        "import sys, workflow_retry.aws.webhooks as webhooks\n"
+        "before = 'requests' in sys.modules\n"
+        "webhooks.RequestsHttpsGetter()\n"
+        "print(before, 'requests' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+
+    assert done.stdout.split() == ["False", "True"]
+
+
 def test_a_direct_invoke_retries_without_boto3_powertools_parser_or_cryptography(lambda_env: CdfEmulator) -> None:
     emu = lambda_env
     failed = emu.seed_execution("wf", "1", "FAILED")
@@ -119,7 +131,7 @@ def test_a_signed_webhook_loads_the_signature_checks_but_not_cryptography(lambda
 
     assert answer["statusCode"] == 200
     assert outcomes(json.loads(answer["body"])) == {failed["id"]: "retried"}
-    assert loaded == {"workflow_retry.webhooks"}  # Standard Webhooks are HMAC: cryptography is for SNS
+    assert loaded == {"workflow_retry.aws.webhooks"}  # Standard Webhooks are HMAC: cryptography is for SNS
 
 
 def test_an_idempotency_table_loads_powertools_and_boto3_and_they_work(

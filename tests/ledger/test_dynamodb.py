@@ -141,3 +141,16 @@ def test_the_default_ledger_is_dynamodb_when_chosen_in_settings(
     assert emu.requests_matching(None, r"/raw/") == []
     item = boto3.client("dynamodb").get_item(TableName=ledger_table, Key={"executionId": {"S": execution_id}})["Item"]
     assert item["attempts"] == {"N": "1"}
+
+
+def test_a_give_up_is_marked_once_for_an_execution_never_retried(ledger_table: str) -> None:
+    ledger = DynamoDbLedger(boto3.client("dynamodb"), ledger_table, TTL)
+    now = int(time.time() * 1000)
+    never_retried = AttemptRecord("exec-access", "wf", 0, None, None, 0)
+
+    assert run(ledger.record_outcome(never_retried, "gave_up", now)) is True
+    assert run(ledger.record_outcome(never_retried, "gave_up", now + 1)) is False  # told once
+
+    record = run(ledger.get("exec-access", now + 2))
+    assert (record.attempts, record.last_outcome) == (0, "gave_up")
+    assert run(ledger.take_attempt(record, "exec-access", "wf", now + 3)) is not None  # still countable later

@@ -144,6 +144,7 @@ def test_two_sweeps_at_once_retry_each_execution_once(
     if ledger == "dynamodb":
         harness.setenv({"RETRY_LEDGER_TABLE": request.getfixturevalue("ledger_table")})
     harness.setenv({"RETRY_LEDGER": ledger, "RETRY_DEADLINE_SECONDS": "20", "RETRY_CONCURRENCY": "4"})
+    harness.setenv({"RETRY_SWEEP_MAX_RESTARTS": "50"})  # a payload's maxRestarts may not exceed the operator's
     now = int(time.time() * 1000)
     ids = [
         emu.seed_execution("wf", "1", "FAILED", created_time=now - 600_000 + i, end_time=now - 60_000 + i)["id"]

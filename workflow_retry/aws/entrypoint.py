@@ -11,7 +11,7 @@ Every line the container logs is JSON from Powertools Logger (:mod:`~workflow_re
 with the invocation's request ID and event source; each invocation ends with its outcome metrics (EMF).
 
 A cold start loads only what the container's settings and the event need (Powertools' Logger always):
-the signature checks (:mod:`workflow_retry.webhooks`, cryptography) on the first HTTP request, boto3
+the signature checks (:mod:`workflow_retry.aws.webhooks`, cryptography) on the first HTTP request, boto3
 only for an AWS client (``IDEMPOTENCY_TABLE``, a ``*_REF`` secret, ``GIVE_UP_TOPIC_ARN``, the DynamoDB ledger).
 """
 
@@ -24,12 +24,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, cast
 
+from workflow_retry.answer_size import LAMBDA_ANSWER_LIMIT_BYTES, fit_answer
 from workflow_retry.aws.config import (
     HTTP_MAX_BODY_BYTES,
     LAMBDA_SAFETY_MARGIN_SECONDS,
     AwsSettings,
     aws_settings_from_environment,
 )
+from workflow_retry.aws.delivery_guard import DeliveryGuard
 from workflow_retry.aws.events import (
     Delivery,
     HttpRequest,
@@ -43,7 +45,7 @@ from workflow_retry.aws.events import (
     sns_deliveries,
     sqs_deliveries,
 )
-from workflow_retry.aws.idempotency import DeliveryGuard, dynamodb_guard, memory_guard
+from workflow_retry.aws.idempotency import dynamodb_guard, memory_guard
 from workflow_retry.aws.responses import (
     DeliveryOutcome,
     async_result,
@@ -60,6 +62,7 @@ from workflow_retry.connection import CdfConnectionSettings, build_client, conne
 from workflow_retry.errors import (
     ConfigurationError,
     DeliveryInProgressError,
+    DeliveryKeyReusedError,
     IdempotencyStoreError,
     PayloadError,
     SenderNotAllowedError,
@@ -75,7 +78,7 @@ from workflow_retry.settings import Settings, cached_settings
 if TYPE_CHECKING:
     from cognite.client import CogniteClient
 
-    from workflow_retry.webhooks import SnsMessageVerifier, StandardWebhookVerifier
+    from workflow_retry.aws.webhooks import SnsMessageVerifier, StandardWebhookVerifier
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +112,10 @@ class LambdaApp:
         self._settings = settings
         self._telemetry = telemetry
         self._connection = connection
-        self._secrets = secret_reader or AwsSecretReader(settings.secrets_max_age_seconds)
+        self._deadline_at = math.inf  # the current invocation's deadline (time.monotonic())
+        self._secrets = secret_reader or AwsSecretReader(
+            settings.secrets_max_age_seconds, time_left=self._call_time_left
+        )
         expiry = settings.idempotency_expiry_seconds
         self._guard = guard or (
             dynamodb_guard(settings.idempotency_table, expiry) if settings.idempotency_table else memory_guard(expiry)
@@ -153,6 +159,7 @@ class LambdaApp:
         event = cast(dict[str, Any], event)  # detect_source refuses anything but an object
         if self._telemetry is not None:
             self._telemetry.set_event_source(source.value)
+        self._deadline_at = _deadline_at(context)
         self._guard.register(context)
         match source:
             case Source.HTTP:
@@ -170,7 +177,7 @@ class LambdaApp:
         report = self._execute(parse_payload(event), context)
         if report.needs_redelivery:
             raise TransientFailuresError(report)
-        return report.to_dict()
+        return fit_answer(report.to_dict(), LAMBDA_ANSWER_LIMIT_BYTES, "AWS Lambda")
 
     def _asynchronous(self, deliveries: list[Delivery], context: Any) -> dict[str, Any]:
         """SNS and EventBridge: every delivery handled, then raise if one must come again."""
@@ -183,7 +190,9 @@ class LambdaApp:
                 raise DeliveryInProgressError(outcome.reason or "a delivery is being handled elsewhere")
             if outcome.status == "store_failed":
                 raise IdempotencyStoreError(outcome.reason or "the idempotency table failed")
-        return async_result(outcomes)
+            if outcome.status == "key_reused":
+                raise DeliveryKeyReusedError(outcome.reason or "a delivery key came again with another payload")
+        return fit_answer(async_result(outcomes), LAMBDA_ANSWER_LIMIT_BYTES, "AWS Lambda")
 
     def _sqs(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """One outcome per record; the batch item failures are the records that must come again.
@@ -245,6 +254,10 @@ class LambdaApp:
             left = min(left, remaining_ms() / 1000 - LAMBDA_SAFETY_MARGIN_SECONDS)
         return left
 
+    def _call_time_left(self) -> float:
+        """Seconds left of the current invocation's deadline (what an AWS call made for it may take)."""
+        return self._deadline_at - time.monotonic()
+
     def _handle_delivery(self, delivery: Delivery, context: Any, time_left: float | None = None) -> DeliveryOutcome:
         """Read the delivery's payload and run it through the core once; never raises for a per-delivery problem."""
         try:
@@ -258,14 +271,17 @@ class LambdaApp:
             report = self._execute(request, context, time_left)
             if report.needs_redelivery:
                 raise _ComeBack(report)
-            return report.to_dict()
+            return delivery_answer(report)
 
         try:
             if delivery.key is None:
                 return DeliveryOutcome(None, "handled", result=work())
-            handled = self._guard.run_once(delivery.key, work)
+            handled = self._guard.run_once(delivery.key, work, fingerprint=delivery.fingerprint)
         except _ComeBack as back:
-            return DeliveryOutcome(delivery.key, "transient", result=back.report.to_dict(), report=back.report)
+            return DeliveryOutcome(delivery.key, "transient", result=delivery_answer(back.report), report=back.report)
+        except DeliveryKeyReusedError as exc:
+            logger.error("%s delivery refused: %s", delivery.source, exc)
+            return DeliveryOutcome(delivery.key, "key_reused", reason=str(exc))
         except DeliveryInProgressError as exc:
             logger.info("%s delivery %s is a duplicate being handled elsewhere", delivery.source, delivery.key)
             return DeliveryOutcome(delivery.key, "in_progress", reason=str(exc))
@@ -339,18 +355,18 @@ class LambdaApp:
         return http_answer(self._handle_delivery(delivery, context))
 
     def _sns_verifier(self) -> SnsMessageVerifier:
-        # Built on first use: its HTTPS getter loads the CA certificates, and webhooks loads cryptography.
-        from workflow_retry.webhooks import SnsMessageVerifier, UrllibHttpsGetter
+        # Built on first use: its HTTPS getter loads requests, and webhooks loads cryptography.
+        from workflow_retry.aws.webhooks import RequestsHttpsGetter, SnsMessageVerifier
 
         with self._lock:
             if self._sns is None:
                 expiry = self._settings.idempotency_expiry_seconds
-                getter = UrllibHttpsGetter()
+                getter = RequestsHttpsGetter(time_left=self._call_time_left)
                 self._sns = SnsMessageVerifier(self._settings.topic_arns, getter, max_age_seconds=expiry)
             return self._sns
 
     def _webhooks(self) -> StandardWebhookVerifier:
-        from workflow_retry.webhooks import StandardWebhookVerifier, parse_webhook_secrets  # HTTP requests only
+        from workflow_retry.aws.webhooks import StandardWebhookVerifier, parse_webhook_secrets  # HTTP requests only
 
         text = resolve_secret(self._settings.webhook_secret, self._settings.webhook_secret_ref, self._secrets)
         if text is None:
@@ -390,14 +406,41 @@ class LambdaApp:
         return client, ClientCredentials(self._connection.client_id, secret)
 
 
+def delivery_answer(report: RetryReport) -> dict[str, Any]:
+    """A delivery's result, fitted so that even an HTTP answer, whose JSON body is escaped once more inside
+    the response's JSON (at most twice as long), stays within Lambda's 6 MB."""
+    return fit_answer(report.to_dict(), LAMBDA_ANSWER_LIMIT_BYTES // 2 - HTTP_ENVELOPE_BYTES, "AWS Lambda (HTTP)")
+
+
+HTTP_ENVELOPE_BYTES = 4_096
+"""Room for an HTTP response's status, headers and the body's quotes around the escaped JSON."""
+
+
 def invocation_settings(settings: Settings, context: Any) -> Settings:
-    """The core's settings for one invocation: the deadline cut to its remaining time less a margin."""
+    """The core's settings for one invocation: the deadline cut to its remaining time less a margin.
+
+    When that leaves less than :data:`MIN_DEADLINE_SECONDS`, the deadline is that minimum or half of
+    what remains, whichever is shorter: the call never outlasts the invocation, and the other half
+    is left for answering (with nothing left, every ID fails retryably at once).
+    """
     remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
     if remaining_ms is None:
         return settings
-    budget = remaining_ms() / 1000 - LAMBDA_SAFETY_MARGIN_SECONDS
-    deadline = max(MIN_DEADLINE_SECONDS, min(settings.deadline_seconds, budget))
-    return settings.model_copy(update={"deadline_seconds": deadline})
+    remaining = max(0.0, remaining_ms() / 1000)
+    budget = remaining - LAMBDA_SAFETY_MARGIN_SECONDS
+    if budget < MIN_DEADLINE_SECONDS:
+        budget = min(MIN_DEADLINE_SECONDS, remaining / 2)
+    return settings.model_copy(update={"deadline_seconds": min(settings.deadline_seconds, budget)})
+
+
+def _deadline_at(context: Any) -> float:
+    """When the invocation that starts now must be done (``inf`` when the settings are invalid: the
+    delivery reports that itself)."""
+    try:
+        settings = cached_settings()
+    except ConfigurationError:
+        return math.inf
+    return time.monotonic() + invocation_settings(settings, context).deadline_seconds
 
 
 _app: LambdaApp | None = None

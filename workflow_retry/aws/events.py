@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import dataclass
 from enum import StrEnum
@@ -57,6 +58,13 @@ class Delivery:
     payload: object = None
     problem: str | None = None
     record_id: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the payload (canonical JSON): the duplicate guard binds the key to it, so a key that
+        comes again with another payload is told apart from a duplicate."""
+        canonical = json.dumps([self.payload, self.problem], sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     def request(self) -> RetryRequest:
         """The payload as a request; :class:`PayloadError` when it cannot be read."""

@@ -4,6 +4,11 @@ SNS, SQS and EventBridge deliver at least once, and a webhook sender resends a d
 answer for; each delivery carries an ID (SNS ``MessageId``, SQS ``messageId``, EventBridge ``id``,
 ``webhook-id``), turned into a key such as ``sns:<MessageId>`` by :mod:`workflow_retry.aws.events`.
 
+A key is bound to its payload: each record keeps a hash of the payload it was made for (the
+delivery's ``fingerprint``), and the same key with another payload is refused with
+:class:`DeliveryKeyReusedError`, never answered with the other payload's result (a queue message
+shaped as an SNS envelope chooses its own key, and so does a ``webhook-id`` when signatures are off).
+
 A :class:`DeliveryGuard` keeps one record per key: in progress while an invocation handles it (a
 second invocation then gets :class:`DeliveryInProgressError`; the record lapses when the first
 invocation's time is up, so a crash does not block the key), completed with the result once done (a
@@ -23,38 +28,11 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from workflow_retry.aws.delivery_guard import DeliveryGuard, Handled, Work, reused
 from workflow_retry.errors import DeliveryInProgressError
-
-Work = Callable[[], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Handled:
-    """What became of one delivery: its result, and whether it came from an earlier delivery."""
-
-    result: dict[str, Any]
-    replayed: bool
-
-
-class DeliveryGuard(Protocol):
-    """Runs the work of a delivery key at most once (see the module docstring)."""
-
-    def register(self, context: Any) -> None:
-        """The invocation's Lambda context: an in-progress record lapses when its time is up."""
-        ...
-
-    def run_once(self, key: str, work: Work) -> Handled:
-        """The work's result, or the stored result of an earlier delivery of the same key.
-
-        Raises :class:`DeliveryInProgressError` while another invocation handles the key, and
-        :class:`~workflow_retry.errors.IdempotencyStoreError` when the store fails (the work is then
-        not done). An exception from the work itself propagates, and nothing is remembered.
-        """
-        ...
 
 
 def dynamodb_guard(table_name: str, expiry_seconds: int) -> DeliveryGuard:
@@ -72,6 +50,7 @@ def memory_guard(expiry_seconds: int) -> DeliveryGuard:
 
 @dataclass(frozen=True)
 class _Record:
+    fingerprint: str
     result_json: str | None  # None while in progress
     expires_at: float  # epoch seconds
     in_progress_until: float | None  # epoch seconds: the end of the invocation handling it
@@ -98,15 +77,17 @@ class MemoryGuard:
     def register(self, context: Any) -> None:
         self._context = context
 
-    def run_once(self, key: str, work: Work) -> Handled:
+    def run_once(self, key: str, work: Work, *, fingerprint: str) -> Handled:
         now = time.time()
         with self._lock:
             record = self._records.get(key)
             if record is not None and not record.lapsed(now):
+                if record.fingerprint != fingerprint:
+                    raise reused(key)
                 if record.result_json is None:
                     raise DeliveryInProgressError(f"delivery {key} is being handled by another invocation")
                 return Handled(result=json.loads(record.result_json), replayed=True)
-            self._store(key, _Record(None, now + self._expiry_seconds, self._invocation_end(now)))
+            self._store(key, _Record(fingerprint, None, now + self._expiry_seconds, self._invocation_end(now)))
         try:
             result = work()
         except Exception:
@@ -114,7 +95,8 @@ class MemoryGuard:
                 self._records.pop(key, None)
             raise
         with self._lock:
-            self._store(key, _Record(json.dumps(result, sort_keys=True), time.time() + self._expiry_seconds, None))
+            stored = json.dumps(result, sort_keys=True)
+            self._store(key, _Record(fingerprint, stored, time.time() + self._expiry_seconds, None))
         return Handled(result=result, replayed=False)
 
     def _invocation_end(self, now: float) -> float | None:

@@ -1,10 +1,15 @@
 """The duplicate guard over DynamoDB: Powertools' idempotency utility (see :mod:`workflow_retry.aws.idempotency`).
 
 Imported only when ``IDEMPOTENCY_TABLE`` is set: Powertools' idempotency package imports boto3.
+
+Each call to the table is bounded by the invocation's remaining time less
+:data:`STORE_MARGIN_SECONDS` (:mod:`workflow_retry.boto_clients`): a table that never answers is an
+:class:`IdempotencyStoreError` (a quick 503, or the record back to its queue) within the invocation.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -16,9 +21,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyInconsistentStateError,
     IdempotencyPersistenceLayerError,
+    IdempotencyValidationError,
 )
 
-from workflow_retry.aws.idempotency import Handled, Work
+from workflow_retry.aws.delivery_guard import Handled, Work, reused
+from workflow_retry.boto_clients import TimeBoundClient
 from workflow_retry.errors import DeliveryInProgressError, IdempotencyStoreError
 
 if TYPE_CHECKING:
@@ -26,34 +33,51 @@ if TYPE_CHECKING:
 
 KEY_PREFIX = "workflow-retry"
 """Prefix of every record's ``id`` (``workflow-retry#<md5 of the delivery key>``)."""
+STORE_MARGIN_SECONDS = 1.0
+"""Time kept back from the invocation's remaining time when writing to the table: room to answer."""
 
 
 class PowertoolsGuard:
-    """:class:`~workflow_retry.aws.idempotency.DeliveryGuard` with records in DynamoDB table ``table_name``
+    """:class:`~workflow_retry.aws.delivery_guard.DeliveryGuard` with records in DynamoDB table ``table_name``
     (partition key ``id`` (S), TTL attribute ``expiration``), cached in this container's memory."""
 
     def __init__(self, table_name: str, expiry_seconds: int) -> None:
         self._config = IdempotencyConfig(
             event_key_jmespath="key",
+            # The record keeps a hash of the payload's fingerprint: the same key with another payload
+            # raises IdempotencyValidationError instead of returning the stored result.
+            payload_validation_jmespath="fingerprint",
             raise_on_no_idempotency_key=True,
             expires_after_seconds=expiry_seconds,
             use_local_cache=True,
             response_hook=_mark_replayed,
         )
+        self._context: Any = None
+        # Powertools takes a client; a TimeBoundClient gives each of its calls bounds that fit the time left.
+        store = DynamoDBPersistenceLayer(
+            table_name=table_name, boto3_client=TimeBoundClient("dynamodb", self._time_left)
+        )
         self._once = idempotent_function(
             _run_work,
             data_keyword_argument="delivery",
-            persistence_store=DynamoDBPersistenceLayer(table_name=table_name),
+            persistence_store=store,
             config=self._config,
             key_prefix=KEY_PREFIX,
         )
 
     def register(self, context: Any) -> None:
+        self._context = context
         self._config.register_lambda_context(context)
 
-    def run_once(self, key: str, work: Work) -> Handled:
+    def _time_left(self) -> float:
+        remaining_ms = getattr(self._context, "get_remaining_time_in_millis", None)
+        return math.inf if remaining_ms is None else remaining_ms() / 1000 - STORE_MARGIN_SECONDS
+
+    def run_once(self, key: str, work: Work, *, fingerprint: str) -> Handled:
         try:
-            outcome = self._once(delivery={"key": key}, work=work)
+            outcome = self._once(delivery={"key": key, "fingerprint": fingerprint}, work=work)
+        except IdempotencyValidationError:
+            raise reused(key) from None
         except IdempotencyAlreadyInProgressError:
             raise DeliveryInProgressError(f"delivery {key} is being handled by another invocation") from None
         except (IdempotencyPersistenceLayerError, IdempotencyInconsistentStateError) as exc:

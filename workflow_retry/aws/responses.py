@@ -19,7 +19,7 @@ from workflow_retry.models import Outcome, RetryReport
 RETRY_AFTER_SECONDS = 30
 """``Retry-After`` sent with 409 and 503 answers."""
 
-DeliveryStatus = Literal["handled", "replayed", "invalid", "transient", "in_progress", "store_failed"]
+DeliveryStatus = Literal["handled", "replayed", "invalid", "transient", "in_progress", "store_failed", "key_reused"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,9 @@ class DeliveryOutcome:
     @property
     def comes_back(self) -> bool:
         """Whether the platform should deliver it again (SQS: a batch item failure)."""
-        return self.status in ("transient", "in_progress", "store_failed")
+        # A reused key comes back too: it keeps failing, and so ends in the dead-letter queue (or the
+        # on-failure destination), where a person sees it, rather than being dropped as done.
+        return self.status in ("transient", "in_progress", "store_failed", "key_reused")
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"key": self.key, "status": self.status}
@@ -102,6 +104,8 @@ def http_answer(outcome: DeliveryOutcome) -> dict[str, Any]:
             return http_error(400, outcome.reason or "the payload cannot be read")
         case "in_progress":
             return http_error(409, outcome.reason or "being handled", retry_after=True)
+        case "key_reused":
+            return http_error(409, outcome.reason or "the delivery key was used for another payload")
         case "store_failed":
             return http_error(503, outcome.reason or "the idempotency table failed", retry_after=True)
         case "replayed":

@@ -22,14 +22,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from pydantic import SecretStr
 
+from workflow_retry.boto_clients import TimeLeft, bounded_client, no_time_limit
 from workflow_retry.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    import boto3
 
 
 class _WithoutResponseBodies(logging.Filter):
@@ -77,20 +75,19 @@ class SecretReference:
 
 
 class AwsSecretReader:
-    """:class:`SecretReader` over boto3, with a per-container cache (one client per service and region)."""
+    """:class:`SecretReader` over boto3, with a per-container cache; each read bounded by ``time_left()``."""
 
     def __init__(
         self,
         max_age_seconds: float,
         *,
-        session: boto3.session.Session | None = None,
         clock: Callable[[], float] = time.monotonic,
+        time_left: TimeLeft = no_time_limit,
     ) -> None:
         self._max_age = max_age_seconds
-        self._session = session  # made on the first fetch: boto3 loads only when a secret is read from AWS
         self._clock = clock
+        self._time_left = time_left
         self._cache: dict[str, tuple[float, str]] = {}
-        self._clients: dict[tuple[str, str | None], Any] = {}
         self._lock = threading.Lock()
 
     def read(self, reference: str) -> str:
@@ -105,10 +102,11 @@ class AwsSecretReader:
         return value
 
     def _fetch(self, reference: SecretReference) -> str:
-        from botocore.exceptions import BotoCoreError, ClientError  # the AWS path only (see _client)
+        from botocore.exceptions import BotoCoreError, ClientError  # the AWS path only
 
-        client = self._client(reference.service, reference.region)
         try:
+            # Made here, not at the top: a container without a *_REF secret never loads boto3.
+            client = bounded_client(reference.service, self._time_left(), region=reference.region)
             if reference.service == "ssm":
                 answer = client.get_parameter(Name=reference.name, WithDecryption=True)
                 return str(answer["Parameter"]["Value"])
@@ -121,18 +119,6 @@ class AwsSecretReader:
         if "SecretString" not in answer:
             raise ConfigurationError(f"the {reference} holds binary data, not a string")
         return str(answer["SecretString"])
-
-    def _client(self, service: str, region: str | None) -> Any:
-        with self._lock:
-            client = self._clients.get((service, region))
-            if client is None:
-                if self._session is None:
-                    import boto3  # here, not at the top: a container without a *_REF secret never loads it
-
-                    self._session = boto3.session.Session()
-                client = self._session.client(service, region_name=region)
-                self._clients[(service, region)] = client
-            return client
 
 
 def _select_key(value: str, reference: SecretReference) -> str:

@@ -177,5 +177,5 @@ def build_ledger(settings: Settings, client: CogniteClient | AsyncCogniteClient 
             raise ConfigurationError("RETRY_LEDGER=dynamodb needs RETRY_LEDGER_TABLE (the DynamoDB table name)")
         from workflow_retry.ledger.dynamodb import DynamoDbLedger
 
-        return DynamoDbLedger.from_table_name(settings.ledger_table, ttl_seconds)
+        return DynamoDbLedger.from_table_name(settings.ledger_table, ttl_seconds, settings.deadline_seconds)
     raise ConfigurationError("no attempt ledger: set RETRY_LEDGER to raw, dynamodb or none")

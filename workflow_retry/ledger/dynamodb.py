@@ -1,4 +1,4 @@
-"""The attempt ledger in a DynamoDB table, with conditional writes (the only module importing boto3 for it).
+"""The attempt ledger in a DynamoDB table, with conditional writes (imported only for ``RETRY_LEDGER=dynamodb``).
 
 Table: hash key ``executionId`` (S), TTL attribute ``expiresAt`` (epoch seconds). An item holds
 ``executionId``, ``workflowExternalId``, ``attempts``, ``lastAttemptAt`` (epoch ms), ``lastOutcome``
@@ -13,12 +13,13 @@ the table.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from workflow_retry.boto_clients import TimeBoundClient, bounded_client, no_time_limit, time_left_until
 from workflow_retry.errors import ConfigurationError, LedgerError
 from workflow_retry.ledger import AttemptRecord, LedgerKind, next_record
 
@@ -42,16 +43,21 @@ class DynamoDbLedger:
         self._ttl_seconds = ttl_seconds
 
     @classmethod
-    def from_table_name(cls, table_name: str, ttl_seconds: int) -> DynamoDbLedger:
+    def from_table_name(
+        cls, table_name: str, ttl_seconds: int, deadline_seconds: float | None = None
+    ) -> DynamoDbLedger:
         """A ledger with a boto3 client from the environment (region, credentials, endpoint).
 
-        :class:`ConfigurationError` when boto3 cannot make the client (e.g. no region is configured).
+        Each call's timeouts and retries fit what is left of ``deadline_seconds`` from now (the call's
+        deadline; see :mod:`workflow_retry.boto_clients`). :class:`ConfigurationError` when boto3 cannot
+        make the client (e.g. no region is configured).
         """
+        time_left = no_time_limit if deadline_seconds is None else time_left_until(time.monotonic() + deadline_seconds)
         try:
-            client = boto3.client("dynamodb")
+            bounded_client("dynamodb", time_left())  # made now, so that a missing region is told now
         except BotoCoreError as exc:
             raise ConfigurationError(f"RETRY_LEDGER=dynamodb: no DynamoDB client can be made: {exc}") from None
-        return cls(client, table_name, ttl_seconds)
+        return cls(TimeBoundClient("dynamodb", time_left), table_name, ttl_seconds)
 
     async def get(self, execution_id: str, now_ms: int) -> AttemptRecord | None:
         answer = await self._call(
@@ -93,14 +99,23 @@ class DynamoDbLedger:
 
     async def record_outcome(self, record: AttemptRecord, outcome: str, now_ms: int) -> bool:
         updated = record.with_outcome(outcome, self._ttl_seconds, now_ms)
+        # The item may not exist yet: an execution given up on before any retry (an access error).
+        update = "SET lastOutcome = :outcome, expiresAt = :expires, attempts = if_not_exists(attempts, :attempts)"
+        values: dict[str, Any] = {
+            ":outcome": {"S": outcome},
+            ":expires": {"N": str(updated.expires_at)},
+            ":attempts": {"N": str(record.attempts)},
+        }
+        if record.workflow_external_id:
+            update += ", workflowExternalId = if_not_exists(workflowExternalId, :workflow)"
+            values[":workflow"] = {"S": record.workflow_external_id}
         return await self._conditional(
             "update_item",
             TableName=self.table_name,
             Key=_key(record.execution_id),
-            UpdateExpression="SET lastOutcome = :outcome, expiresAt = :expires",
-            ConditionExpression="attribute_exists(executionId) AND "
-            "(attribute_not_exists(lastOutcome) OR lastOutcome <> :outcome)",
-            ExpressionAttributeValues={":outcome": {"S": outcome}, ":expires": {"N": str(updated.expires_at)}},
+            UpdateExpression=update,
+            ConditionExpression="attribute_not_exists(lastOutcome) OR lastOutcome <> :outcome",
+            ExpressionAttributeValues=values,
         )
 
     async def _conditional(self, operation: str, **kwargs: Any) -> bool:

@@ -8,9 +8,11 @@ past ``expiresAt`` is treated as absent and overwritten on the next attempt.
 Capability: ``rawACL:READ`` and ``rawACL:WRITE``, scoped to the ledger database.
 
 RAW has no conditional writes, so :meth:`RawLedger.take_attempt` cannot refuse a concurrent writer:
-two invocations that read the same record both count the attempt. CDF's own status check is what
-keeps that safe: the first retry makes the execution RUNNING and CDF refuses the second (see
-docs/policy-and-sweeps.md).
+two invocations that read the same record both count the attempt. Within one process that cannot
+happen (the service hands an execution to one task at a time: ``service.one_at_a_time``), so the race
+is between processes; CDF's own status check keeps it small: the first retry makes the execution
+RUNNING and CDF refuses the second. At most one extra retry per additional process in the race
+(docs/policy-and-sweeps.md; measured in docs/reliability.md, tests/ledger/test_raw_across_processes.py).
 
 Requests go through the async client's ``get``/``post`` (as in :mod:`workflow_retry.cdf`), not the
 SDK's ``client.raw.rows`` methods: those are throttled per process to 5 reads and 2 writes at once,

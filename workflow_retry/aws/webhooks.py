@@ -12,8 +12,12 @@ and several secrets make key rotation seamless: any pair that matches is enough.
 SNS HTTPS subscriptions: SNS signs a canonical string of the message's fields with RSA (SHA1 for
 ``SignatureVersion`` 1, SHA256 for 2); the certificate's URL is in the message, so it is only
 fetched from an SNS host (``sns.<topic's region>.amazonaws.com``) over HTTPS, and cached.
-``cryptography`` is imported on the first SNS signature check, not with this module: Standard
-Webhooks need only ``hmac``, and cryptography costs a cold start ~35 ms.
+A URL from a message is parsed once, by :meth:`SnsUrl.parse`: that one parse decides whether the URL
+is allowed and is what the GET is built from, so the check and the request cannot disagree; anything
+but a plain ``https://sns.<region>.amazonaws.com[.cn]/...`` (no user info, port, backslash or
+fragment; ASCII only) is a :class:`SignatureError`, never another exception. ``cryptography`` is
+imported on the first SNS signature check and ``requests`` on the first GET, not with this module:
+Standard Webhooks need only ``hmac``, and cryptography costs a cold start ~35 ms.
 """
 
 from __future__ import annotations
@@ -24,16 +28,12 @@ import hashlib
 import hmac
 import json
 import re
-import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, Protocol
-from urllib.error import URLError
-from urllib.parse import urlsplit
-from urllib.request import HTTPRedirectHandler, HTTPSHandler, Request, build_opener
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -46,6 +46,8 @@ from workflow_retry.errors import (
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from workflow_retry.boto_clients import TimeLeft
 
 WEBHOOK_TOLERANCE_SECONDS = 300
 """How far ``webhook-timestamp`` may be from our clock, either way (the Standard Webhooks default)."""
@@ -218,56 +220,121 @@ class SnsHttpMessage(BaseModel):
         return match["region"]
 
 
-class HttpsGetter(Protocol):
-    """GETs an HTTPS URL and returns the body; raises :class:`FetchError` on any failure."""
+# A plain https URL: a lower-case host name with an optional port (the port only ever passes the test
+# hook's host check, never is_sns_host), then a path and query of RFC 3986 characters. No user info,
+# backslash, fragment, white space or anything beyond ASCII can match.
+_HTTPS_URL = re.compile(
+    r"https://(?P<authority>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?)(?P<target>/[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)"
+)
 
-    def get(self, url: str) -> bytes: ...
+
+@dataclass(frozen=True)
+class SnsUrl:
+    """An https URL from an SNS message, parsed once: its authority (host, or ``host:port``) and target
+    (path and query). ``str()`` is the URL rebuilt from these parts: what is fetched is what was checked."""
+
+    authority: str
+    target: str
+
+    @classmethod
+    def parse(cls, text: str) -> SnsUrl | None:
+        """The URL's parts, or None when ``text`` is not a plain https URL (see ``_HTTPS_URL``)."""
+        match = _HTTPS_URL.fullmatch(text) if len(text) <= 2048 else None
+        return cls(match["authority"], match["target"]) if match else None
+
+    def __str__(self) -> str:
+        return f"https://{self.authority}{self.target}"
+
+
+class HttpsGetter(Protocol):
+    """GETs an https URL and returns the body; raises :class:`FetchError` on any failure."""
+
+    def get(self, url: SnsUrl) -> bytes: ...
 
 
 class FetchError(Exception):
     """An HTTPS GET failed (no answer, a non-200 status, a body too large)."""
 
 
-class _NoRedirects(HTTPRedirectHandler):
-    # A redirect could lead away from the SNS host that was checked: refuse it.
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
+class RequestsHttpsGetter:
+    """:class:`HttpsGetter` over ``requests``: HTTPS only, certificate-verified, no redirects, bounded size and time.
 
-
-class UrllibHttpsGetter:
-    """:class:`HttpsGetter` over urllib: HTTPS only, certificate-verified, no redirects, bounded size."""
+    Each GET takes at most ``timeout_seconds`` (connecting, waiting and reading together), or what
+    ``time_left()`` says is left when that is less. The body is streamed and cut at ``max_bytes``;
+    it is asked for uncompressed and read as sent, so a small compressed answer cannot grow in memory.
+    ``verify`` is passed to ``requests``: True (the default trust store) or a CA bundle's path.
+    """
 
     def __init__(
         self,
         *,
-        ssl_context: ssl.SSLContext | None = None,
+        verify: bool | str = True,
         timeout_seconds: float = 5.0,
         max_bytes: int = _MAX_CERTIFICATE_BYTES,
+        time_left: TimeLeft | None = None,
     ) -> None:
-        self._opener = build_opener(HTTPSHandler(context=ssl_context or ssl.create_default_context()), _NoRedirects)
+        import requests  # here: only the SNS HTTPS path fetches anything
+
+        self._session = requests.Session()
+        self._verify = verify
         self._timeout = timeout_seconds
         self._max_bytes = max_bytes
+        self._time_left = time_left
 
-    def get(self, url: str) -> bytes:
-        if urlsplit(url).scheme != "https":
-            raise FetchError("only https URLs are fetched")
+    def get(self, url: SnsUrl) -> bytes:
+        import requests
+
+        seconds = self._timeout if self._time_left is None else max(0.1, min(self._timeout, self._time_left()))
+        ends_at = time.monotonic() + seconds
         try:
-            with self._opener.open(Request(url, method="GET"), timeout=self._timeout) as response:  # noqa: S310 (https only)
-                if response.status != 200:
-                    raise FetchError(f"answered HTTP {response.status}")
-                body: bytes = response.read(self._max_bytes + 1)
-        except (URLError, OSError) as exc:
-            raise FetchError(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
-        if len(body) > self._max_bytes:
+            with self._session.get(
+                str(url),
+                headers={"Accept-Encoding": "identity"},
+                allow_redirects=False,  # a redirect could lead away from the host that was checked
+                stream=True,
+                timeout=(seconds, seconds),
+                verify=self._verify,
+            ) as response:
+                if response.status_code != 200:
+                    raise FetchError(f"answered HTTP {response.status_code}")
+                return self._read(response, ends_at)
+        except requests.RequestException as exc:
+            raise FetchError(_describe(exc)) from None
+
+    def _read(self, response: Any, ends_at: float) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self._max_bytes:
             raise FetchError(f"the answer is larger than {self._max_bytes} bytes")
-        return body
+        body = bytearray()
+        while chunk := response.raw.read(16 * 1024, decode_content=False):
+            body += chunk
+            if len(body) > self._max_bytes:
+                raise FetchError(f"the answer is larger than {self._max_bytes} bytes")
+            if time.monotonic() > ends_at:
+                raise FetchError("the answer took longer than its timeout")
+        return bytes(body)
+
+
+def _describe(exc: Exception) -> str:
+    # The innermost reason (e.g. CERTIFICATE_VERIFY_FAILED), without the URL requests puts in its messages.
+    reason: BaseException = exc
+    for _ in range(8):
+        inner = getattr(reason, "reason", None)
+        if not isinstance(inner, BaseException) and reason.args and isinstance(reason.args[0], BaseException):
+            inner = reason.args[0]
+        if not isinstance(inner, BaseException) or inner is reason:
+            break
+        reason = inner
+    text = str(reason)[:200] if reason is not exc else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class SnsMessageVerifier:
     """Verifies SNS HTTPS messages from allowed topics and confirms their subscriptions.
 
-    ``trusted_host(host, region)`` decides which hosts certificates and subscription URLs may come
-    from; it is :func:`is_sns_host` unless a test passes its own (there is no setting for it).
+    ``trusted_host(authority, region)`` decides which hosts certificates and subscription URLs may
+    come from (the authority is the URL's host, with ``:port`` when it names one); it is
+    :func:`is_sns_host` unless a test passes its own (there is no setting for it).
     """
 
     def __init__(
@@ -284,7 +351,7 @@ class SnsMessageVerifier:
         self._max_age = max_age_seconds
         self._clock = clock
         self._trusted_host = trusted_host
-        self._keys: dict[str, rsa.RSAPublicKey] = {}
+        self._keys: dict[SnsUrl, rsa.RSAPublicKey] = {}
         self._keys_lock = threading.Lock()
 
     def verify(self, body: bytes) -> SnsHttpMessage:
@@ -321,8 +388,7 @@ class SnsMessageVerifier:
 
     def confirm_subscription(self, message: SnsHttpMessage) -> None:
         """Confirm a verified ``SubscriptionConfirmation`` by fetching its SubscribeURL on the SNS host."""
-        url = message.SubscribeURL or ""
-        self._check_url(url, message.region, "SubscribeURL")
+        url = self._sns_url(message.SubscribeURL or "", message.region, "SubscribeURL")
         try:
             self._getter.get(url)
         except FetchError as exc:
@@ -339,13 +405,17 @@ class SnsMessageVerifier:
         if -age > _FUTURE_TOLERANCE_SECONDS:
             raise SignatureError("the SNS Timestamp is in the future")
 
-    def _check_url(self, url: str, region: str, what: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "https" or not parts.hostname or not self._trusted_host(parts.hostname, region):
-            raise SignatureError(f"{what} is not an https URL on the SNS host of the topic's region")
+    def _sns_url(self, text: str, region: str, what: str) -> SnsUrl:
+        url = SnsUrl.parse(text)
+        if url is None or not self._trusted_host(url.authority, region):
+            raise SignatureError(
+                f"{what} is not an https URL on the SNS host of the topic's region "
+                "(https://sns.<region>.amazonaws.com/..., no user info, port or fragment)"
+            )
+        return url
 
-    def _signing_key(self, url: str, region: str) -> rsa.RSAPublicKey:
-        self._check_url(url, region, "SigningCertURL")
+    def _signing_key(self, text: str, region: str) -> rsa.RSAPublicKey:
+        url = self._sns_url(text, region, "SigningCertURL")
         with self._keys_lock:
             cached = self._keys.get(url)
         if cached is not None:

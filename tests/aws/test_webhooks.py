@@ -8,26 +8,40 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.aws.local_sns import CERT_PATH, OTHER_TOPIC_ARN, REGION, TOPIC_ARN, LocalSns, trust_loopback
+from tests.aws.local_sns import (
+    BIG_PATH,
+    BIG_UNANNOUNCED_PATH,
+    CERT_PATH,
+    OTHER_TOPIC_ARN,
+    REDIRECT_PATH,
+    REGION,
+    SLOW_PATH,
+    TOPIC_ARN,
+    LocalSns,
+    trust_loopback,
+)
 from tests.aws.senders import new_webhook_secret
+from workflow_retry.aws.webhooks import (
+    FetchError,
+    RequestsHttpsGetter,
+    SnsMessageVerifier,
+    SnsUrl,
+    StandardWebhookVerifier,
+    WebhookSecret,
+    is_sns_host,
+    parse_webhook_secrets,
+)
 from workflow_retry.errors import (
     ConfigurationError,
     SenderNotAllowedError,
     SignatureCheckUnavailableError,
     SignatureError,
-)
-from workflow_retry.webhooks import (
-    SnsMessageVerifier,
-    StandardWebhookVerifier,
-    UrllibHttpsGetter,
-    WebhookSecret,
-    is_sns_host,
-    parse_webhook_secrets,
 )
 
 NOW = 1_760_000_000
@@ -300,7 +314,7 @@ def test_a_certificate_that_cannot_be_fetched_makes_the_check_unavailable_not_fa
 def test_a_certificate_from_a_server_whose_tls_certificate_is_not_trusted_is_refused(sns: LocalSns) -> None:
     # The default trust store does not know the local CA: TLS verification fails, nothing is trusted.
     verifier = SnsMessageVerifier(
-        frozenset({TOPIC_ARN}), UrllibHttpsGetter(), max_age_seconds=3600, trusted_host=trust_loopback
+        frozenset({TOPIC_ARN}), RequestsHttpsGetter(), max_age_seconds=3600, trusted_host=trust_loopback
     )
 
     with pytest.raises(SignatureCheckUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
@@ -356,3 +370,96 @@ def test_a_subscription_confirmation_whose_subscribe_url_is_not_an_sns_host_is_n
     with pytest.raises(SignatureError, match="SubscribeURL is not an https URL on the SNS host"):
         production.confirm_subscription(verified)
     assert message["Token"] not in sns.confirmed_tokens
+
+
+# -- SNS URLs and the certificate getter ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://sns.{REGION}.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-1.pem",
+        f"https://sns.{REGION}.amazonaws.com/?Action=ConfirmSubscription&TopicArn=arn%3Aaws%3Asns&Token=2336",
+        f"https://sns.{REGION}.amazonaws.com/?Action=ConfirmSubscription&TopicArn={TOPIC_ARN}&Token=2336",
+    ],
+)
+def test_a_plain_sns_url_parses_to_parts_that_rebuild_it(url: str) -> None:
+    parsed = SnsUrl.parse(url)
+
+    assert parsed is not None
+    assert str(parsed) == url
+    assert is_sns_host(parsed.authority, REGION if ".cn/" not in url else "cn-north-1")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://[",
+        "https://[::1]/x.pem",
+        f"http://sns.{REGION}.amazonaws.com/x.pem",
+        f"HTTPS://sns.{REGION}.amazonaws.com/x.pem",
+        f"https://user:pw@sns.{REGION}.amazonaws.com/x.pem",
+        f"https://evil.example\\@sns.{REGION}.amazonaws.com/x.pem",
+        f"https://sns.{REGION}.amazonaws.com\\@evil.example/x.pem",
+        f"https://sns.{REGION}.amazonaws.com/x.pem\uff03",
+        f"https://sns.{REGION}.amazonaws.com/x.pem#fragment",
+        f"https://sns.{REGION}.amazonaws.com/x\\y.pem",
+        f"https://sns.{REGION}.amazonaws.com/x y.pem",
+        f"https://sns.{REGION}.amazonaws.com",
+        f"https://sns.{REGION}.amazonaws.com?x=1",
+        f"//sns.{REGION}.amazonaws.com/x.pem",
+        "",
+    ],
+)
+def test_anything_but_a_plain_https_url_does_not_parse(url: str) -> None:
+    assert SnsUrl.parse(url) is None
+
+
+def test_a_port_parses_but_never_passes_the_production_host_check() -> None:
+    parsed = SnsUrl.parse(f"https://sns.{REGION}.amazonaws.com:443/x.pem")
+
+    assert parsed is not None
+    assert not is_sns_host(parsed.authority, REGION)
+
+
+def local(sns: LocalSns, path: str) -> SnsUrl:
+    parsed = SnsUrl.parse(sns.url(path))
+    assert parsed is not None
+    return parsed
+
+
+def test_the_getter_fetches_the_body_over_verified_https(sns: LocalSns) -> None:
+    assert sns.getter().get(local(sns, CERT_PATH)) == sns.signing_pem
+
+
+def test_the_getter_does_not_follow_a_redirect(sns: LocalSns) -> None:
+    before = sns.fetched.count(CERT_PATH)
+
+    with pytest.raises(FetchError, match="answered HTTP 302"):
+        sns.getter().get(local(sns, REDIRECT_PATH))
+    assert sns.fetched.count(CERT_PATH) == before
+
+
+@pytest.mark.parametrize("path", [BIG_PATH, BIG_UNANNOUNCED_PATH])
+def test_the_getter_refuses_a_body_over_its_size(sns: LocalSns, path: str) -> None:
+    with pytest.raises(FetchError, match="larger than 65536 bytes"):
+        sns.getter().get(local(sns, path))
+
+
+def test_the_getter_gives_up_at_its_timeout(sns: LocalSns) -> None:
+    getter = RequestsHttpsGetter(verify=sns.getter()._verify, timeout_seconds=0.5)
+    started = time.monotonic()
+
+    with pytest.raises(FetchError, match="Timeout"):
+        getter.get(local(sns, SLOW_PATH))
+    assert time.monotonic() - started < 2.0
+
+
+def test_the_getter_takes_no_longer_than_the_time_left(sns: LocalSns) -> None:
+    getter = RequestsHttpsGetter(verify=sns.getter()._verify, timeout_seconds=30, time_left=lambda: 0.5)
+    started = time.monotonic()
+
+    with pytest.raises(FetchError, match="Timeout"):
+        getter.get(local(sns, SLOW_PATH))
+    assert time.monotonic() - started < 2.0
