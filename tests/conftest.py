@@ -67,6 +67,18 @@ def _settings_read_afresh() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _no_function_log_handler_left() -> Iterator[None]:
+    """``handle`` gives the package logger a stdout handler for the rest of the process, as a Cognite
+    Function needs; in this one process it would print into later tests' stdout (a CLI's --json)."""
+    yield
+    from workflow_retry.logs import PACKAGE_LOGGER, JsonStdoutHandler
+
+    package = logging.getLogger(PACKAGE_LOGGER)
+    for handler in [h for h in package.handlers if isinstance(h, JsonStdoutHandler)]:
+        package.removeHandler(handler)
+
+
+@pytest.fixture(autouse=True)
 def _scan_every_handle_result(monkeypatch: pytest.MonkeyPatch) -> None:
     """Add every result and exception message of ``handle`` in the suite to the secret scan (a spy only)."""
     from workflow_retry import function

@@ -23,7 +23,14 @@ from workflow_retry.logs import JsonStdoutHandler
 
 SECRETS = {"client-id": FUNCTION_CLIENT_ID, "client-secret": FUNCTION_CLIENT_SECRET}
 
-pytestmark = pytest.mark.usefixtures("fast_env")
+pytestmark = pytest.mark.usefixtures("fast_env", "_only_the_function_handler")
+
+
+@pytest.fixture
+def _only_the_function_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Cognite Function's process: no Powertools handler from an in-process Lambda test run earlier."""
+    package = logging.getLogger("workflow_retry")
+    monkeypatch.setattr(package, "handlers", [h for h in package.handlers if isinstance(h, JsonStdoutHandler)])
 
 
 def json_lines(out: str) -> list[dict[str, Any]]:
