@@ -4,7 +4,8 @@ It reads executions, creates sessions and calls retry with raw ``get``/``post`` 
 client, so that the caller gets the API's JSON unchanged (``engineExecutionId`` kept, status in upper
 case: the SDK's ``WorkflowExecution`` drops the first and lower-cases the second), and so that our
 own bounded concurrency, not the SDK's per-API throttle, decides how many requests run at once.
-Auth, token refresh, gzip, connection pooling and retries of 429/5xx stay the SDK's.
+Auth (its token fetched ahead of each call: :mod:`workflow_retry.idp`), gzip, connection pooling and
+retries of 429/5xx stay the SDK's.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from urllib.parse import quote
 from cognite.client import AsyncCogniteClient, CogniteClient, global_config
 from cognite.client.exceptions import (
     CogniteAPIError,
+    CogniteAuthError,
     CogniteException,
     CogniteProjectAccessError,
     CogniteRequestError,
 )
 
 from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError
+from workflow_retry.idp import as_identity_provider_error
 from workflow_retry.ids import ExecutionId
 from workflow_retry.settings import SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, Settings
 
@@ -219,6 +222,9 @@ def _as_request_error(exc: CogniteException) -> CdfRequestError:
         case CogniteRequestError():
             # Timeouts, refused and dropped connections, left after the SDK's own retries.
             return CdfRequestError(None, f"no response from CDF: {type(exc).__name__}", retryable=True)
+        case CogniteAuthError():
+            # The token fetch of a credential provider other than ours: its message quotes the identity provider.
+            return as_identity_provider_error(exc)
         case _:
             return CdfRequestError(None, f"{type(exc).__name__}: {_truncate(str(exc))}", retryable=False)
 

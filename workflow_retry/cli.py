@@ -7,7 +7,9 @@ It reads the same environment as the Lambda (``CDF_PROJECT``, ``CDF_URL`` or ``C
 when it is a terminal.
 
 Exit codes: 0 when nothing failed; 1 when any ID failed, was invalid or unknown, or was given up
-(``exhausted``), or a sweep could not list; 2 for bad arguments or configuration (nothing was sent).
+(``exhausted``), or a sweep could not list; 2 for bad arguments or configuration (nothing was sent);
+3 when it cannot authenticate: the identity provider refused the client, failed or did not answer
+within the deadline (one line on stderr; nothing was sent to CDF).
 """
 
 from __future__ import annotations
@@ -23,13 +25,21 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
-from workflow_retry.errors import RetryToolError
+from workflow_retry.errors import IdentityProviderError, RetryToolError
 from workflow_retry.models import ExecutionResult, Outcome, RetryReport
 from workflow_retry.policy import format_time
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_USAGE = 2
+EXIT_CANNOT_AUTHENTICATE = 3
+EXIT_CODES_HELP = """exit codes:
+  0  nothing failed
+  1  an ID failed, was invalid, unknown or given up (exhausted), or a sweep could not list
+  2  bad arguments or configuration (nothing was sent to CDF)
+  3  cannot authenticate: the identity provider refused the client, failed or did not answer
+     within RETRY_DEADLINE_SECONDS (nothing was sent to CDF)
+"""
 FAILING_OUTCOMES = frozenset({Outcome.FAILED, Outcome.INVALID, Outcome.NOT_FOUND, Outcome.EXHAUSTED})
 _DURATION = re.compile(r"(\d+)\s*([smhd]?)")
 _MINUTES_PER_UNIT = {"s": 1 / 60, "m": 1, "": 1, "h": 60, "d": 1440}
@@ -45,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.run(args)
+    except IdentityProviderError as exc:
+        advice = "try again later" if exc.retryable else "check IDP_TOKEN_URL, IDP_CLIENT_ID, IDP_SCOPES and the secret"
+        print(f"error: {exc}; {advice}", file=sys.stderr)
+        return EXIT_CANNOT_AUTHENTICATE
     except RetryToolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -61,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
         # The installed command's name; `python -m workflow_retry` from a checkout runs the same parser.
         prog="workflow-retry",
         description="Retry failed Cognite Data Fusion workflow executions.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (stderr)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -115,7 +131,7 @@ def _run_retry(args: argparse.Namespace) -> int:
     from workflow_retry.payloads import parse_payload
 
     request = parse_payload({"executionIds": list(args.ids), "dryRun": args.dry_run, "fullExecution": args.full})
-    client, credentials, settings = _connect()
+    client, credentials, settings = _connect(authenticate=any(r.execution_id is not None for r in request.ids))
     from workflow_retry import function
 
     bar = ProgressBar(sys.stderr, "retrying")
@@ -254,11 +270,16 @@ def _run_emulator(args: argparse.Namespace) -> int:
 # -- connection and output --------------------------------------------------------------------------
 
 
-def _connect() -> tuple[Any, Any, Any]:
-    """A client, session credentials and settings from the environment (ConfigurationError if incomplete)."""
+def _connect(*, authenticate: bool = True) -> tuple[Any, Any, Any]:
+    """A client with its token, session credentials and settings from the environment.
+
+    Raises ConfigurationError when the environment is incomplete, and IdentityProviderError when no
+    token can be had within the deadline (so that every command fails the same way, before any request).
+    """
     from workflow_retry.cdf import ClientCredentials
     from workflow_retry.connection import build_client, connection_settings_from_environment
     from workflow_retry.errors import ConfigurationError
+    from workflow_retry.idp import fetch_token_ahead
     from workflow_retry.settings import settings_from_environment
 
     settings = settings_from_environment()
@@ -272,6 +293,8 @@ def _connect() -> tuple[Any, Any, Any]:
     if not secret:
         raise ConfigurationError("set IDP_CLIENT_SECRET (or IDP_CLIENT_SECRET_REF) to the client secret")
     client = build_client(connection, secret, timeout_seconds=settings.request_timeout_seconds)
+    if authenticate:  # not for a command line of invalid IDs only: bad input costs nothing
+        fetch_token_ahead(client, valid_for=settings.deadline_seconds, timeout=settings.deadline_seconds)
     return client, ClientCredentials(connection.client_id, secret), settings
 
 

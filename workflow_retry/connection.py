@@ -58,16 +58,24 @@ def connection_settings_from_environment() -> CdfConnectionSettings:
 
 
 def build_client(settings: CdfConnectionSettings, client_secret: str, timeout_seconds: int = 20) -> CogniteClient:
-    """A CogniteClient authenticated with client credentials. Build once per process and reuse it."""
+    """A CogniteClient authenticated with client credentials. Build once per process and reuse it.
+
+    Its credentials are :class:`~workflow_retry.idp.BoundedClientCredentials`: the SDK's client
+    credentials flow, whose failures are mapped to ``IdentityProviderError`` by status and type.
+    """
     from cognite.client import ClientConfig, CogniteClient, global_config
-    from cognite.client.credentials import OAuthClientCredentials
+
+    from workflow_retry.idp import BoundedClientCredentials
 
     global_config.disable_pypi_version_check = True  # no network call at start-up
-    credentials = OAuthClientCredentials(
+    # The token is fetched ahead of each call, within its deadline (workflow_retry.idp); a request
+    # outside a call that needs one waits at most the request timeout, not httpx's default.
+    credentials = BoundedClientCredentials(
         token_url=settings.token_url,
         client_id=settings.client_id,
         client_secret=client_secret,
         scopes=settings.scope_list,
+        timeout_seconds=timeout_seconds,
     )
     config = ClientConfig(
         client_name=CLIENT_NAME,

@@ -26,7 +26,10 @@
     │                              platform's own redelivery takes over; ``report`` holds the result
     ├── CdfRequestError            internal: one request to CDF failed (``code``, ``retryable``); the
     │   │                          service turns it into a ``failed`` result, it never escapes
-    │   └── ExecutionNotFoundError internal: CDF does not know the execution (a ``not_found`` result)
+    │   ├── ExecutionNotFoundError internal: CDF does not know the execution (a ``not_found`` result)
+    │   └── IdentityProviderError  no token for CDF: the identity provider refused, failed or did not
+    │                              answer within the deadline; every ID of the call is ``failed`` and
+    │                              nothing is sent to CDF (the command line exits 3 with its message)
     └── LedgerError                internal: the attempt ledger (RAW, DynamoDB) could not be read or
                                    written; the service then does not retry (a ``failed`` result,
                                    ``retryable: true``): an attempt that cannot be counted is not made
@@ -126,6 +129,19 @@ class CdfRequestError(RetryToolError):
 
 class ExecutionNotFoundError(CdfRequestError):
     """Internal: CDF does not know the execution (404, or the 400 it has been seen to answer)."""
+
+
+class IdentityProviderError(CdfRequestError):
+    """No token for CDF: the identity provider refused the client, failed, or did not answer in time.
+
+    ``code`` is None (CDF was not reached); the message names the identity provider's host and its HTTP
+    status or the exception's type, never what it answered (an error page can quote the request, client
+    secret included). ``retryable`` is True for 408, 429, 5xx, timeouts, refused connections and names
+    that do not resolve, and for a 2xx without a usable token; False when the client was refused (4xx).
+    """
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(None, message, retryable)
 
 
 class LedgerError(RetryToolError):

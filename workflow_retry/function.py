@@ -18,17 +18,18 @@ from workflow_retry.cdf import (
     bound_sdk_retries,
     run_on_sdk_loop,
 )
-from workflow_retry.errors import ConfigurationError, RetryToolError
+from workflow_retry.errors import ConfigurationError, IdentityProviderError, RetryToolError
 from workflow_retry.giveup import Announcer, build_announcer
+from workflow_retry.idp import fetch_token_ahead
 from workflow_retry.ledger import AttemptLedger, build_ledger
 from workflow_retry.logs import call_log_context, log_json_to_stdout
 from workflow_retry.models import RetryReport, RetryRequest
 from workflow_retry.payloads import check_limits, parse_payload
 from workflow_retry.pipeline_runs import report_run
 from workflow_retry.policy import RetryPolicy, resolve_policy
-from workflow_retry.service import Progress, RetryContext, retry_executions
+from workflow_retry.service import Progress, RetryContext, report_not_started, retry_executions
 from workflow_retry.settings import SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, Settings, cached_settings
-from workflow_retry.sweep import SweepProgress, sweep_executions
+from workflow_retry.sweep import SweepProgress, sweep_executions, sweep_not_started
 
 logger = logging.getLogger(__name__)
 
@@ -77,32 +78,49 @@ def execute(
     The policy is the request's own fields over ``environment`` (default ``os.environ``) over the
     defaults; the ledger defaults to the one the settings choose (RAW unless ``RETRY_LEDGER`` says
     otherwise); give-ups go to the log and to ``GIVE_UP_TOPIC_ARN`` when set. Invalid configuration
-    raises :class:`ConfigurationError` before any request to CDF. With ``RETRY_EXTRACTION_PIPELINE``
-    set, the call (not a dry run) ends by reporting one run to that pipeline (:mod:`pipeline_runs`),
-    in time set aside from the deadline.
+    raises :class:`ConfigurationError` before any request to CDF. When no token can be had from the
+    identity provider within the deadline, every ID is ``failed`` (``identityProvider``) and nothing is sent.
+    With ``RETRY_EXTRACTION_PIPELINE`` set, the call (not a dry run) ends by reporting one run to that
+    pipeline (:mod:`pipeline_runs`), in time set aside from the deadline.
     """
     started = time.monotonic()
     context = build_context(request, client, settings, ledger=ledger, announcer=announcer, environment=environment)
     pipeline = None if request.dry_run else settings.extraction_pipeline
-    work_settings = _leave_time_to_report(settings) if pipeline else settings
     announced_before = len(context.announcer.announced)
-    if request.sweep is not None:
-        report = execute_sweep(request, client, credentials, work_settings, context=context)
-    else:
-        gateway = _bounded_gateway(client, credentials, work_settings)
-        logger.info(
-            "handling %d execution ID(s)%s with %s sessions, %s ledger",
-            len(request.ids),
-            " (dry run)" if request.dry_run else "",
-            gateway.session_type,
-            context.ledger.kind,
-        )
-        report = run_on_sdk_loop(retry_executions(request, gateway, work_settings, context, progress))
+    work_settings = _leave_time_to_report(settings) if pipeline else settings
+    report = _run(request, client, credentials, work_settings, context, progress)
     gave_up = tuple(give_up.execution_id for give_up in context.announcer.announced[announced_before:])
     report = report.model_copy(update={"gave_up": gave_up})
     if pipeline:
         report_run(client, pipeline, report, settings.deadline_seconds - (time.monotonic() - started))
     return report
+
+
+def _run(
+    request: RetryRequest,
+    client: CogniteClient,
+    credentials: ClientCredentials | None,
+    settings: Settings,
+    context: RetryContext,
+    progress: Progress | None,
+) -> RetryReport:
+    if request.sweep is not None:
+        return execute_sweep(request, client, credentials, settings, context=context)
+    gateway = _bounded_gateway(client, credentials, settings)
+    try:
+        if any(requested.execution_id is not None for requested in request.ids):  # invalid IDs cost nothing
+            settings = with_token_ahead(client, settings)
+    except IdentityProviderError as exc:
+        logger.error("%d execution ID(s) not handled: %s", len(request.ids), exc)
+        return report_not_started(request, exc, context)
+    logger.info(
+        "handling %d execution ID(s)%s with %s sessions, %s ledger",
+        len(request.ids),
+        " (dry run)" if request.dry_run else "",
+        gateway.session_type,
+        context.ledger.kind,
+    )
+    return run_on_sdk_loop(retry_executions(request, gateway, settings, context, progress))
 
 
 def _leave_time_to_report(settings: Settings) -> Settings:
@@ -126,8 +144,24 @@ def execute_sweep(
         raise ValueError("execute_sweep needs a request with 'sweep' set")
     context = context or build_context(request, client, settings)
     gateway = _bounded_gateway(client, credentials, settings)
+    try:
+        settings = with_token_ahead(client, settings)
+    except IdentityProviderError as exc:
+        return sweep_not_started(request, settings, exc, context)
     logger.info("sweeping%s with %s ledger", " (dry run)" if request.dry_run else "", context.ledger.kind)
     return run_on_sdk_loop(sweep_executions(request, gateway, settings, context, progress))
+
+
+def with_token_ahead(client: CogniteClient, settings: Settings) -> Settings:
+    """Fetch the client's token for the call off the SDK's event loop; the settings with the deadline left.
+
+    The token is made to last the whole deadline, so no request of the call waits for the identity
+    provider; the wait for it is bounded by the deadline. Raises :class:`IdentityProviderError`.
+    """
+    started = time.monotonic()
+    fetch_token_ahead(client, valid_for=settings.deadline_seconds, timeout=settings.deadline_seconds)
+    left = settings.deadline_seconds - (time.monotonic() - started)
+    return settings.model_copy(update={"deadline_seconds": max(left, 0.001)})
 
 
 def _bounded_gateway(client: CogniteClient, credentials: ClientCredentials | None, settings: Settings) -> SdkCdfGateway:

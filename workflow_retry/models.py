@@ -106,11 +106,19 @@ class RetryRequest(_WireModel):
 
 
 class ErrorInfo(_WireModel):
-    """Why an ID failed: the HTTP status (None when no response came), a message, and whether it may pass."""
+    """Why an ID failed: the HTTP status (None when no response came), a message, and whether it may pass.
+
+    ``identityProvider`` is present (``true``) only when no token for CDF could be had: nothing was sent.
+    """
 
     code: int | None
     message: str
     retryable: bool
+    identity_provider: bool = Field(
+        default=False,
+        exclude_if=lambda value: not value,
+        description="The identity provider refused, failed or did not answer: CDF was not reached",
+    )
 
 
 class ExecutionResult(_WireModel):

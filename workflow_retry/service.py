@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from workflow_retry.cdf import CdfGateway, Nonce
-from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError, LedgerError
+from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError, IdentityProviderError, LedgerError
 from workflow_retry.giveup import Announcer, GiveUp
 from workflow_retry.ids import ExecutionId
 from workflow_retry.ledger import OUTCOME_GAVE_UP, AttemptLedger, AttemptRecord, LedgerSnapshot, NoLedger
@@ -128,6 +128,28 @@ async def retry_executions(
                 progress(done, len(request.ids))
 
     results = await asyncio.gather(*(handle_one(r) for r in request.ids))
+    if not ctx.ledger.enforces_cap:
+        results = [_cap_not_enforced(r) for r in results]
+    report = RetryReport(results=tuple(results))
+    for result in report.results:
+        _log_result(result)
+    return report
+
+
+def report_not_started(
+    request: RetryRequest, error: IdentityProviderError, context: RetryContext | None = None
+) -> RetryReport:
+    """The report of a call that could not start (no token for CDF): every valid ID ``failed`` with ``error``.
+
+    Invalid IDs are reported ``invalid`` as always; nothing was sent to CDF or the ledger.
+    """
+    ctx = context or RetryContext()
+    results = [
+        _failed(r.shown, error)
+        if r.execution_id is not None
+        else _result(r.shown, Outcome.INVALID, r.problem or "invalid")
+        for r in request.ids
+    ]
     if not ctx.ledger.enforces_cap:
         results = [_cap_not_enforced(r) for r in results]
     report = RetryReport(results=tuple(results))
@@ -525,8 +547,16 @@ def _failed(
         outcome=Outcome.FAILED,
         reason=reason,
         execution=execution,
-        error=ErrorInfo(code=error.code, message=error.message, retryable=error.retryable),
+        error=error_info(error),
         attempts=attempts,
+    )
+
+
+def error_info(error: CdfRequestError) -> ErrorInfo:
+    """What a result (or a sweep's listing) says about a failed request."""
+    identity_provider = isinstance(error, IdentityProviderError)
+    return ErrorInfo(
+        code=error.code, message=error.message, retryable=error.retryable, identity_provider=identity_provider
     )
 
 

@@ -34,7 +34,7 @@ from dataclasses import replace
 from typing import Any
 
 from workflow_retry.cdf import CdfGateway
-from workflow_retry.errors import CdfRequestError
+from workflow_retry.errors import CdfRequestError, IdentityProviderError
 from workflow_retry.ids import ExecutionId, InvalidExecutionId, parse_execution_id
 from workflow_retry.models import (
     ErrorInfo,
@@ -46,7 +46,7 @@ from workflow_retry.models import (
     SweepSummary,
 )
 from workflow_retry.policy import WorkflowSelector, failure_key, screen
-from workflow_retry.service import RetryContext, _log_result, read_ahead, retry_one
+from workflow_retry.service import RetryContext, _log_result, error_info, read_ahead, retry_one
 from workflow_retry.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ async def sweep_executions(
         stopped_early = f"listing stopped after {pages} page(s) to keep time for retries; the rest was not read"
     except CdfRequestError as exc:
         stopped_early = f"listing failed after {pages} page(s): {exc.message}"
-        listing_error = ErrorInfo(code=exc.code, message=exc.message, retryable=exc.retryable)
+        listing_error = error_info(exc)
 
     selected = deque(candidate for _, _, candidate in sorted(heap, reverse=True))
     heap.clear()
@@ -213,6 +213,19 @@ async def sweep_executions(
         extra={"sweep": report.sweep.model_dump(mode="json", by_alias=True) if report.sweep else None},
     )
     return report
+
+
+def sweep_not_started(
+    request: RetryRequest, settings: Settings, error: IdentityProviderError, context: RetryContext | None = None
+) -> RetryReport:
+    """The report of a sweep that could not start (no token for CDF): nothing listed, the error as its listing error."""
+    if request.sweep is None:
+        raise ValueError("sweep_not_started needs a sweep request")
+    ctx = context or RetryContext()
+    _, summary, _ = resolve_sweep(request.sweep, settings, ctx, ctx.clock())
+    logger.error("sweep not started: %s", error.message)
+    update = {"stopped_early": f"not started: {error.message}", "listing_error": error_info(error)}
+    return RetryReport(results=(), sweep=summary.model_copy(update=update))
 
 
 def _worth_listing(result: ExecutionResult) -> bool:

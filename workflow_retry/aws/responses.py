@@ -86,12 +86,14 @@ def http_error(status: int, message: str, *, retry_after: bool = False) -> dict[
 
 
 def http_status_of(report: RetryReport) -> int:
-    """200 when every ID was handled; 503 when CDF throttled or was unavailable (429, 503) or a retry is
-    cooling down; 502 for any other transient failure (another 5xx, no answer, the deadline)."""
+    """200 when every ID was handled; 503 when CDF throttled or was unavailable (429, 503), the identity
+    provider failed transiently (no token, nothing sent), or a retry is cooling down; 502 for any other
+    transient failure (another 5xx, no answer, the deadline)."""
     if not report.needs_redelivery:
         return 200
     unavailable = any(
-        r.outcome is Outcome.DEFERRED or (r.error is not None and r.error.retryable and r.error.code in (429, 503))
+        r.outcome is Outcome.DEFERRED
+        or (r.error is not None and r.error.retryable and (r.error.code in (429, 503) or r.error.identity_provider))
         for r in report.results
     )
     return 503 if unavailable else 502
