@@ -1,8 +1,9 @@
 """`make demo`: the main job end to end on the embedded CDF emulator.
 
 Starts the emulator, seeds failed (and some not-failed) workflow executions, retries them through
-``handler.handle`` exactly as a Cognite Function call would, prints a before/after table and exits 0
-when every ID got the outcome it should.
+``handler.handle`` exactly as a Cognite Function call would, prints a before/after table, runs the
+access check (the retried tasks run as the function's principal) and exits 0 when every ID got the
+outcome it should and the check found the missing capability.
 """
 
 from __future__ import annotations
@@ -17,6 +18,17 @@ from cognite.client.credentials import OAuthClientCredentials
 
 import handler
 from emulator import CdfEmulator
+from workflow_retry.access import (
+    DEFAULT_PRINCIPAL_NAME,
+    AccessReport,
+    PrincipalReader,
+    SdkAccessReader,
+    read_and_check,
+)
+from workflow_retry.cdf import run_on_sdk_loop
+from workflow_retry.cli import render_access_report
+from workflow_retry.identity import WorkflowCredentialsMap
+from workflow_retry.policy import WorkflowSelector
 
 EXPECTED = {
     "FAILED": "retried",
@@ -66,12 +78,21 @@ def main() -> int:
             emu.fail_execution(execution_id, reason="failed again straight away")
         again = handler.handle({"executionIds": restarted}, client, secrets=function_secrets)
 
+        # Retried tasks run as the function's principal: check-access says what it lacks, before a retry fails.
+        access_before = _check_access(emu, client, client_id)
+        emu.grant_capabilities(client_id, ["functionsAcl:RUN"])
+        access_after = _check_access(emu, client, client_id)
+
     print("1) the failures are retried once, through handler.handle():\n")
     _print_table(result["results"], before, after)
     print("\ncounts:", ", ".join(f"{k}={v}" for k, v in result["counts"].items() if v))
     print("\n2) they fail again at once; a second call does not hammer them (cooldown, then the attempt cap):\n")
     for item in again["results"]:
         print(f"  {item['executionId'][:13]}...  {item['outcome']:<9} {item['reason'][:90]}")
+    print("\n3) the retried tasks run as the function's principal; check-access finds what it lacks:\n")
+    print(render_access_report(access_before))
+    print("\n   after granting functionsAcl:RUN:\n")
+    print(render_access_report(access_after))
     wrong = [
         r["executionId"]
         for r in result["results"]
@@ -79,11 +100,23 @@ def main() -> int:
     ]
     extras_ok = [r["outcome"] for r in result["results"][len(before) :]] == ["not_found", "invalid"]
     held_back = all(r["outcome"] == "deferred" for r in again["results"])
-    if wrong or not extras_ok or not held_back:
+    access_found = not access_before.ok and access_after.ok
+    if wrong or not extras_ok or not held_back or not access_found:
         print(f"\nunexpected outcomes for: {wrong or 'the unknown/invalid IDs'}", file=sys.stderr)
         return 1
-    print("\ndemo ok: every failed execution ran again once; nothing else was touched; repeats were held back.")
+    print(
+        "\ndemo ok: every failed execution ran again once; nothing else was touched; repeats were held back;"
+        " the missing capability was found before a retry needed it."
+    )
     return 0
+
+
+def _check_access(emu: CdfEmulator, client: CogniteClient, client_id: str) -> AccessReport:
+    """``python -m workflow_retry check-access --workflow nightly-ingest`` as the function's principal."""
+    reader = SdkAccessReader(client)
+    principals = [PrincipalReader(DEFAULT_PRINCIPAL_NAME, client_id, reader)]
+    scope = [WorkflowSelector.model_validate("nightly-ingest")]
+    return run_on_sdk_loop(read_and_check(reader, emu.project, principals, WorkflowCredentialsMap(), scope))
 
 
 def _print_table(results: list[dict[str, Any]], before: dict[str, Any], after: dict[str, Any]) -> None:

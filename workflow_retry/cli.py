@@ -1,4 +1,4 @@
-"""The command line: ``workflow-retry retry|sweep|status|emulator`` (or ``python -m workflow_retry``).
+"""The command line: ``workflow-retry retry|sweep|status|check-access|emulator`` (or ``python -m workflow_retry``).
 
 It reads the same environment as the Lambda (``CDF_PROJECT``, ``CDF_URL`` or ``CDF_CLUSTER``,
 ``IDP_CLIENT_ID``, ``IDP_TOKEN_URL``, ``IDP_SCOPES``, ``IDP_CLIENT_SECRET`` or
@@ -7,9 +7,10 @@ It reads the same environment as the Lambda (``CDF_PROJECT``, ``CDF_URL`` or ``C
 when it is a terminal.
 
 Exit codes: 0 when nothing failed; 1 when any ID failed, was invalid or unknown, or was given up
-(``exhausted``), or a sweep could not list; 2 for bad arguments or configuration (nothing was sent);
-3 when it cannot authenticate: the identity provider refused the client, failed or did not answer
-within the deadline (one line on stderr; nothing was sent to CDF).
+(``exhausted``), or a sweep could not list, or ``check-access`` found a capability missing; 2 for bad
+arguments or configuration (nothing was sent); 3 when it cannot authenticate: the identity provider
+refused the client, failed or did not answer within the deadline (one line on stderr; nothing was sent
+to CDF).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ EXIT_USAGE = 2
 EXIT_CANNOT_AUTHENTICATE = 3
 EXIT_CODES_HELP = """exit codes:
   0  nothing failed
-  1  an ID failed, was invalid, unknown or given up (exhausted), or a sweep could not list
+  1  an ID failed, was invalid, unknown or given up (exhausted), or a sweep could not list,
+     or check-access found a capability missing
   2  bad arguments or configuration (nothing was sent to CDF)
   3  cannot authenticate: the identity provider refused the client, failed or did not answer
      within RETRY_DEADLINE_SECONDS (nothing was sent to CDF)
@@ -106,6 +108,18 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print as JSON")
     status.set_defaults(run=_run_status)
+
+    check = commands.add_parser(
+        "check-access", help="check that retried workflows' tasks can run as the principals their retries use"
+    )
+    check.add_argument(
+        "--workflow",
+        action="append",
+        metavar="WF[:VERSION]",
+        help="only this workflow (repeatable; default: RETRY_SWEEP_WORKFLOWS, else every workflow)",
+    )
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(run=_run_check_access)
 
     emulator = commands.add_parser("emulator", help="run the CDF API emulator locally (Ctrl-C stops it)")
     emulator.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
@@ -238,6 +252,87 @@ def _run_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_check_access(args: argparse.Namespace) -> int:
+    """Exit 0 when every principal holds what the tasks in scope need, 1 when something is missing."""
+    from pydantic import ValidationError
+
+    from workflow_retry import access
+    from workflow_retry.cdf import run_on_sdk_loop
+    from workflow_retry.connection import build_client, connection_settings_from_environment
+    from workflow_retry.identity import SessionCredentials
+    from workflow_retry.policy import WorkflowSelector
+
+    try:
+        selectors = [WorkflowSelector.model_validate(text) for text in args.workflow or ()]
+    except ValidationError:
+        print(f"error: not a workflow (WF or WF:VERSION): {args.workflow}", file=sys.stderr)
+        return EXIT_USAGE
+    client, credentials, settings = _connect()
+    if not selectors and settings.sweep_workflows.strip():
+        selectors = [
+            WorkflowSelector.model_validate(t.strip()) for t in settings.sweep_workflows.split(",") if t.strip()
+        ]
+    sessions = SessionCredentials.of(credentials)
+    connection = connection_settings_from_environment()
+    principals = [
+        access.PrincipalReader(access.DEFAULT_PRINCIPAL_NAME, connection.client_id, access.SdkAccessReader(client))
+    ]
+    for name, mapped in sessions.by_set.items():
+        # Each mapped principal signs in itself: its token says what it holds.
+        as_mapped = build_client(
+            connection.model_copy(update={"client_id": mapped.client_id}),
+            mapped.client_secret,
+            timeout_seconds=settings.request_timeout_seconds,
+        )
+        principals.append(access.PrincipalReader(name, mapped.client_id, access.SdkAccessReader(as_mapped)))
+    default_reader = principals[0].reader
+    assert default_reader is not None
+    report = run_on_sdk_loop(
+        access.read_and_check(default_reader, connection.project, principals, sessions.workflows, selectors)
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(render_access_report(report))
+    return EXIT_OK if report.ok else EXIT_FAILURES
+
+
+def render_access_report(report: Any) -> str:
+    """The access report as text: each principal, then every check that is not plainly held."""
+    lines = []
+    for principal in report.principals:
+        held = f"{len(principal.held.capabilities)} capabilities" if principal.held else f"ERROR: {principal.error}"
+        lines.append(f"principal {principal.label()}: {held}")
+    lines.append(f"workflow versions checked: {report.workflow_versions}")
+    shown = [c for c in report.checks if c.status != "held"]
+    if shown:
+        rows = [
+            (
+                c.status.upper(),
+                str(c.capability) if c.capability else "-",
+                c.principal,
+                f"{c.workflow}:{c.version}" if c.workflow else "(the tool itself)",
+                f"{c.task} ({c.task_type})" if c.task else "-",
+                c.why,
+            )
+            for c in shown
+        ]
+        headers = ("STATUS", "CAPABILITY", "PRINCIPAL", "WORKFLOW", "TASK", "WHY")
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:5])]
+        lines.append("")
+        for row in [headers, *rows]:
+            lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
+    lines += [f"problem: {problem}" for problem in report.problems]
+    missing = len(report.missing)
+    lines.append("")
+    lines.append(
+        "access ok: every principal holds what the checked tasks need"
+        if report.ok
+        else f"access NOT ok: {missing} missing capability(ies); retries of those tasks would fail for lack of access"
+    )
+    return "\n".join(lines)
+
+
 def _run_emulator(args: argparse.Namespace) -> int:
     import secrets
 
@@ -295,7 +390,19 @@ def _connect(*, authenticate: bool = True) -> tuple[Any, Any, Any]:
     client = build_client(connection, secret, timeout_seconds=settings.request_timeout_seconds)
     if authenticate:  # not for a command line of invalid IDs only: bad input costs nothing
         fetch_token_ahead(client, valid_for=settings.deadline_seconds, timeout=settings.deadline_seconds)
-    return client, ClientCredentials(connection.client_id, secret), settings
+    return client, _session_credentials(ClientCredentials(connection.client_id, secret), settings), settings
+
+
+def _session_credentials(default: Any, settings: Any) -> Any:
+    """The default credentials, and each workflow's mapped set (RETRY_CREDENTIALS_MAP) read from its reference."""
+    from workflow_retry.identity import SessionCredentials, reference_source
+
+    if not settings.credentials_map:
+        return default
+    from workflow_retry.aws.secrets import AwsSecretReader
+
+    source = reference_source(settings.credential_sets, AwsSecretReader(max_age_seconds=300).read)
+    return SessionCredentials.resolve(default, settings.credentials_map, source)
 
 
 def exit_code(report: RetryReport) -> int:

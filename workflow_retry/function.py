@@ -20,6 +20,7 @@ from workflow_retry.cdf import (
 )
 from workflow_retry.errors import ConfigurationError, IdentityProviderError, RetryToolError
 from workflow_retry.giveup import Announcer, build_announcer
+from workflow_retry.identity import SessionCredentials, function_secrets_source
 from workflow_retry.idp import fetch_token_ahead
 from workflow_retry.ledger import AttemptLedger, build_ledger
 from workflow_retry.logs import call_log_context, log_json_to_stdout
@@ -53,7 +54,7 @@ def handle(
         try:
             settings = cached_settings()
             request = parse_payload(data)
-            credentials = credentials_from_secrets(secrets)
+            credentials = session_credentials_from_secrets(secrets, settings)
             report = execute(request, client, credentials, settings)
         except RetryToolError as exc:
             logger.error("call %s refused: %s", call_id, exc)
@@ -65,7 +66,7 @@ def handle(
 def execute(
     request: RetryRequest,
     client: CogniteClient,
-    credentials: ClientCredentials | None,
+    credentials: ClientCredentials | SessionCredentials | None,
     settings: Settings,
     *,
     ledger: AttemptLedger | None = None,
@@ -99,7 +100,7 @@ def execute(
 def _run(
     request: RetryRequest,
     client: CogniteClient,
-    credentials: ClientCredentials | None,
+    credentials: ClientCredentials | SessionCredentials | None,
     settings: Settings,
     context: RetryContext,
     progress: Progress | None,
@@ -114,7 +115,7 @@ def _run(
         logger.error("%d execution ID(s) not handled: %s", len(request.ids), exc)
         return report_not_started(request, exc, context)
     logger.info(
-        "handling %d execution ID(s)%s with %s sessions, %s ledger",
+        "handling %d execution ID(s)%s with %s, %s ledger",
         len(request.ids),
         " (dry run)" if request.dry_run else "",
         gateway.session_type,
@@ -133,7 +134,7 @@ def _leave_time_to_report(settings: Settings) -> Settings:
 def execute_sweep(
     request: RetryRequest,
     client: CogniteClient,
-    credentials: ClientCredentials | None,
+    credentials: ClientCredentials | SessionCredentials | None,
     settings: Settings,
     *,
     context: RetryContext | None = None,
@@ -164,7 +165,9 @@ def with_token_ahead(client: CogniteClient, settings: Settings) -> Settings:
     return settings.model_copy(update={"deadline_seconds": max(left, 0.001)})
 
 
-def _bounded_gateway(client: CogniteClient, credentials: ClientCredentials | None, settings: Settings) -> SdkCdfGateway:
+def _bounded_gateway(
+    client: CogniteClient, credentials: ClientCredentials | SessionCredentials | None, settings: Settings
+) -> SdkCdfGateway:
     """The CDF gateway, with the SDK's retries, backoff and request timeout bounded for the deadline."""
     bound_sdk_retries(settings)
     apply_request_timeout(client, settings)
@@ -214,6 +217,16 @@ def credentials_from_secrets(secrets: Mapping[str, str] | None) -> ClientCredent
             f"the function's secrets hold only half of the client credentials: '{missing}' is missing"
         )
     return ClientCredentials(client_id=client_id, client_secret=client_secret)
+
+
+def session_credentials_from_secrets(secrets: Mapping[str, str] | None, settings: Settings) -> SessionCredentials:
+    """The default credentials and, per ``RETRY_CREDENTIALS_MAP``, each mapped set's from the function's secrets.
+
+    Every mapped set is read now: a missing ``<set>-id`` or ``<set>-secret`` is a ConfigurationError
+    raised before any request to CDF.
+    """
+    default = credentials_from_secrets(secrets)
+    return SessionCredentials.resolve(default, settings.credentials_map, function_secrets_source(secrets))
 
 
 def _call_id(function_call_info: Mapping[str, Any] | None) -> str:

@@ -10,11 +10,23 @@ pydantic-settings costs a cold start 30-50 ms (docs/benchmarks.md). The Lambda p
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from workflow_retry.errors import ConfigurationError
 from workflow_retry.payloads import describe_validation_error
@@ -22,6 +34,41 @@ from workflow_retry.payloads import describe_validation_error
 # Keys of a Cognite Function's secrets that hold client credentials for the retry sessions.
 SECRET_CLIENT_ID = "client-id"  # noqa: S105 (a key name)
 SECRET_CLIENT_SECRET = "client-secret"  # noqa: S105 (a key name)
+
+DEFAULT_PRINCIPAL = "default"
+"""The credential set name that maps a workflow to the tool's own principal (workflow_retry.identity)."""
+
+_CREDENTIAL_SET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,6}[a-z0-9])?")
+
+
+def _credential_set_name(name: str) -> str:
+    if not _CREDENTIAL_SET_NAME.fullmatch(name):
+        raise ValueError(
+            f"credential set name {name!r} must be 1 to 8 lower-case letters, digits or inner dashes "
+            "(its function secrets '<name>-id' and '<name>-secret' must fit 15 characters)"
+        )
+    return name
+
+
+CredentialSetName = Annotated[str, AfterValidator(_credential_set_name)]
+"""A credential set's name: 1-8 lower-case letters, digits or inner dashes, so that its Cognite Function
+secrets ``<name>-id`` and ``<name>-secret`` fit the 15 characters a secret's key may have."""
+
+WorkflowKey = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^\S(?:.*\S)?$")]
+"""A workflow external ID or a glob pattern over them (no leading or trailing white space)."""
+
+
+class CredentialSetReference(BaseModel):
+    """One credential set of ``RETRY_CREDENTIAL_SETS``: a client ID and where its secret lives (AWS, CLI)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    client_id: str = Field(alias="clientId", min_length=1, max_length=255)
+    client_secret_ref: str = Field(
+        alias="clientSecretRef",
+        min_length=1,
+        description="ssm:/path, an SSM parameter ARN, or a Secrets Manager name or ARN, optionally #key",
+    )
 
 
 class EnvironmentSettings(BaseModel):
@@ -88,10 +135,38 @@ class Settings(EnvironmentSettings):
     sweep_max_restarts: int = Field(default=20, ge=1, le=1000, description="Executions restarted per sweep")
     sweep_page_size: int = Field(default=100, ge=1, le=1000, description="Executions per list request")
 
+    # Who retried executions run as (docs/identity-and-access.md): workflows mapped to credential sets.
+    credentials_map: dict[WorkflowKey, CredentialSetName] = Field(
+        default_factory=dict,
+        max_length=200,
+        description='JSON object: workflow external ID or glob pattern -> credential set, e.g. {"sales-*": "sales"}',
+    )
+    credential_sets: dict[CredentialSetName, CredentialSetReference] = Field(
+        default_factory=dict,
+        max_length=50,
+        description='AWS and CLI: JSON object of sets, {"sales": {"clientId": ..., "clientSecretRef": ...}}',
+    )
+
+    @field_validator("credentials_map", "credential_sets", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError:
+                raise ValueError("must be a JSON object") from None
+        return value
+
     @model_validator(mode="after")
     def _requests_fit_in_deadline(self) -> Settings:
         if self.request_timeout_seconds >= self.deadline_seconds:
             raise ValueError("request_timeout_seconds must be shorter than deadline_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _default_is_not_a_set(self) -> Settings:
+        if DEFAULT_PRINCIPAL in self.credential_sets:
+            raise ValueError(f"'{DEFAULT_PRINCIPAL}' is the tool's own principal, not a credential set to define")
         return self
 
 

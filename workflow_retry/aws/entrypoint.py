@@ -71,6 +71,7 @@ from workflow_retry.errors import (
     TransientFailuresError,
 )
 from workflow_retry.function import execute
+from workflow_retry.identity import SessionCredentials, reference_source
 from workflow_retry.models import RetryReport, RetryRequest
 from workflow_retry.payloads import parse_payload
 from workflow_retry.settings import Settings, cached_settings
@@ -386,7 +387,10 @@ class LambdaApp:
         settings = invocation_settings(cached_settings(), context)
         if time_left is not None:
             settings = settings.model_copy(update={"deadline_seconds": min(settings.deadline_seconds, time_left)})
-        report = execute(request, client, credentials, settings)
+        # Workflows mapped to credential sets get theirs (secrets read through the container's cache).
+        source = reference_source(settings.credential_sets, self._secrets.read)
+        sessions = SessionCredentials.resolve(credentials, settings.credentials_map, source)
+        report = execute(request, client, sessions, settings)
         if self._telemetry is not None:
             self._telemetry.count(report)
         return report
