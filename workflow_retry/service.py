@@ -563,6 +563,7 @@ def error_info(error: CdfRequestError) -> ErrorInfo:
 
 def _log_result(result: ExecutionResult) -> None:
     level = logging.WARNING if result.outcome is Outcome.FAILED else logging.INFO
+    execution = result.execution or {}
     logger.log(
         level,
         "execution %s: %s (%s)",
@@ -570,8 +571,13 @@ def _log_result(result: ExecutionResult) -> None:
         result.outcome.value,
         result.reason,
         extra={
+            "event": "execution",
             "execution_id": result.execution_id,
+            "workflow": execution.get("workflowExternalId"),
+            "version": execution.get("version"),
             "outcome": result.outcome.value,
+            "attempt": result.attempts,
+            "reason": result.reason,
             "retryable": result.error.retryable if result.error else None,
         },
     )

@@ -122,6 +122,12 @@ class Settings(EnvironmentSettings):
         validation_alias=AliasChoices("GIVE_UP_TOPIC_ARN", "RETRY_GIVE_UP_TOPIC_ARN"),
         description="SNS topic told when the tool gives up on an execution (optional)",
     )
+    extraction_pipeline: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="External ID of the CDF extraction pipeline each call and sweep reports a run to (optional)",
+    )
     sweep_lookback_minutes: int | None = Field(
         default=None,
         ge=1,
