@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-quick lint typecheck unit bench bench-smoke clean
+.PHONY: setup demo test test-quick lint typecheck unit bench bench-smoke clean mutation
 
 setup: $(STAMP)
 
@@ -39,6 +39,14 @@ bench: $(STAMP)
 
 bench-smoke: $(STAMP)
 	$(PY) -m bench --quick --json bench/results/tmp-smoke.json
+
+# Mutation testing (docs/reliability.md): mutmut on each module against the tests that cover it, one module
+# at a time (all by default; `make mutation MODULES="policy events"` for some). Slow: never part of `make test`.
+MODULES ?=
+MUTATION_CHILDREN ?= 1
+
+mutation: $(STAMP)
+	$(PY) tools/mutation.py --max-children $(MUTATION_CHILDREN) $(MODULES)
 
 clean:
 	rm -rf $(VENV) $(INFRA_VENV) .mypy_cache .ruff_cache .pytest_cache build dist

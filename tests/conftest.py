@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +19,10 @@ from tests.support.leaks import CapturingHandler, find_leaks
 from workflow_retry.settings import cached_settings
 
 global_config.disable_pypi_version_check = True
+# Powertools Logger (the Lambda path) would filter the package's records out of every root handler that
+# exists when it starts, this suite's secret scan among them; Lambda needs that (its runtime's root
+# handler would print each line twice), the scan must see every record.
+os.environ.setdefault("POWERTOOLS_LOG_DEDUPLICATION_DISABLED", "true")
 
 FUNCTION_CLIENT_ID = "test-function"
 FUNCTION_CLIENT_SECRET = secrets.token_urlsafe(32)
@@ -76,6 +81,18 @@ def _settings_read_afresh() -> Iterator[None]:
     cached_settings.cache_clear()
     yield
     cached_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_function_log_handler_left() -> Iterator[None]:
+    """``handle`` gives the package logger a stdout handler for the rest of the process, as a Cognite
+    Function needs; in this one process it would print into later tests' stdout (a CLI's --json)."""
+    yield
+    from workflow_retry.logs import PACKAGE_LOGGER, JsonStdoutHandler
+
+    package = logging.getLogger(PACKAGE_LOGGER)
+    for handler in [h for h in package.handlers if isinstance(h, JsonStdoutHandler)]:
+        package.removeHandler(handler)
 
 
 @pytest.fixture(autouse=True)

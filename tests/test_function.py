@@ -527,3 +527,24 @@ def test_a_429_storm_on_the_retry_request_does_not_use_up_attempts(emu: CdfEmula
     assert item["outcome"] == "retried"
     assert item["attempts"] == 1
     assert emu.retry_count(failed) == 1
+
+
+def test_a_misspelt_retry_variable_is_logged_once_per_process(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from workflow_retry import settings
+
+    monkeypatch.setattr(settings, "_unknown_reported", False)
+    monkeypatch.setenv("RETRY_CONCURENCY", "4")
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+
+    with caplog.at_level("WARNING", logger="workflow_retry.settings"):
+        first = handler.handle({"executionIds": [failed], "dryRun": True}, client)
+        settings.cached_settings.cache_clear()  # a later call that reads the settings again
+        second = handler.handle({"executionIds": [failed], "dryRun": True}, client)
+
+    assert [r["outcome"] for r in first["results"] + second["results"]] == ["dry_run", "dry_run"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "workflow_retry.settings"]
+    assert warnings == [
+        "RETRY_CONCURENCY is not a setting of this tool and is ignored; did you mean RETRY_CONCURRENCY?"
+    ]

@@ -71,7 +71,8 @@ def test_an_exhausted_execution_is_announced_once_on_sns_and_in_the_log(
     assert (message["attempts"], message["maxAttempts"], message["outcome"]) == (1, 1, "exhausted")
     assert message["lastReasonForIncompletion"] == "task failed again after retry"
     [line] = [r for r in caplog.records if r.name == "workflow_retry.giveup"]
-    assert getattr(line, "give_up_execution_id") == failed  # noqa: B009 (a structured field)
+    assert getattr(line, "execution_id") == failed  # noqa: B009 (a structured field)
+    assert (line.levelname, getattr(line, "event")) == ("WARNING", "gave_up")  # noqa: B009
 
 
 @pytest.mark.usefixtures("fast_env")

@@ -19,11 +19,13 @@ from workflow_retry.errors import ConfigurationError, PolicyOverrideError
 from workflow_retry.policy import (
     DEFAULT_POLICY,
     Action,
+    Decision,
     RetryPolicy,
     WorkflowSelector,
     decide,
     policy_overrides,
     resolve_policy,
+    retry_was_applied,
 )
 
 SECRETS = {"client-id": FUNCTION_CLIENT_ID, "client-secret": FUNCTION_CLIENT_SECRET}
@@ -303,6 +305,339 @@ def test_ledger_none_is_explicit_and_every_result_says_the_cap_is_not_enforced(
     assert all("attempt cap not enforced (ledger: none)" in rs[0]["reason"] for rs in results)
     assert emu.retry_count(failed) == 3
     assert emu.requests_matching(None, r"/raw/") == []
+
+
+# -- decide(): the edges of each window, to the millisecond -----------------------------------------
+# A rule that moves by one millisecond changes what a user sees only at its edge: these pin each edge.
+
+NO_COOLDOWN = RetryPolicy(cooldown_seconds=0, cooldown_max_seconds=0)
+
+
+def test_an_execution_exactly_max_age_old_is_still_retried_and_one_ms_older_is_not() -> None:
+    policy = RetryPolicy(max_age_hours=24)
+    at_the_edge = execution(endTime=NOW - 24 * HOUR_MS)
+    past_it = execution(endTime=NOW - 24 * HOUR_MS - 1)
+
+    assert decide(at_the_edge, dry_run=False, policy=policy, now_ms=NOW).action is Action.RETRY
+    skipped = decide(past_it, dry_run=False, policy=policy, now_ms=NOW)
+    assert skipped.action is Action.SKIP
+    assert skipped.reason == "ended 24.0 h ago, longer ago than maxAgeHours (24 h)"
+
+
+def test_the_age_of_an_execution_without_end_time_counts_from_its_creation() -> None:
+    never_ended = execution(endTime=None, createdTime=NOW - 25 * HOUR_MS)
+
+    assert decide(never_ended, dry_run=False, now_ms=NOW).action is Action.SKIP
+
+
+def test_a_failure_that_ended_when_the_last_retry_was_sent_is_a_new_failure_not_one_in_flight() -> None:
+    # Only a failure that ended strictly before the last retry can be the one that retry answered.
+    last = NOW - 1_000
+    same_moment = decide(
+        execution(endTime=last), dry_run=False, policy=NO_COOLDOWN, attempts=1, last_attempt_ms=last, now_ms=NOW
+    )
+    before = decide(
+        execution(endTime=last - 1), dry_run=False, policy=NO_COOLDOWN, attempts=1, last_attempt_ms=last, now_ms=NOW
+    )
+
+    assert (same_moment.action, same_moment.attempt) == (Action.RETRY, 2)
+    assert (before.action, before.not_before_ms) == (Action.DEFER, last + 60_000)
+
+
+def test_the_in_flight_window_closes_after_exactly_sixty_seconds() -> None:
+    failure = execution(endTime=NOW - 120_000)  # ended before the last retry: the read may predate it
+
+    def at(now: int) -> Action:
+        return decide(
+            failure, dry_run=False, policy=NO_COOLDOWN, attempts=1, last_attempt_ms=NOW - 90_000, now_ms=now
+        ).action
+
+    assert at(NOW - 90_000 + 59_999) is Action.DEFER
+    assert at(NOW - 90_000 + 60_000) is Action.RETRY
+
+
+def test_the_cap_is_reached_at_max_attempts_not_before() -> None:
+    policy = RetryPolicy(max_attempts=2, cooldown_seconds=0, cooldown_max_seconds=0)
+    earlier = NOW - HOUR_MS
+
+    one_left = decide(execution(), dry_run=False, policy=policy, attempts=1, last_attempt_ms=earlier, now_ms=NOW)
+    none_left = decide(execution(), dry_run=False, policy=policy, attempts=2, last_attempt_ms=earlier, now_ms=NOW)
+
+    assert (one_left.action, one_left.attempt) == (Action.RETRY, 2)
+    assert (none_left.action, none_left.reason) == (
+        Action.EXHAUSTED,
+        "retried 2 time(s), maxAttempts is 2; last at 2027-01-15T07:00:00Z",
+    )
+
+
+def test_the_cooldown_ends_to_the_millisecond() -> None:
+    policy = RetryPolicy(cooldown_seconds=60, cooldown_max_seconds=60)
+    last = NOW - 100_000  # the failure below ended after it: not in flight
+
+    def at(now: int) -> Decision:
+        return decide(
+            execution(endTime=NOW - 50_000), dry_run=False, policy=policy, attempts=1, last_attempt_ms=last, now_ms=now
+        )
+
+    cooling = at(last + 59_999)
+    assert (cooling.action, cooling.not_before_ms) == (Action.DEFER, last + 60_000)
+    assert cooling.reason.endswith("(in 0s)")
+    assert at(last + 60_000).action is Action.RETRY
+
+
+# -- what the user reads: reasons, times and error messages ------------------------------------------
+
+
+def test_a_wait_is_shown_in_seconds_minutes_or_hours() -> None:
+    policy = RetryPolicy(cooldown_seconds=7 * 86_400, cooldown_max_seconds=7 * 86_400, max_age_hours=30 * 24)
+    last = NOW - 100_000
+
+    def shown(left_ms: int) -> str:
+        not_before = last + 7 * 86_400_000
+        reason = decide(
+            execution(endTime=NOW - 50_000),
+            dry_run=False,
+            policy=policy,
+            attempts=1,
+            last_attempt_ms=last,
+            now_ms=not_before - left_ms,
+        ).reason
+        return reason.rsplit("(in ", 1)[1].rstrip(")")
+
+    assert [shown(ms) for ms in (59_000, 60_000, 3_599_000, 3_600_000, 7_260_000)] == [
+        "59s",
+        "1m 00s",
+        "59m 59s",
+        "1h 00m",
+        "2h 01m",
+    ]
+
+
+def test_times_in_reasons_are_utc_whatever_the_machines_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        exhausted = decide(execution(), dry_run=False, attempts=3, last_attempt_ms=NOW - HOUR_MS, now_ms=NOW)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+    assert exhausted.reason == "retried 3 time(s), maxAttempts is 3; last at 2027-01-15T07:00:00Z"
+
+
+def test_an_execution_that_never_ended_is_in_flight_from_its_creation_time() -> None:
+    # No endTime (CDF has not recorded one): createdTime stands for when it failed.
+    created_before_the_retry = execution(endTime=None, createdTime=NOW - 40_000)
+    created_after_it = execution(endTime=None, createdTime=NOW - 20_000)
+
+    def action(item: dict[str, Any]) -> Action:
+        return decide(
+            item, dry_run=False, policy=NO_COOLDOWN, attempts=1, last_attempt_ms=NOW - 30_000, now_ms=NOW
+        ).action
+
+    assert action(created_before_the_retry) is Action.DEFER
+    assert action(created_after_it) is Action.RETRY
+
+
+def test_excluded_workflows_are_named_as_configured() -> None:
+    policy = resolve_policy(None, {"RETRY_EXCLUDE_WORKFLOWS": "legacy, wf:1"})
+
+    assert decide(execution(), dry_run=False, policy=policy, now_ms=NOW).reason == (
+        "workflow wf:1 is excluded (excludeWorkflows 'wf:1')"
+    )
+    legacy = execution(workflowExternalId="legacy", version="7")
+    assert decide(legacy, dry_run=False, policy=policy, now_ms=NOW).reason == (
+        "workflow legacy:7 is excluded (excludeWorkflows 'legacy')"
+    )
+
+
+def test_included_workflows_become_the_sweeps_list_filters() -> None:
+    policy = resolve_policy(None, {"RETRY_INCLUDE_WORKFLOWS": "nightly:2, hourly"})
+
+    assert policy.workflow_filters() == [{"externalId": "nightly", "version": "2"}, {"externalId": "hourly"}]
+    assert DEFAULT_POLICY.workflow_filters() == []
+
+
+@pytest.mark.parametrize(
+    ("status", "running"),
+    [("RUNNING", True), ("running", True), ("FAILED", False), ("COMPLETED", False), (None, False)],
+)
+def test_an_execution_shows_a_retry_was_applied_only_when_it_runs(status: str | None, running: bool) -> None:
+    assert retry_was_applied({"status": status} if status is not None else {}) is running
+
+
+def test_an_environment_list_that_is_not_json_says_so_naming_the_variable() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        resolve_policy(None, {"RETRY_INCLUDE_WORKFLOWS": '["wf", '})
+
+    assert (
+        str(refused.value)
+        == "invalid policy from the environment: RETRY_INCLUDE_WORKFLOWS: Value error, is not a valid JSON array"
+    )
+
+
+def test_errors_name_the_path_to_the_bad_value_and_stop_after_five() -> None:
+    with pytest.raises(ConfigurationError) as nested:
+        policy_overrides({"includeWorkflows": [{"externalId": "wf", "version": ""}]})
+    assert str(nested.value).startswith("invalid policy: includeWorkflows.0.version: String should have at least 1")
+
+    with pytest.raises(ConfigurationError) as many:
+        policy_overrides({f"unknown{i}": 1 for i in range(7)})
+    assert str(many.value) == "invalid policy: " + "; ".join(
+        f"unknown{i}: Extra inputs are not permitted" for i in range(5)
+    )
+
+
+def test_blank_environment_values_leave_the_defaults() -> None:
+    blank = {variable: " " for variable in ("RETRY_MAX_ATTEMPTS", "RETRY_EXCLUDE_WORKFLOWS", "RETRY_MAX_AGE_HOURS")}
+
+    assert resolve_policy(None, blank) == DEFAULT_POLICY
+
+
+def test_layers_that_clash_are_refused_with_a_message_saying_so() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        resolve_policy(policy_overrides({"cooldownMaxSeconds": 10}), {"RETRY_COOLDOWN_SECONDS": "100"})
+
+    assert str(refused.value) == (
+        "invalid policy: policy: Value error, cooldownMaxSeconds must not be smaller than cooldownSeconds"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (None, "status is unknown; only FAILED, TIMED_OUT and TERMINATED are retried"),
+        ("running", "status is RUNNING; only FAILED, TIMED_OUT and TERMINATED are retried"),
+    ],
+)
+def test_an_execution_that_cannot_be_retried_says_its_status(status: str | None, reason: str) -> None:
+    item = execution(status=status)
+    if status is None:
+        del item["status"]
+
+    assert decide(item, dry_run=False, now_ms=NOW).reason == reason
+
+
+def test_a_workflow_without_version_is_named_without_one() -> None:
+    policy = RetryPolicy(include_workflows=(WorkflowSelector(external_id="other"),))
+
+    assert decide(execution(version=None), dry_run=False, policy=policy, now_ms=NOW).reason == (
+        "workflow wf is not in includeWorkflows"
+    )
+
+
+def test_terminal_errors_name_the_first_five_failed_tasks() -> None:
+    tasks = [{"externalId": f"t{i}", "status": "FAILED_WITH_TERMINAL_ERROR"} for i in range(7)]
+
+    assert decide(execution(executedTasks=tasks), dry_run=False, now_ms=NOW).reason == (
+        "every failed task ended FAILED_WITH_TERMINAL_ERROR (t0, t1, t2, t3, t4); set retryTerminalErrors to retry them"
+    )
+
+
+@pytest.mark.parametrize("status", ["FAILED", "timed_out", "TERMINATED"])
+def test_a_first_retry_reports_the_status_it_started_from(status: str) -> None:
+    shown = status.upper()
+    # No attempts and no time given: a first attempt, decided now.
+    fresh = execution(status=status, endTime=int(time.time() * 1000) - 60_000)
+
+    assert decide(fresh, dry_run=False).reason == f"retried from the point of failure (status was {shown})"
+    assert decide(fresh, dry_run=True).reason == f"would retry: status is {shown} (attempt 1 of 3)"
+    an_hour_ago = int(time.time() * 1000) - HOUR_MS  # the last retry: the default cooldown (300 s) has passed
+    assert decide(fresh, dry_run=False, attempts=1, last_attempt_ms=an_hour_ago).action is Action.RETRY
+
+
+def test_the_executions_own_reason_is_matched_against_skip_patterns() -> None:
+    policy = RetryPolicy(skip_reason_patterns=("quota",))
+    failed = execution(reasonForIncompletion="Quota exceeded", executedTasks=[])
+
+    assert decide(failed, dry_run=False, policy=policy, now_ms=NOW).reason == (
+        "reasonForIncompletion of the execution matches skip pattern 'quota'"
+    )
+
+
+def test_reasons_that_are_not_text_are_not_matched_and_do_not_crash() -> None:
+    policy = RetryPolicy(skip_reason_patterns=("4",))
+    hostile = execution(
+        reasonForIncompletion=42, executedTasks=[{"externalId": "t", "status": "FAILED", "reasonForIncompletion": 4}]
+    )
+
+    assert decide(hostile, dry_run=False, policy=policy, now_ms=NOW).action is Action.RETRY
+
+
+def test_an_in_flight_deferral_says_when_the_retry_was_sent_and_when_to_look_again() -> None:
+    deferred = decide(
+        execution(endTime=NOW - 60_000), dry_run=False, attempts=1, last_attempt_ms=NOW - 30_000, now_ms=NOW
+    )
+
+    assert deferred.reason == (
+        "retry 1 was sent at 2027-01-15T07:59:30Z, after this failure: it may still be starting; "
+        "to be looked at again from 2027-01-15T08:00:30Z"
+    )
+
+
+def test_a_cooldown_deferral_says_from_when() -> None:
+    policy = RetryPolicy(cooldown_seconds=60, cooldown_max_seconds=60)
+    cooling = decide(
+        execution(endTime=NOW - 10_000),
+        dry_run=False,
+        policy=policy,
+        attempts=1,
+        last_attempt_ms=NOW - 20_000,
+        now_ms=NOW,
+    )
+
+    assert cooling.reason == "cooling down: retry 2 of 3 is allowed from 2027-01-15T08:00:40Z (in 40s)"
+
+
+def test_an_exhausted_execution_without_a_last_attempt_time_names_none() -> None:
+    exhausted = decide(execution(), dry_run=False, attempts=3, last_attempt_ms=None, now_ms=NOW)
+
+    assert exhausted.reason == "retried 3 time(s), maxAttempts is 3"
+
+
+def test_without_cooldown_a_last_attempt_ahead_of_our_clock_does_not_hold_a_new_failure_back() -> None:
+    # CDF's clock (endTime) and the ledger's times ahead of this machine's: no cooldown means no wait.
+    ahead = decide(
+        execution(endTime=NOW + 2_000),
+        dry_run=False,
+        policy=NO_COOLDOWN,
+        attempts=1,
+        last_attempt_ms=NOW + 1_000,
+        now_ms=NOW,
+    )
+
+    assert ahead.action is Action.RETRY
+
+
+def test_a_one_millisecond_cooldown_is_still_a_cooldown() -> None:
+    policy = RetryPolicy(cooldown_seconds=0.001, cooldown_max_seconds=0.001)
+
+    def at(now: int) -> Action:
+        return decide(
+            execution(endTime=NOW), dry_run=False, policy=policy, attempts=1, last_attempt_ms=NOW, now_ms=now
+        ).action
+
+    assert (at(NOW), at(NOW + 1)) == (Action.DEFER, Action.RETRY)
+
+
+def test_a_dry_run_gives_the_number_the_attempt_would_have() -> None:
+    assert decide(execution(), dry_run=True, attempts=0, now_ms=NOW).attempt == 1
+    later = decide(execution(), dry_run=True, attempts=2, last_attempt_ms=NOW - 2 * HOUR_MS, now_ms=NOW)
+    assert (later.action, later.attempt) == (Action.REPORT_ONLY, 3)
+
+
+def test_a_policy_that_is_not_an_object_is_refused_in_full_words() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        policy_overrides(["maxAttempts", 1])
+
+    assert str(refused.value) == "invalid policy: 'policy' must be an object"
+
+
+@pytest.mark.parametrize("end_time", ["2026-01-01T00:00:00Z", True, 1.5e12, None])
+def test_an_end_time_that_is_not_epoch_milliseconds_counts_as_absent(end_time: object) -> None:
+    hostile = execution(endTime=end_time, createdTime=NOW - 60_000)
+
+    assert decide(hostile, dry_run=False, now_ms=NOW).action is Action.RETRY
 
 
 # -- skip patterns from outside run in linear time (RE2) -------------------------------------------

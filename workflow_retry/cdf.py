@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -26,6 +25,7 @@ from cognite.client.exceptions import (
 )
 
 from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError
+from workflow_retry.identity import ClientCredentials, SessionCredentials
 from workflow_retry.idp import as_identity_provider_error
 from workflow_retry.ids import ExecutionId
 from workflow_retry.settings import SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, Settings
@@ -35,12 +35,7 @@ _MAX_MESSAGE_LENGTH = 500
 _SPARE_CONNECTIONS = 2  # a sweep's next list page, a token refresh
 
 
-@dataclass(frozen=True)
-class ClientCredentials:
-    """Client credentials for creating retry sessions; the secret never shows in a repr."""
-
-    client_id: str
-    client_secret: str = field(repr=False)
+__all__ = ["CdfGateway", "ClientCredentials", "Nonce", "SdkCdfGateway"]
 
 
 class Nonce:
@@ -67,8 +62,8 @@ class CdfGateway(Protocol):
         """The detailed execution; :class:`ExecutionNotFoundError` when CDF does not know it."""
         ...
 
-    async def create_nonce(self) -> Nonce:
-        """A fresh session nonce for one retry."""
+    async def create_nonce(self, workflow_external_id: str | None = None) -> Nonce:
+        """A fresh session nonce for one retry of an execution of this workflow (its mapped credentials)."""
         ...
 
     async def retry_execution(self, execution_id: ExecutionId, nonce: Nonce) -> dict[str, Any]:
@@ -85,22 +80,23 @@ class CdfGateway(Protocol):
 class SdkCdfGateway:
     """:class:`CdfGateway` over cognite-sdk's async client."""
 
-    def __init__(self, client: CogniteClient | AsyncCogniteClient, credentials: ClientCredentials | None) -> None:
+    def __init__(
+        self,
+        client: CogniteClient | AsyncCogniteClient,
+        credentials: ClientCredentials | SessionCredentials | None,
+    ) -> None:
         self._client = client.get_async_client() if isinstance(client, CogniteClient) else client
         # The client's raw get/post resolve paths against the base URL only, not the project's API path.
         self._api = f"/api/v1/projects/{quote(self._client.config.project, safe='')}"
-        self._session_item: dict[str, Any] = (
-            {"clientId": credentials.client_id, "clientSecret": credentials.client_secret}
-            if credentials
-            else {"tokenExchange": True}
-        )
+        self._credentials = SessionCredentials.of(credentials)
         self._chained_session_refused: CdfRequestError | None = None
-        self._first_token_exchange = asyncio.Lock() if credentials is None else None
+        # Token exchange is what the workflows without client credentials (mapped or default) get.
+        self._first_token_exchange = asyncio.Lock() if self._credentials.default is None else None
         self._first_token_exchange_done = False
 
     @property
     def session_type(self) -> str:
-        return "client credentials" if "clientId" in self._session_item else "token exchange"
+        return self._credentials.describe()
 
     async def get_execution(self, execution_id: ExecutionId) -> dict[str, Any]:
         try:
@@ -115,26 +111,31 @@ class SdkCdfGateway:
             raise _as_request_error(exc) from None
         return _json_object(response.json())
 
-    async def create_nonce(self) -> Nonce:
+    async def create_nonce(self, workflow_external_id: str | None = None) -> Nonce:
+        credentials = self._credentials.for_workflow(workflow_external_id)
+        if credentials is not None:
+            item = {"clientId": credentials.client_id, "clientSecret": credentials.client_secret}
+            return await self._create_nonce(item)
         if self._first_token_exchange is not None and not self._first_token_exchange_done:
             # The first token-exchange session goes alone: if CDF refuses it as a chained session,
             # the IDs waiting behind it fail at once instead of each sending a request to be refused.
             async with self._first_token_exchange:
                 if not self._first_token_exchange_done:
                     try:
-                        return await self._create_nonce()
+                        return await self._create_nonce({"tokenExchange": True})
                     finally:
                         self._first_token_exchange_done = True
-        return await self._create_nonce()
+        return await self._create_nonce({"tokenExchange": True})
 
-    async def _create_nonce(self) -> Nonce:
-        if self._chained_session_refused is not None:
+    async def _create_nonce(self, item: dict[str, Any]) -> Nonce:
+        token_exchange = "tokenExchange" in item
+        if token_exchange and self._chained_session_refused is not None:
             raise self._chained_session_refused  # one refusal answers every ID: no request per ID
         try:
-            response = await self._client.post(f"{self._api}/sessions", json={"items": [self._session_item]})
+            response = await self._client.post(f"{self._api}/sessions", json={"items": [item]})
         except CogniteException as exc:
             error = _as_request_error(exc)
-            if "tokenExchange" in self._session_item and error.code in (400, 401, 403):
+            if token_exchange and error.code in (400, 401, 403):
                 # Inside a Cognite Function the token already comes from a session, and CDF chains
                 # sessions one level only: a token-exchange session is refused. Client credentials work.
                 self._chained_session_refused = CdfRequestError(

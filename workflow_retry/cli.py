@@ -1,4 +1,4 @@
-"""The command line: ``workflow-retry retry|sweep|status|emulator`` (or ``python -m workflow_retry``).
+"""The command line: ``workflow-retry retry|sweep|status|check-access|emulator`` (or ``python -m workflow_retry``).
 
 It reads the same environment as the Lambda (``CDF_PROJECT``, ``CDF_URL`` or ``CDF_CLUSTER``,
 ``IDP_CLIENT_ID``, ``IDP_TOKEN_URL``, ``IDP_SCOPES``, ``IDP_CLIENT_SECRET`` or
@@ -7,9 +7,10 @@ It reads the same environment as the Lambda (``CDF_PROJECT``, ``CDF_URL`` or ``C
 when it is a terminal.
 
 Exit codes: 0 when nothing failed; 1 when any ID failed, was invalid or unknown, or was given up
-(``exhausted``), or a sweep could not list; 2 for bad arguments or configuration (nothing was sent);
-3 when it cannot authenticate: the identity provider refused the client, failed or did not answer
-within the deadline (one line on stderr; nothing was sent to CDF).
+(``exhausted``), or a sweep could not list, or ``check-access`` found a capability missing; 2 for bad
+arguments or configuration (nothing was sent); 3 when it cannot authenticate: the identity provider
+refused the client, failed or did not answer within the deadline (one line on stderr; nothing was sent
+to CDF).
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ import os
 import re
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from typing import IO, Any
 
 from workflow_retry.errors import IdentityProviderError, RetryToolError
 from workflow_retry.models import ExecutionResult, Outcome, RetryReport
-from workflow_retry.policy import format_time
+from workflow_retry.policy import Action, format_time
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -35,12 +35,21 @@ EXIT_USAGE = 2
 EXIT_CANNOT_AUTHENTICATE = 3
 EXIT_CODES_HELP = """exit codes:
   0  nothing failed
-  1  an ID failed, was invalid, unknown or given up (exhausted), or a sweep could not list
+  1  an ID failed, was invalid, unknown or given up (exhausted), or a sweep could not list,
+     or check-access found a capability missing
   2  bad arguments or configuration (nothing was sent to CDF)
   3  cannot authenticate: the identity provider refused the client, failed or did not answer
      within RETRY_DEADLINE_SECONDS (nothing was sent to CDF)
 """
 FAILING_OUTCOMES = frozenset({Outcome.FAILED, Outcome.INVALID, Outcome.NOT_FOUND, Outcome.EXHAUSTED})
+STATUS_OUTCOMES = {
+    Action.RETRY: Outcome.RETRIED,
+    Action.REPORT_ONLY: Outcome.DRY_RUN,
+    Action.SKIP: Outcome.SKIPPED,
+    Action.DEFER: Outcome.DEFERRED,
+    Action.EXHAUSTED: Outcome.EXHAUSTED,
+}
+"""What ``status`` says the policy would do now, in the words of a result (``retry --dry-run``'s outcome)."""
 _DURATION = re.compile(r"(\d+)\s*([smhd]?)")
 _MINUTES_PER_UNIT = {"s": 1 / 60, "m": 1, "": 1, "h": 60, "d": 1440}
 
@@ -53,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from workflow_retry.settings import warn_unknown_retry_variables
+
+    warn_unknown_retry_variables(lambda warning: print(f"warning: {warning}", file=sys.stderr))
     try:
         code: int = args.run(args)
     except IdentityProviderError as exc:
@@ -79,16 +91,23 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (stderr)")
+    # -v after the subcommand too; SUPPRESS keeps a -v given before it when the subcommand has none.
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log what happens (stderr)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    retry = commands.add_parser("retry", help="retry failed executions by ID")
+    retry = commands.add_parser("retry", parents=[verbose], help="retry failed executions by ID")
     retry.add_argument("ids", nargs="+", metavar="ID", help="execution IDs (UUIDs)")
     retry.add_argument("--dry-run", action="store_true", help="report what would be done, change nothing")
     retry.add_argument("--json", action="store_true", help="print the result as JSON")
     retry.add_argument("--full", action="store_true", help=_FULL_HELP)
     retry.set_defaults(run=_run_retry)
 
-    sweep = commands.add_parser("sweep", help="find failed executions and retry them under the policy")
+    sweep = commands.add_parser(
+        "sweep", parents=[verbose], help="find failed executions and retry them under the policy"
+    )
     sweep.add_argument("--workflow", action="append", metavar="WF[:VERSION]", help="only this workflow (repeatable)")
     sweep.add_argument(
         "--since",
@@ -102,14 +121,37 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--full", action="store_true", help=_FULL_HELP)
     sweep.set_defaults(run=_run_sweep)
 
-    status = commands.add_parser("status", help="show an execution, its ledger record and what the policy says")
+    status = commands.add_parser(
+        "status", parents=[verbose], help="show an execution, its ledger record and what the policy says"
+    )
     status.add_argument("id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print as JSON")
     status.set_defaults(run=_run_status)
 
-    emulator = commands.add_parser("emulator", help="run the CDF API emulator locally (Ctrl-C stops it)")
+    check = commands.add_parser(
+        "check-access",
+        parents=[verbose],
+        help="check that retried workflows' tasks can run as the principals their retries use",
+    )
+    check.add_argument(
+        "--workflow",
+        action="append",
+        metavar="WF[:VERSION]",
+        help="only this workflow (repeatable; default: RETRY_SWEEP_WORKFLOWS, else every workflow)",
+    )
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(run=_run_check_access)
+
+    emulator = commands.add_parser(
+        "emulator", parents=[verbose], help="run the CDF API emulator locally (Ctrl-C stops it)"
+    )
     emulator.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
     emulator.add_argument("--seed", type=int, default=5, metavar="N", help="failed executions to seed")
+    emulator.add_argument(
+        "--fail-again",
+        action="store_true",
+        help="every retried execution fails again at once (walk through cooldown, the cap and give-up)",
+    )
     emulator.set_defaults(run=_run_emulator)
     return parser
 
@@ -130,11 +172,13 @@ def _minutes(text: str) -> int:
 def _run_retry(args: argparse.Namespace) -> int:
     from workflow_retry.payloads import parse_payload
 
-    request = parse_payload({"executionIds": list(args.ids), "dryRun": args.dry_run, "fullExecution": args.full})
+    # A shell paste brings surrounding white space; a payload keeps it (and is refused): docs/cli.md.
+    ids = [text.strip() for text in args.ids]
+    request = parse_payload({"executionIds": ids, "dryRun": args.dry_run, "fullExecution": args.full})
     client, credentials, settings = _connect(authenticate=any(r.execution_id is not None for r in request.ids))
     from workflow_retry import function
 
-    bar = ProgressBar(sys.stderr, "retrying")
+    bar = ProgressBar(sys.stderr, "would retry" if args.dry_run else "retrying")
     report = function.execute(request, client, credentials, settings, progress=bar.update)
     bar.close()
     _print_report(report, as_json=args.json)
@@ -162,11 +206,16 @@ def _run_sweep(args: argparse.Namespace) -> int:
         credentials,
         settings,
         context=function.build_context(request, client, settings),
-        progress=lambda phase, done, total: bar.update(done, total, phase),
+        progress=lambda phase, done, total: bar.update(done, total, _phase_label(phase, dry_run=args.dry_run)),
     )
     bar.close()
     _print_report(report, as_json=args.json)
     return exit_code(report)
+
+
+def _phase_label(phase: str, *, dry_run: bool) -> str:
+    """A sweep's phase as the bar shows it: a dry run retries nothing, so it says so."""
+    return "would retry" if dry_run and phase == "retrying" else phase
 
 
 def _run_status(args: argparse.Namespace) -> int:
@@ -177,7 +226,7 @@ def _run_status(args: argparse.Namespace) -> int:
     from workflow_retry.service import decide_with_record, now_ms
 
     try:
-        execution_id = parse_execution_id(args.id)
+        execution_id = parse_execution_id(args.id.strip())  # a pasted ID's white space (docs/cli.md)
     except InvalidExecutionId as exc:
         print(f"error: invalid execution ID: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -207,7 +256,7 @@ def _run_status(args: argparse.Namespace) -> int:
         out = {
             "execution": execution,
             "ledger": {"kind": context.ledger.kind, "record": record.to_json() if record else None},
-            "policy": {"action": decision.action.value, "reason": decision.reason},
+            "policy": {"outcome": STATUS_OUTCOMES[decision.action].value, "reason": decision.reason},
         }
         print(json.dumps(out, indent=2))
         return EXIT_OK
@@ -231,40 +280,104 @@ def _run_status(args: argparse.Namespace) -> int:
         ]
     else:
         rows.append((f"ledger ({context.ledger.kind})", "no attempts recorded"))
-    rows.append(("policy now", f"{decision.action.value}: {decision.reason}"))
+    rows.append(("policy now", f"{STATUS_OUTCOMES[decision.action].value}: {decision.reason}"))
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
     return EXIT_OK
 
 
-def _run_emulator(args: argparse.Namespace) -> int:
-    import secrets
+def _run_check_access(args: argparse.Namespace) -> int:
+    """Exit 0 when every principal holds what the tasks in scope need, 1 when something is missing."""
+    from pydantic import ValidationError
+
+    from workflow_retry import access
+    from workflow_retry.cdf import run_on_sdk_loop
+    from workflow_retry.connection import build_client, connection_settings_from_environment
+    from workflow_retry.identity import SessionCredentials
+    from workflow_retry.policy import WorkflowSelector
 
     try:
-        from emulator import CdfEmulator
+        selectors = [WorkflowSelector.model_validate(text) for text in args.workflow or ()]
+    except ValidationError:
+        print(f"error: not a workflow (WF or WF:VERSION): {args.workflow}", file=sys.stderr)
+        return EXIT_USAGE
+    client, credentials, settings = _connect()
+    if not selectors and settings.sweep_workflows.strip():
+        selectors = [
+            WorkflowSelector.model_validate(t.strip()) for t in settings.sweep_workflows.split(",") if t.strip()
+        ]
+    sessions = SessionCredentials.of(credentials)
+    connection = connection_settings_from_environment()
+    principals = [
+        access.PrincipalReader(access.DEFAULT_PRINCIPAL_NAME, connection.client_id, access.SdkAccessReader(client))
+    ]
+    for name, mapped in sessions.by_set.items():
+        # Each mapped principal signs in itself: its token says what it holds.
+        as_mapped = build_client(
+            connection.model_copy(update={"client_id": mapped.client_id}),
+            mapped.client_secret,
+            timeout_seconds=settings.request_timeout_seconds,
+        )
+        principals.append(access.PrincipalReader(name, mapped.client_id, access.SdkAccessReader(as_mapped)))
+    default_reader = principals[0].reader
+    assert default_reader is not None
+    report = run_on_sdk_loop(
+        access.read_and_check(default_reader, connection.project, principals, sessions.workflows, selectors)
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(render_access_report(report))
+    return EXIT_OK if report.ok else EXIT_FAILURES
+
+
+def render_access_report(report: Any) -> str:
+    """The access report as text: each principal, then every check that is not plainly held."""
+    lines = []
+    for principal in report.principals:
+        held = f"{len(principal.held.capabilities)} capabilities" if principal.held else f"ERROR: {principal.error}"
+        lines.append(f"principal {principal.label()}: {held}")
+    lines.append(f"workflow versions checked: {report.workflow_versions}")
+    shown = [c for c in report.checks if c.status != "held"]
+    if shown:
+        rows = [
+            (
+                c.status.upper(),
+                str(c.capability) if c.capability else "-",
+                c.principal,
+                f"{c.workflow}:{c.version}" if c.workflow else "(the tool itself)",
+                f"{c.task} ({c.task_type})" if c.task else "-",
+                c.why,
+            )
+            for c in shown
+        ]
+        headers = ("STATUS", "CAPABILITY", "PRINCIPAL", "WORKFLOW", "TASK", "WHY")
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:5])]
+        lines.append("")
+        for row in [headers, *rows]:
+            lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
+    lines += [f"problem: {problem}" for problem in report.problems]
+    missing = len(report.missing)
+    lines.append("")
+    lines.append(
+        "access ok: every principal holds what the checked tasks need"
+        if report.ok
+        else f"access NOT ok: {missing} missing capability(ies); retries of those tasks would fail for lack of access"
+    )
+    return "\n".join(lines)
+
+
+def _run_emulator(args: argparse.Namespace) -> int:
+    """``python -m emulator`` under the installed command's name: one implementation, emulator.local."""
+    try:
+        from emulator.local import serve
     except ImportError:
         print(
             "error: the emulator is not installed here (it lives in the repository, not the package)", file=sys.stderr
         )
         return EXIT_USAGE
-    client_id, client_secret = "local-client", secrets.token_urlsafe(24)
-    with CdfEmulator(project="local", port=args.port) as emu:
-        emu.add_client(client_id, client_secret)
-        ids = emu.seed_many(args.seed, workflow_external_id="wf") if args.seed > 0 else []
-        print(f"CDF emulator on {emu.base_url}; in another shell:\n")
-        print(f"export CDF_URL={emu.base_url} CDF_PROJECT={emu.project}")
-        print(f"export IDP_TOKEN_URL={emu.token_url} IDP_CLIENT_ID={client_id}")
-        print(f"export IDP_CLIENT_SECRET={client_secret}")
-        print("python -m workflow_retry sweep --dry-run\n")
-        print(f"{len(ids)} FAILED execution(s) seeded:", *ids, sep="\n  ")
-        print("Ctrl-C stops it.", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-    return EXIT_OK
+    return serve(port=args.port, seed=args.seed, fail_again=args.fail_again)
 
 
 # -- connection and output --------------------------------------------------------------------------
@@ -280,22 +393,54 @@ def _connect(*, authenticate: bool = True) -> tuple[Any, Any, Any]:
     from workflow_retry.connection import build_client, connection_settings_from_environment
     from workflow_retry.errors import ConfigurationError
     from workflow_retry.idp import fetch_token_ahead
+    from workflow_retry.policy import environment_policy
     from workflow_retry.settings import settings_from_environment
 
-    settings = settings_from_environment()
-    connection = connection_settings_from_environment()
+    # Every problem of the environment in one message: a user fixes them in one round, not three.
+    problems: list[str] = []
+    settings = connection = None
+    try:
+        settings = settings_from_environment()
+    except ConfigurationError as exc:
+        problems.append(str(exc))
+    try:
+        environment_policy(os.environ)
+    except ConfigurationError as exc:
+        problems.append(str(exc))
+    try:
+        connection = connection_settings_from_environment()
+    except ConfigurationError as exc:
+        problems.append(str(exc))
     secret = os.environ.get("IDP_CLIENT_SECRET")
     reference = os.environ.get("IDP_CLIENT_SECRET_REF")
+    if not secret and not reference:
+        problems.append("set IDP_CLIENT_SECRET (or IDP_CLIENT_SECRET_REF) to the client secret")
+    if problems or settings is None or connection is None:
+        raise ConfigurationError(
+            "\n  ".join(["the environment is incomplete or invalid (nothing was sent to CDF):", *problems])
+        )
     if not secret and reference:
         from workflow_retry.aws.secrets import AwsSecretReader, resolve_secret
 
         secret = resolve_secret(None, reference, AwsSecretReader(max_age_seconds=300))
     if not secret:
-        raise ConfigurationError("set IDP_CLIENT_SECRET (or IDP_CLIENT_SECRET_REF) to the client secret")
+        raise ConfigurationError("IDP_CLIENT_SECRET_REF names an empty secret")
     client = build_client(connection, secret, timeout_seconds=settings.request_timeout_seconds)
     if authenticate:  # not for a command line of invalid IDs only: bad input costs nothing
         fetch_token_ahead(client, valid_for=settings.deadline_seconds, timeout=settings.deadline_seconds)
-    return client, ClientCredentials(connection.client_id, secret), settings
+    return client, _session_credentials(ClientCredentials(connection.client_id, secret), settings), settings
+
+
+def _session_credentials(default: Any, settings: Any) -> Any:
+    """The default credentials, and each workflow's mapped set (RETRY_CREDENTIALS_MAP) read from its reference."""
+    from workflow_retry.identity import SessionCredentials, reference_source
+
+    if not settings.credentials_map:
+        return default
+    from workflow_retry.aws.secrets import AwsSecretReader
+
+    source = reference_source(settings.credential_sets, AwsSecretReader(max_age_seconds=300).read)
+    return SessionCredentials.resolve(default, settings.credentials_map, source)
 
 
 def exit_code(report: RetryReport) -> int:
@@ -310,7 +455,12 @@ def _print_report(report: RetryReport, *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return
-    print(render_table(report.results, shutil.get_terminal_size((120, 24)).columns))
+    listing_error = report.sweep.listing_error if report.sweep is not None else None
+    if listing_error is not None:
+        # The cause first: an empty table above it would read as "nothing failed".
+        print(f"sweep failed: could not list executions: {listing_error.message}")
+    if report.results or listing_error is None:
+        print(render_table(report.results, shutil.get_terminal_size((120, 24)).columns))
     counts = ", ".join(f"{count} {outcome}" for outcome, count in report.counts.items() if count)
     if report.sweep is None:
         print(f"\n{counts or 'nothing to do'}")
@@ -371,9 +521,9 @@ class ProgressBar:
         label = phase or self._label
         if total:
             filled = int(30 * min(done, total) / total)
-            text = f"\r{label:<9} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}"
+            text = f"\r{label:<11} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}"
         else:
-            text = f"\r{label:<9} {done} execution(s) listed"
+            text = f"\r{label:<11} {done} execution(s) listed"
         self._stream.write(text.ljust(60))
         self._stream.flush()
         self._drawn = True

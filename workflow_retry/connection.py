@@ -38,7 +38,7 @@ class CdfConnectionSettings(EnvironmentSettings):
     @model_validator(mode="after")
     def _one_location(self) -> CdfConnectionSettings:
         if not self.url and not self.cluster:
-            raise ValueError("set CDF_URL (a full base URL) or CDF_CLUSTER")
+            raise ValueError(_LOCATION_MISSING)
         return self
 
     @property
@@ -51,10 +51,25 @@ class CdfConnectionSettings(EnvironmentSettings):
 
 
 def connection_settings_from_environment() -> CdfConnectionSettings:
+    """The connection settings, or one :class:`ConfigurationError` naming every variable missing or invalid.
+
+    Where CDF is (``CDF_URL`` or ``CDF_CLUSTER``) is checked with the other fields, not after them, so
+    that a user who set none of them learns all at once.
+    """
+    values = environment_values(CdfConnectionSettings)
+    location_missing = not values.get("url") and not values.get("cluster")
     try:
-        return CdfConnectionSettings.model_validate(environment_values(CdfConnectionSettings))
+        settings = CdfConnectionSettings.model_validate(values)
     except ValidationError as exc:
-        raise ConfigurationError(describe_validation_error(exc, "CDF connection settings")) from None
+        field_errors = [e for e in exc.errors(include_input=False) if e["loc"]]
+        if not (location_missing and field_errors):
+            raise ConfigurationError(describe_validation_error(exc, "CDF connection settings")) from None
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in field_errors]
+        raise ConfigurationError("invalid CDF connection settings: " + "; ".join([*parts, _LOCATION_MISSING])) from None
+    return settings
+
+
+_LOCATION_MISSING = "set CDF_URL (a full base URL) or CDF_CLUSTER"
 
 
 def build_client(settings: CdfConnectionSettings, client_secret: str, timeout_seconds: int = 20) -> CogniteClient:

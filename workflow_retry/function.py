@@ -20,10 +20,13 @@ from workflow_retry.cdf import (
 )
 from workflow_retry.errors import ConfigurationError, IdentityProviderError, RetryToolError
 from workflow_retry.giveup import Announcer, build_announcer
+from workflow_retry.identity import SessionCredentials, function_secrets_source
 from workflow_retry.idp import fetch_token_ahead
 from workflow_retry.ledger import AttemptLedger, build_ledger
+from workflow_retry.logs import call_log_context, log_json_to_stdout
 from workflow_retry.models import RetryReport, RetryRequest
 from workflow_retry.payloads import check_limits, parse_payload
+from workflow_retry.pipeline_runs import report_run
 from workflow_retry.policy import RetryPolicy, resolve_policy
 from workflow_retry.service import Progress, RetryContext, report_not_started, retry_executions
 from workflow_retry.settings import SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, Settings, cached_settings
@@ -43,23 +46,27 @@ def handle(
     Raises :class:`PayloadError` when no execution ID can be read from ``data`` (the call then shows
     as Failed with that message) and :class:`ConfigurationError` for invalid settings or secrets. The
     answer is trimmed to the platform's 1 MB when it would be larger (:mod:`workflow_retry.answer_size`).
+    Logs one JSON line per event to stdout (the call's log), each with the call's ID.
     """
-    try:
-        settings = cached_settings()
-        request = parse_payload(data)
-        credentials = credentials_from_secrets(secrets)
-        report = execute(request, client, credentials, settings)
-    except RetryToolError as exc:
-        logger.error("call %s refused: %s", _call_id(function_call_info), exc)
-        raise
-    # Cognite Functions refuse an answer over 1 MB, which would fail the call after its retries ran.
-    return fit_answer(report.to_dict(), COGNITE_FUNCTION_ANSWER_LIMIT_BYTES, "Cognite Functions")
+    log_json_to_stdout()
+    call_id = _call_id(function_call_info)
+    with call_log_context(call_id):
+        try:
+            settings = cached_settings()
+            request = parse_payload(data)
+            credentials = session_credentials_from_secrets(secrets, settings)
+            report = execute(request, client, credentials, settings)
+        except RetryToolError as exc:
+            logger.error("call %s refused: %s", call_id, exc)
+            raise
+        # Cognite Functions refuse an answer over 1 MB, which would fail the call after its retries ran.
+        return fit_answer(report.to_dict(), COGNITE_FUNCTION_ANSWER_LIMIT_BYTES, "Cognite Functions")
 
 
 def execute(
     request: RetryRequest,
     client: CogniteClient,
-    credentials: ClientCredentials | None,
+    credentials: ClientCredentials | SessionCredentials | None,
     settings: Settings,
     *,
     ledger: AttemptLedger | None = None,
@@ -74,8 +81,30 @@ def execute(
     otherwise); give-ups go to the log and to ``GIVE_UP_TOPIC_ARN`` when set. Invalid configuration
     raises :class:`ConfigurationError` before any request to CDF. When no token can be had from the
     identity provider within the deadline, every ID is ``failed`` (``identityProvider``) and nothing is sent.
+    With ``RETRY_EXTRACTION_PIPELINE`` set, the call (not a dry run) ends by reporting one run to that
+    pipeline (:mod:`pipeline_runs`), in time set aside from the deadline.
     """
+    started = time.monotonic()
     context = build_context(request, client, settings, ledger=ledger, announcer=announcer, environment=environment)
+    pipeline = None if request.dry_run else settings.extraction_pipeline
+    announced_before = len(context.announcer.announced)
+    work_settings = _leave_time_to_report(settings) if pipeline else settings
+    report = _run(request, client, credentials, work_settings, context, progress)
+    gave_up = tuple(give_up.execution_id for give_up in context.announcer.announced[announced_before:])
+    report = report.model_copy(update={"gave_up": gave_up})
+    if pipeline:
+        report_run(client, pipeline, report, settings.deadline_seconds - (time.monotonic() - started))
+    return report
+
+
+def _run(
+    request: RetryRequest,
+    client: CogniteClient,
+    credentials: ClientCredentials | SessionCredentials | None,
+    settings: Settings,
+    context: RetryContext,
+    progress: Progress | None,
+) -> RetryReport:
     if request.sweep is not None:
         return execute_sweep(request, client, credentials, settings, context=context)
     gateway = _bounded_gateway(client, credentials, settings)
@@ -86,7 +115,7 @@ def execute(
         logger.error("%d execution ID(s) not handled: %s", len(request.ids), exc)
         return report_not_started(request, exc, context)
     logger.info(
-        "handling %d execution ID(s)%s with %s sessions, %s ledger",
+        "handling %d execution ID(s)%s with %s, %s ledger",
         len(request.ids),
         " (dry run)" if request.dry_run else "",
         gateway.session_type,
@@ -95,10 +124,17 @@ def execute(
     return run_on_sdk_loop(retry_executions(request, gateway, settings, context, progress))
 
 
+def _leave_time_to_report(settings: Settings) -> Settings:
+    """The settings of the retries when a run is reported after them: the deadline less the report's time
+    (one request timeout, at most a tenth of the deadline)."""
+    reserve = min(float(settings.request_timeout_seconds), settings.deadline_seconds / 10)
+    return settings.model_copy(update={"deadline_seconds": settings.deadline_seconds - reserve})
+
+
 def execute_sweep(
     request: RetryRequest,
     client: CogniteClient,
-    credentials: ClientCredentials | None,
+    credentials: ClientCredentials | SessionCredentials | None,
     settings: Settings,
     *,
     context: RetryContext | None = None,
@@ -129,7 +165,9 @@ def with_token_ahead(client: CogniteClient, settings: Settings) -> Settings:
     return settings.model_copy(update={"deadline_seconds": max(left, 0.001)})
 
 
-def _bounded_gateway(client: CogniteClient, credentials: ClientCredentials | None, settings: Settings) -> SdkCdfGateway:
+def _bounded_gateway(
+    client: CogniteClient, credentials: ClientCredentials | SessionCredentials | None, settings: Settings
+) -> SdkCdfGateway:
     """The CDF gateway, with the SDK's retries, backoff and request timeout bounded for the deadline."""
     bound_sdk_retries(settings)
     apply_request_timeout(client, settings)
@@ -179,6 +217,16 @@ def credentials_from_secrets(secrets: Mapping[str, str] | None) -> ClientCredent
             f"the function's secrets hold only half of the client credentials: '{missing}' is missing"
         )
     return ClientCredentials(client_id=client_id, client_secret=client_secret)
+
+
+def session_credentials_from_secrets(secrets: Mapping[str, str] | None, settings: Settings) -> SessionCredentials:
+    """The default credentials and, per ``RETRY_CREDENTIALS_MAP``, each mapped set's from the function's secrets.
+
+    Every mapped set is read now: a missing ``<set>-id`` or ``<set>-secret`` is a ConfigurationError
+    raised before any request to CDF.
+    """
+    default = credentials_from_secrets(secrets)
+    return SessionCredentials.resolve(default, settings.credentials_map, function_secrets_source(secrets))
 
 
 def _call_id(function_call_info: Mapping[str, Any] | None) -> str:

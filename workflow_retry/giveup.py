@@ -4,8 +4,9 @@ An execution is given up when it is ``exhausted`` (retried ``maxAttempts`` times
 when its retry failed for a reason that will not pass (a 4xx), or when it is ``skipped`` because its
 failure is an access error (a retry would run as the same principal and fail the same way; ``why``
 then names the missing capability when the failure's reason does). Each give-up is announced once: a
-structured log line always (logger ``workflow_retry.giveup``, message ``gave up on execution ...``,
-the fields in ``extra``), and an SNS message when ``GIVE_UP_TOPIC_ARN`` is set.
+structured log line always (logger ``workflow_retry.giveup``, level WARNING, message ``gave up on
+execution ...``, the fields of :meth:`GiveUp.log_fields` in ``extra``), and an SNS message when
+``GIVE_UP_TOPIC_ARN`` is set.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from workflow_retry.boto_clients import bounded_client, no_time_limit, time_left_until
@@ -36,6 +37,20 @@ class GiveUp:
     outcome: str
     last_reason: str | None
     why: str
+
+    def log_fields(self) -> dict[str, Any]:
+        """The structured fields of the give-up's log line (named as every execution event's)."""
+        return {
+            "event": "gave_up",
+            "execution_id": self.execution_id,
+            "workflow": self.workflow_external_id,
+            "version": self.version,
+            "outcome": self.outcome,
+            "attempt": self.attempts,
+            "max_attempts": self.max_attempts,
+            "reason": self.why,
+            "last_reason": self.last_reason,
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,15 +77,18 @@ class Announcer:
 
     def __init__(self, notifiers: tuple[GiveUpNotifier, ...] = ()) -> None:
         self._notifiers = notifiers
+        self.announced: list[GiveUp] = []
+        """Every give-up announced so far, in order (the caller's run report and metrics count them)."""
 
     async def announce(self, give_up: GiveUp) -> None:
+        self.announced.append(give_up)
         logger.warning(
             "gave up on execution %s of workflow %s after %s attempt(s): %s",
             give_up.execution_id,
             give_up.workflow_external_id,
             give_up.attempts if give_up.attempts is not None else "?",
             give_up.why,
-            extra={f"give_up_{k}": v for k, v in asdict(give_up).items()},
+            extra=give_up.log_fields(),
         )
         for notifier in self._notifiers:
             try:

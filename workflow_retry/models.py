@@ -180,6 +180,9 @@ class RetryReport(_WireModel):
 
     results: tuple[ExecutionResult, ...]
     sweep: SweepSummary | None = None
+    gave_up: tuple[str, ...] = Field(
+        default=(), description="Executions given up on (and announced) by this call; not part of ``to_dict``"
+    )
 
     @property
     def counts(self) -> dict[str, int]:

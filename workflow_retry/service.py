@@ -255,8 +255,8 @@ class _RetryRequestWatch:
     async def get_execution(self, execution_id: ExecutionId) -> dict[str, Any]:
         return await self._gateway.get_execution(execution_id)
 
-    async def create_nonce(self) -> Nonce:
-        return await self._gateway.create_nonce()
+    async def create_nonce(self, workflow_external_id: str | None = None) -> Nonce:
+        return await self._gateway.create_nonce(workflow_external_id)
 
     async def retry_execution(self, execution_id: ExecutionId, nonce: Nonce) -> dict[str, Any]:
         self.retry_sent = True
@@ -359,9 +359,10 @@ async def _retry_counted(
     """Count the attempt (while the session is created), send the retry, and settle the count after."""
     now = ctx.clock()
     workflow = execution.get("workflowExternalId")
+    workflow = workflow if isinstance(workflow, str) else None
     took, made = await asyncio.gather(
-        ctx.ledger.take_attempt(record, execution_id, workflow if isinstance(workflow, str) else None, now),
-        gateway.create_nonce(),
+        ctx.ledger.take_attempt(record, execution_id, workflow, now),
+        gateway.create_nonce(workflow),  # the workflow's own credentials, where it is mapped to some
         return_exceptions=True,
     )
     if isinstance(took, LedgerError):
@@ -562,6 +563,7 @@ def error_info(error: CdfRequestError) -> ErrorInfo:
 
 def _log_result(result: ExecutionResult) -> None:
     level = logging.WARNING if result.outcome is Outcome.FAILED else logging.INFO
+    execution = result.execution or {}
     logger.log(
         level,
         "execution %s: %s (%s)",
@@ -569,8 +571,13 @@ def _log_result(result: ExecutionResult) -> None:
         result.outcome.value,
         result.reason,
         extra={
+            "event": "execution",
             "execution_id": result.execution_id,
+            "workflow": execution.get("workflowExternalId"),
+            "version": execution.get("version"),
             "outcome": result.outcome.value,
+            "attempt": result.attempts,
+            "reason": result.reason,
             "retryable": result.error.retryable if result.error else None,
         },
     )

@@ -17,6 +17,7 @@ from tests.aws.samples import (
 from workflow_retry.aws.events import (
     Source,
     detect_source,
+    direct_delivery,
     eventbridge_delivery,
     http_request,
     is_fifo,
@@ -222,3 +223,168 @@ def test_a_body_marked_base64_that_is_not_is_refused() -> None:
 def test_an_unreadable_body_says_why(body: bytes, reason: str) -> None:
     with pytest.raises(PayloadError, match=reason):
         payload_of_body(body)
+
+
+@pytest.mark.parametrize(
+    ("samples", "shown"),
+    [
+        (["snsEvent.json", "sqsEvent.json"], "['aws:sns', 'aws:sqs']"),
+        (["sqsEvent.json", "snsEvent.json"], "['aws:sns', 'aws:sqs']"),
+        (["snsEvent.json"], "['aws:sns', 'unknown']"),
+        (["sqsEvent.json"], "['aws:sqs', 'unknown']"),
+    ],
+)
+def test_records_from_mixed_sources_are_refused_not_read_as_one_of_them(samples: list[str], shown: str) -> None:
+    # Lambda never mixes sources in one event: such an event is forged, and reading it as SNS or SQS
+    # would hand the other records to a parser that was not made for them.
+    records = [record for sample in samples for record in load(sample)["Records"]]
+    if len(samples) == 1:
+        records.append({"body": "{}"})  # a record that names no source
+
+    with pytest.raises(UnsupportedEventError) as refused:
+        detect_source({"Records": records})
+
+    assert f"Records from {shown}" in str(refused.value)
+
+
+# -- the exact words and fields a caller gets back ----------------------------------------------------
+
+
+def test_an_empty_records_list_is_refused_in_full_words() -> None:
+    with pytest.raises(UnsupportedEventError) as refused:
+        detect_source({"Records": []})
+
+    assert str(refused.value) == (
+        "Records from nowhere (the list is empty): this function reads SNS (aws:sns) and SQS (aws:sqs) records"
+    )
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {**PAYLOAD, "detail": {"executionId": "other"}},  # no detail-type: not from EventBridge
+        {**PAYLOAD, "detail-type": "Workflow failed"},  # no detail
+        {**PAYLOAD, "requestContext": {"requestId": "r"}},  # neither httpMethod nor routeKey: not HTTP
+        {**PAYLOAD, "httpMethod": "POST"},  # no requestContext
+    ],
+)
+def test_a_payload_with_one_field_of_another_source_is_still_a_direct_payload(event: dict[str, object]) -> None:
+    assert detect_source(event) is Source.DIRECT
+
+
+def test_deliveries_say_where_they_came_from() -> None:
+    assert [d.source for d in sns_deliveries(sns_event(PAYLOAD))] == [Source.SNS]
+    assert [d.source for d in sqs_deliveries(sqs_event(PAYLOAD, PAYLOAD))] == [Source.SQS, Source.SQS]
+    assert eventbridge_delivery(eventbridge_event(PAYLOAD)).source is Source.EVENTBRIDGE
+
+
+def test_malformed_sqs_and_eventbridge_events_are_refused_naming_the_source() -> None:
+    sqs = sqs_event(PAYLOAD)
+    del sqs["Records"][0]["messageId"]
+    bridge = eventbridge_event(PAYLOAD)
+    del bridge["id"]
+
+    with pytest.raises(UnsupportedEventError) as bad_sqs:
+        sqs_deliveries(sqs)
+    with pytest.raises(UnsupportedEventError) as bad_bridge:
+        eventbridge_delivery(bridge)
+
+    assert str(bad_sqs.value) == "invalid SQS event: Records.0.messageId: Field required"
+    assert str(bad_bridge.value) == "invalid EventBridge event: id: Field required"
+
+
+def test_a_body_with_a_topic_arn_but_no_sns_type_is_a_payload_not_an_envelope() -> None:
+    body = {**PAYLOAD, "TopicArn": "arn:aws:sns:eu-west-1:123456789012:t"}
+
+    [delivery] = sqs_deliveries(sqs_event(body))
+
+    assert (delivery.payload, delivery.problem) == (body, None)
+
+
+def test_a_broken_sns_envelope_in_a_queue_says_so() -> None:
+    envelope = {"Type": "Notification", "TopicArn": "arn:aws:sns:eu-west-1:123456789012:t", "Message": "{}"}
+
+    [delivery] = sqs_deliveries(sqs_event(envelope))
+
+    assert delivery.problem is not None
+    assert delivery.problem.startswith("invalid SNS envelope: ")
+    assert "MessageId: Field required" in delivery.problem
+
+
+def test_a_rest_request_signed_with_iam_carries_the_caller_and_every_request_its_id() -> None:
+    event = http_event("rest", b"{}")
+    event["requestContext"]["identity"]["userArn"] = "arn:aws:iam::123456789012:user/caller"
+
+    request = http_request(event)
+
+    assert request.iam_caller == "arn:aws:iam::123456789012:user/caller"
+    assert request.request_id == "id="
+    assert http_request(http_event("function-url", b"{}")).request_id == "id"
+
+
+def test_a_malformed_http_event_is_refused_naming_it() -> None:
+    event = http_event("http-api", b"{}")
+    del event["requestContext"]["http"]
+
+    with pytest.raises(PayloadError) as refused:
+        http_request(event)
+
+    assert str(refused.value) == "invalid HTTP event: requestContext.http: Field required"
+
+
+def test_a_base64_body_with_a_stray_character_is_refused_not_repaired() -> None:
+    event = http_event("function-url", b"{}")
+    event["isBase64Encoded"] = True
+    event["body"] = "e3*0="  # "e30=" is {}; a lenient decoder would drop the '*'
+
+    with pytest.raises(PayloadError) as refused:
+        http_request(event)
+
+    assert str(refused.value) == "the body is marked base64-encoded but is not valid base64"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"\xff\xfe", "the body is not UTF-8 text"),
+        (b"[" * 100_000, "the body is not JSON: nested too deeply"),
+        (b"1" * 5_000, "the body is not JSON: ValueError"),  # too many digits: a ValueError of its own
+    ],
+)
+def test_an_unreadable_body_says_why_in_full_words(body: bytes, message: str) -> None:
+    with pytest.raises(PayloadError) as refused:
+        payload_of_body(body)
+
+    assert str(refused.value) == message
+
+
+def test_a_direct_invoke_is_its_own_payload_without_a_duplicate_key() -> None:
+    delivery = direct_delivery(dict(PAYLOAD))
+
+    assert (delivery.source, delivery.key, delivery.payload, delivery.problem) == (Source.DIRECT, None, PAYLOAD, None)
+
+
+def test_an_sns_envelope_in_a_queue_whose_message_is_not_json_says_so() -> None:
+    [delivery] = sqs_deliveries(sns_sqs_event("not json"))
+
+    assert delivery.problem == "the SNS Message is not JSON: Expecting value at line 1 column 1"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**PAYLOAD, "detail": {"executionId": "other"}, "id": "1"},  # no detail-type
+        {**PAYLOAD, "detail-type": "Workflow failed", "id": "1"},  # no detail
+    ],
+)
+def test_a_queued_body_with_some_eventbridge_fields_is_a_payload(body: dict[str, object]) -> None:
+    [delivery] = sqs_deliveries(sqs_event(body))
+
+    assert (delivery.payload, delivery.problem) == (body, None)
+
+
+def test_a_broken_eventbridge_event_in_a_queue_says_so() -> None:
+    [delivery] = sqs_deliveries(sqs_event({"detail-type": "Workflow failed", "detail": PAYLOAD, "id": "ev-1"}))
+
+    assert delivery.problem is not None
+    assert delivery.problem.startswith("invalid EventBridge event: ")

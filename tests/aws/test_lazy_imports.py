@@ -96,7 +96,7 @@ def test_the_signature_checks_import_requests_only_to_fetch_an_sns_certificate()
     assert done.stdout.split() == ["False", "True"]
 
 
-def test_a_direct_invoke_retries_without_boto3_powertools_or_cryptography(lambda_env: CdfEmulator) -> None:
+def test_a_direct_invoke_retries_without_boto3_powertools_parser_or_cryptography(lambda_env: CdfEmulator) -> None:
     emu = lambda_env
     failed = emu.seed_execution("wf", "1", "FAILED")
 

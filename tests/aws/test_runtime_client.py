@@ -142,8 +142,10 @@ def function_environment(emu: CdfEmulator, runtime_api: LocalRuntimeApi) -> dict
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("AWS_", "CDF_", "IDP_", "RETRY_", "WEBHOOK_", "SNS_", "IDEMPOTENCY_"))
+        and name != "POWERTOOLS_LOG_DEDUPLICATION_DISABLED"  # tests/conftest.py sets it; Lambda does not
     }
     return inherited | {
+        "AWS_LAMBDA_LOG_FORMAT": "JSON",  # LoggingConfig: LogFormat: JSON (infra/aws/template.yaml)
         "AWS_LAMBDA_RUNTIME_API": runtime_api.address,
         "AWS_LAMBDA_FUNCTION_NAME": "workflow-retry",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -208,4 +210,10 @@ def test_the_lambda_runtime_client_runs_lambda_handler_as_aws_would(
     assert len(emu.requests_matching("POST", r"/oauth2/token$")) == 1
     assert FUNCTION_CLIENT_SECRET not in output
     assert SECRET not in output
-    assert "retried" in output  # the per-ID lines reach the function's log
+    # The per-ID lines reach the function's log once each (the runtime's own JSON handler does not
+    # print them again), as Powertools' JSON with the invocation's request ID.
+    for execution, request_id in zip((from_sns, from_sqs, from_url), invocations, strict=False):
+        lines = [line for line in output.splitlines() if f"execution {execution['id']}: retried" in line]
+        assert len(lines) == 1, lines
+        line = json.loads(lines[0])
+        assert (line["event"], line["outcome"], line["function_request_id"]) == ("execution", "retried", request_id)

@@ -6,8 +6,10 @@ generated CA and signing certificate (tests/aws/local_sns.py).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +29,7 @@ from tests.aws.local_sns import (
     trust_loopback,
 )
 from tests.aws.senders import new_webhook_secret
+from tests.conftest import register_secret
 from workflow_retry.aws.webhooks import (
     FetchError,
     RequestsHttpsGetter,
@@ -370,6 +373,44 @@ def test_a_subscription_confirmation_whose_subscribe_url_is_not_an_sns_host_is_n
     with pytest.raises(SignatureError, match="SubscribeURL is not an https URL on the SNS host"):
         production.confirm_subscription(verified)
     assert message["Token"] not in sns.confirmed_tokens
+
+
+# -- limits: key length, certificate validity --------------------------------------------------------
+
+
+def _secret_of(key_bytes: int) -> str:
+    value = "whsec_" + base64.b64encode(secrets.token_bytes(key_bytes)).decode()
+    register_secret(value)
+    return value
+
+
+def test_a_webhook_key_shorter_than_16_bytes_is_refused_and_16_is_enough() -> None:
+    with pytest.raises(ConfigurationError, match="at least 16 bytes"):
+        parse_webhook_secrets(_secret_of(15))
+    with pytest.raises(ConfigurationError, match="at least 16 bytes"):
+        parse_webhook_secrets(f"{NEW_SECRET} {_secret_of(8)}")  # one short key in a rotation is refused too
+
+    secret = _secret_of(16)
+    assert verifier(secret).verify(signed_headers(secret), BODY).webhook_id == "msg_1"
+
+
+@pytest.mark.parametrize(
+    ("days", "state"),
+    [(3, "expired"), (-2, "not yet valid")],  # the certificate is valid from 1 day ago to 2 days ahead
+)
+def test_a_signing_certificate_outside_its_validity_window_is_refused(sns: LocalSns, days: int, state: str) -> None:
+    then = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+    message = sns.message('{"executionId": "x"}', timestamp=then)  # a message fresh at that time
+
+    with pytest.raises(SignatureError, match="expired or not yet valid"):
+        sns.verifier(clock=then.timestamp).verify(body_of(message))
+
+
+def test_a_signing_certificate_is_accepted_on_the_last_day_of_its_validity(sns: LocalSns) -> None:
+    then = dt.datetime.now(dt.UTC) + dt.timedelta(days=1, hours=23)
+    message = sns.message('{"executionId": "x"}', timestamp=then)
+
+    assert sns.verifier(clock=then.timestamp).verify(body_of(message)).Message == '{"executionId": "x"}'
 
 
 # -- SNS URLs and the certificate getter ---------------------------------------------------------------

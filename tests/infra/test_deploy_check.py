@@ -26,6 +26,7 @@ FILLED_SAM_VALUES = {
     "<your-cdf-cluster>": "westeurope-1",
     "<client-id-of-the-service-principal>": "7d3f8c1e-4b5a-4c2d-9e8f-0a1b2c3d4e5f",
     "<tenant-id>": "0f1e2d3c-4b5a-4968-8776-655443322110",
+    "<email-of-the-person-on-call>": "data-oncall@example.com",
     "<arn-of-the-client-secret-in-secrets-manager>": (
         "arn:aws:secretsmanager:eu-west-1:123456789012:secret:workflow-retry/cdf-client-secret-AbCdEf"
     ),
@@ -53,7 +54,10 @@ def filled(tmp_path: Path) -> tuple[Path, Path]:
     cognite_dir.mkdir()
     config = yaml.safe_load((TOOLKIT_ORG / "config.dev.yaml").read_text())
     config["environment"]["project"] = "acme-dev"
-    config["variables"]["modules"]["workflow_retry"]["runner_source_id"] = "5a6b7c8d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"
+    variables = config["variables"]["modules"]["workflow_retry"]
+    variables["runner_source_id"] = "5a6b7c8d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"
+    variables["notification_contact_name"] = "Data platform on call"
+    variables["notification_contact_email"] = "data-oncall@example.com"
     (cognite_dir / "config.dev.yaml").write_text(yaml.safe_dump(config))
     sam_text = SAM_CONFIG.read_text()
     for placeholder, value in FILLED_SAM_VALUES.items():
@@ -78,6 +82,8 @@ def test_make_deploy_check_fails_on_the_shipped_example_naming_each_placeholder(
     expected = [
         "infra/cognite/config.dev.yaml: variables.modules.workflow_retry.runner_source_id still holds the "
         "placeholder <object-id-of-the-idp-group>",
+        "notification_contact_name still holds the placeholder <name-of-the-person-on-call>",
+        "notification_contact_email still holds the placeholder <email-of-the-person-on-call>",
         "infra/cognite/config.dev.yaml: environment.project is 'my-cdf-project-dev', the example's name",
         "function_client_id reads ${IDP_FUNCTION_CLIENT_ID}, which is unset or empty",
         "function_client_secret reads ${IDP_FUNCTION_CLIENT_SECRET}, which is unset or empty",
@@ -87,10 +93,11 @@ def test_make_deploy_check_fails_on_the_shipped_example_naming_each_placeholder(
         "IdpClientId still holds the placeholder <client-id-of-the-service-principal>",
         "IdpTokenUrl still holds the placeholder <tenant-id>",
         "ClientSecretArn still holds the placeholder <arn-of-the-client-secret-in-secrets-manager>",
+        "AlarmEmail still holds the placeholder <email-of-the-person-on-call>",
     ]
     for problem in expected:
         assert problem in run.stderr
-    assert "10 value(s) still to fill in" in run.stderr
+    assert "13 value(s) still to fill in" in run.stderr
 
 
 def test_passes_on_a_filled_in_copy_and_never_prints_the_secret(filled: tuple[Path, Path]) -> None:

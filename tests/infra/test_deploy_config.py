@@ -32,7 +32,7 @@ FUNCTION_CONFIG_KEYS = {
     "description", "owner", "cpu", "memory", "metadata", "env_vars", "data_set_id", "common_folder",
     "function_file", "function_deploy_timeout", "post_deploy_cleanup", "index_url", "extra_index_urls", "runtime",
 }  # fmt: skip
-POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME"}
+POWERTOOLS_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
 
 
 def _environment_names(model: type[BaseModel]) -> set[str]:
@@ -127,6 +127,7 @@ def test_runner_group_is_least_privilege():
         "sessionsAcl": ["CREATE"],
         "rawAcl": ["READ", "WRITE"],
         "functionsAcl": ["RUN"],
+        "extractionRunsAcl": ["WRITE"],
     }
 
 

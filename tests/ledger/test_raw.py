@@ -16,7 +16,7 @@ from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET, make_clie
 from workflow_retry.cdf import run_on_sdk_loop
 from workflow_retry.errors import LedgerError
 from workflow_retry.ledger import AttemptRecord
-from workflow_retry.ledger.raw import RawLedger
+from workflow_retry.ledger.raw import CLOCK_SKEW_MS, READ_AHEAD_MIN_IDS, RawLedger
 
 SECRETS = {"client-id": FUNCTION_CLIENT_ID, "client-secret": FUNCTION_CLIENT_SECRET}
 TTL = 7 * 86_400
@@ -133,3 +133,51 @@ def test_concurrent_invocations_under_raw_apply_one_retry_thanks_to_cdfs_status_
     assert all(r["outcome"] in ("retried", "skipped", "deferred") for r in results), [r["reason"] for r in results]
     assert [r["outcome"] for r in results].count("retried") == 1
     assert emu.raw_rows("workflow_retry", "attempts")[failed]["attempts"] == 1
+
+
+# -- what a user sees of RAW's throttling and of clock differences ------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", r"/raw/dbs/.*/rows/"), ("POST", r"/raw/dbs/.*/rows$")])
+def test_a_throttled_ledger_is_a_retryable_failure_and_nothing_is_retried(
+    emu: CdfEmulator, client: CogniteClient, method: str, path: str
+) -> None:
+    # RAW answering 429 (past the SDK's own retries) is passing: the delivery must come back later.
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    emu.add_fault(Fault(method=method, path_regex=path, statuses=[429] * 50))
+
+    [item] = handler.handle({"executionId": failed}, client, SECRETS)["results"]
+
+    assert item["outcome"] == "failed"
+    assert (item["error"]["code"], item["error"]["retryable"]) == (429, True)
+    assert "not retried, as the attempt could not be counted" in item["reason"]
+    assert emu.requests_matching("POST", r"/retry$") == []
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(429, True), (500, True), (503, True), (400, False), (403, False)])
+def test_ledger_errors_are_retryable_when_raw_is_throttled_or_failing_and_final_when_refused(
+    emu: CdfEmulator, client: CogniteClient, status: int, retryable: bool
+) -> None:
+    emu.add_fault(Fault(method="GET", path_regex=r"/raw/", statuses=[status] * 50))
+
+    with pytest.raises(LedgerError) as raised:
+        run_on_sdk_loop(RawLedger(client, "db", "t", TTL).get("exec-6", 0))
+
+    assert (raised.value.code, raised.value.retryable) == (status, retryable)
+
+
+def test_a_row_stays_live_for_an_hour_past_its_ttl_by_raws_clock(emu: CdfEmulator, client: CogniteClient) -> None:
+    # RAW's lastUpdatedTime and this machine's clock may differ: the TTL counted from RAW's write time
+    # gets an hour of slack, so a clock running ahead never forgets an attempt early.
+    now = int(time.time() * 1000)
+    run_on_sdk_loop(RawLedger(client, "db", "t", 30 * 86_400).take_attempt(None, "exec-7", "wf", now))
+    hour_ttl = RawLedger(client, "db", "t", 3_600)
+    ids = ["exec-7"] + [f"other-{i}" for i in range(READ_AHEAD_MIN_IDS)]
+    within_slack = now + 3_600_000 + CLOCK_SKEW_MS - 60_000
+    past_slack = now + 3_600_000 + CLOCK_SKEW_MS + 60_000
+
+    assert run_on_sdk_loop(hour_ttl.get("exec-7", within_slack)) is not None
+    listed = run_on_sdk_loop(hour_ttl.read_many(ids, within_slack))
+    assert listed is not None
+    assert set(listed) == {"exec-7"}
+    assert run_on_sdk_loop(hour_ttl.get("exec-7", past_slack)) is None

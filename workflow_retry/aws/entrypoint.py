@@ -7,16 +7,18 @@ verifiers. Each invocation detects the event's source, unwraps it into deliverie
 duplicate guard, and shapes the answer (:mod:`~workflow_retry.aws.responses`). Nothing reaches CDF,
 and no secret is fetched for CDF, before a delivery is authenticated and its payload read.
 
-A cold start loads only what the container's settings and the event need: the signature checks
-(:mod:`workflow_retry.aws.webhooks`, cryptography) on the first HTTP request, boto3 only for an AWS client
-(``IDEMPOTENCY_TABLE``, a ``*_REF`` secret, ``GIVE_UP_TOPIC_ARN``, the DynamoDB ledger).
+Every line the container logs is JSON from Powertools Logger (:mod:`~workflow_retry.aws.telemetry`),
+with the invocation's request ID and event source; each invocation ends with its outcome metrics (EMF).
+
+A cold start loads only what the container's settings and the event need (Powertools' Logger always):
+the signature checks (:mod:`workflow_retry.aws.webhooks`, cryptography) on the first HTTP request, boto3
+only for an AWS client (``IDEMPOTENCY_TABLE``, a ``*_REF`` secret, ``GIVE_UP_TOPIC_ARN``, the DynamoDB ledger).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +56,7 @@ from workflow_retry.aws.responses import (
     merged_report,
 )
 from workflow_retry.aws.secrets import AwsSecretReader, SecretReader, resolve_secret
+from workflow_retry.aws.telemetry import LambdaTelemetry
 from workflow_retry.cdf import ClientCredentials
 from workflow_retry.connection import CdfConnectionSettings, build_client, connection_settings_from_environment
 from workflow_retry.errors import (
@@ -68,6 +71,7 @@ from workflow_retry.errors import (
     TransientFailuresError,
 )
 from workflow_retry.function import execute
+from workflow_retry.identity import SessionCredentials, reference_source
 from workflow_retry.models import RetryReport, RetryRequest
 from workflow_retry.payloads import parse_payload
 from workflow_retry.settings import Settings, cached_settings
@@ -104,8 +108,10 @@ class LambdaApp:
         secret_reader: SecretReader | None = None,
         guard: DeliveryGuard | None = None,
         sns_verifier: SnsMessageVerifier | None = None,
+        telemetry: LambdaTelemetry | None = None,
     ) -> None:
         self._settings = settings
+        self._telemetry = telemetry
         self._connection = connection
         self._deadline_at = math.inf  # the current invocation's deadline (time.monotonic())
         self._secrets = secret_reader or AwsSecretReader(
@@ -125,8 +131,9 @@ class LambdaApp:
 
     @classmethod
     def from_environment(cls) -> LambdaApp:
-        """The container's app, from the environment (see docs/aws.md for every variable)."""
-        return cls(aws_settings_from_environment(), connection_settings_from_environment())
+        """The container's app, from the environment (see docs/aws.md for every variable), logging JSON lines."""
+        telemetry = LambdaTelemetry()  # first, so that even the settings' warnings are JSON lines
+        return cls(aws_settings_from_environment(), connection_settings_from_environment(), telemetry=telemetry)
 
     def _warn_about_weakened_defaults(self) -> None:
         if not self._settings.signatures_required:
@@ -144,8 +151,15 @@ class LambdaApp:
 
     def handle(self, event: object, context: Any) -> dict[str, Any]:
         """One invocation: the answer Lambda returns to the event's source (see docs/aws.md)."""
+        if self._telemetry is None:
+            return self._handle(event, context)
+        return self._telemetry.invocation(context, self._handle, event)
+
+    def _handle(self, event: object, context: Any) -> dict[str, Any]:
         source = detect_source(event)
         event = cast(dict[str, Any], event)  # detect_source refuses anything but an object
+        if self._telemetry is not None:
+            self._telemetry.set_event_source(source.value)
         self._deadline_at = _deadline_at(context)
         self._guard.register(context)
         match source:
@@ -373,7 +387,13 @@ class LambdaApp:
         settings = invocation_settings(cached_settings(), context)
         if time_left is not None:
             settings = settings.model_copy(update={"deadline_seconds": min(settings.deadline_seconds, time_left)})
-        return execute(request, client, credentials, settings)
+        # Workflows mapped to credential sets get theirs (secrets read through the container's cache).
+        source = reference_source(settings.credential_sets, self._secrets.read)
+        sessions = SessionCredentials.resolve(credentials, settings.credentials_map, source)
+        report = execute(request, client, sessions, settings)
+        if self._telemetry is not None:
+            self._telemetry.count(report)
+        return report
 
     def _cdf(self) -> tuple[CogniteClient, ClientCredentials]:
         """The container's CogniteClient, rebuilt only when the client secret changed (rotation)."""
@@ -441,14 +461,5 @@ def container_app() -> LambdaApp:
     global _app
     with _app_lock:
         if _app is None:
-            _quiet_defaults_for_lambda()
             _app = LambdaApp.from_environment()
         return _app
-
-
-def _quiet_defaults_for_lambda() -> None:
-    # Lambda's root logger lets only warnings through unless its log level is configured; our
-    # per-ID INFO lines are the tool's report, so they are kept unless AWS_LAMBDA_LOG_LEVEL says otherwise.
-    package = logging.getLogger("workflow_retry")
-    if package.level == logging.NOTSET and "AWS_LAMBDA_LOG_LEVEL" not in os.environ:
-        package.setLevel(logging.INFO)

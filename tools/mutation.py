@@ -1,0 +1,159 @@
+"""Mutation testing with mutmut, one module at a time against the tests that cover it (docs/reliability.md).
+
+mutmut reads its settings from ``[tool.mutmut]`` of the ``pyproject.toml`` in the directory it runs in,
+so one set of settings would run every module against every test of the selection. To keep each run
+small (a mutant of ``policy.py`` runs ``tests/test_policy.py``, not the whole suite), each module gets a
+directory of its own, ``build/mutation/<module>/``: links to the project's code and tests, and a copy of
+``pyproject.toml`` whose ``[tool.mutmut]`` names that module and its tests. mutmut then copies the
+project into ``build/mutation/<module>/mutants/`` and mutates it there; the working tree is never
+changed.
+
+    python tools/mutation.py policy events          # some modules
+    python tools/mutation.py --max-children 2       # all of them, slow ones last
+    python tools/mutation.py --again policy         # the survivors of the last run, after adding tests
+
+Each run starts afresh (but ``--again``) and ends with a line ``<module>: <killed>/<total> killed`` and the survivors;
+``build/mutation/summary.json`` holds the counts of the modules run. Inspect a survivor with
+``cd build/mutation/<module> && mutmut show <name>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "mutation"
+LINKED = ("workflow_retry", "tests", "emulator", "handler.py")
+
+
+@dataclass(frozen=True)
+class Target:
+    files: tuple[str, ...]
+    """``only_mutate`` patterns (fnmatch: ``*`` also matches ``/``)."""
+    tests: tuple[str, ...]
+    """The tests that cover it: the pytest selection of the run."""
+
+
+TARGETS: dict[str, Target] = {
+    "policy": Target(("workflow_retry/policy.py",), ("tests/test_policy.py",)),
+    "events": Target(("workflow_retry/aws/events.py",), ("tests/aws/test_events.py",)),
+    # ``*webhooks.py``: the module may live in workflow_retry/ or workflow_retry/aws/.
+    "webhooks": Target(("workflow_retry/*webhooks.py",), ("tests/aws/test_webhooks.py",)),
+    "service": Target(
+        ("workflow_retry/service.py",),
+        (
+            "tests/test_service.py",
+            "tests/test_policy.py",
+            "tests/test_giveup.py",
+            "tests/ledger/test_raw_read_ahead.py",
+        ),
+    ),
+    "ledger": Target(("workflow_retry/ledger/*",), ("tests/ledger/",)),
+}
+
+
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(value) for value in values) + "]"
+
+
+def _pyproject_for(target: Target) -> str:
+    """The project's pyproject.toml with ``[tool.mutmut]`` set to this target (other tables unchanged)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    common = tomllib.loads(text).get("tool", {}).get("mutmut", {})
+    settings: dict[str, object] = dict(common)
+    settings["only_mutate"] = list(target.files)
+    settings["pytest_add_cli_args_test_selection"] = list(target.tests)
+    lines = ["[tool.mutmut]"]
+    for key, value in settings.items():
+        if isinstance(value, list):
+            lines.append(f"{key} = {_toml_list([str(v) for v in value])}")
+        elif isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            lines.append(f"{key} = {value}")
+        else:
+            lines.append(f"{key} = {json.dumps(str(value))}")
+    without = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[|\Z)", "", text)
+    return without.rstrip() + "\n\n" + "\n".join(lines) + "\n"
+
+
+def _prepare(name: str, target: Target) -> Path:
+    work = WORK / name
+    if work.exists():
+        shutil.rmtree(work)  # afresh: mutmut would otherwise keep the verdicts of an earlier run
+    work.mkdir(parents=True)
+    for entry in LINKED:
+        (work / entry).symlink_to(ROOT / entry)
+    (work / "pyproject.toml").write_text(_pyproject_for(target))
+    return work
+
+
+def _mutmut() -> str:
+    beside = Path(sys.executable).with_name("mutmut")
+    return str(beside) if beside.exists() else "mutmut"
+
+
+def _not_killed(work: Path, environment: dict[str, str]) -> list[str]:
+    listed = subprocess.run(
+        [_mutmut(), "results"], cwd=work, env=environment, check=True, capture_output=True, text=True
+    ).stdout
+    return sorted(
+        line.split(":")[0].strip() for line in listed.splitlines() if line.strip().endswith(("survived", "no tests"))
+    )
+
+
+def run(name: str, max_children: int, *, again: bool = False) -> dict[str, object]:
+    target = TARGETS[name]
+    environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    work = WORK / name
+    if again and (work / "mutants").exists():
+        # The survivors of the last run, against the tests as they are now (mutmut copies tests/ again).
+        names = _not_killed(work, environment)
+        print(f"== {name}: {len(names)} survivors of the last run, again", flush=True)
+    else:
+        work, names = _prepare(name, target), []
+        print(f"== {name}: {', '.join(target.files)} against {' '.join(target.tests)}", flush=True)
+    # mutmut's exit code says nothing about the score; its output is shown as it runs.
+    command = [_mutmut(), "run", "--max-children", str(max_children), *names]
+    if again and not names:
+        command = []
+    if command:
+        subprocess.run(command, cwd=work, env=environment, check=True)
+    subprocess.run([_mutmut(), "export-cicd-stats"], cwd=work, env=environment, check=True, capture_output=True)
+    stats = json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
+    survivors = _not_killed(work, environment)
+    killed = int(stats["killed"]) + int(stats["timeout"])
+    total = int(stats["total"])
+    print(f"{name}: {killed}/{total} killed ({stats['survived']} survived, {stats['no_tests']} without tests)")
+    for survivor in survivors:
+        print(f"  not killed: {survivor}")
+    return {"module": name, "killed": killed, "total": total, "survivors": survivors, "stats": stats}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="*", help=f"some of {', '.join(TARGETS)} (default: all, fast ones first)")
+    parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
+    parser.add_argument("--again", action="store_true", help="test the survivors of the last run again (new tests)")
+    args = parser.parse_args()
+    unknown = sorted(set(args.modules) - TARGETS.keys())
+    if unknown:
+        parser.error(f"unknown module(s) {unknown}: choose from {', '.join(TARGETS)}")
+    summary_path = WORK / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    for name in args.modules or list(TARGETS):
+        summary[name] = run(name, args.max_children, again=args.again)
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
