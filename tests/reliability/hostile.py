@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from typing import Any
 
 from hypothesis import strategies as st
@@ -182,10 +183,15 @@ def deep_json_text(depth: int, opener: str) -> str:
 
 
 def sns_envelope(message: str) -> dict[str, str]:
-    """SNS -> SQS without raw delivery: the message inside a complete notification envelope."""
+    """SNS -> SQS without raw delivery: the message inside a complete notification envelope.
+
+    Its ``MessageId`` follows from the message, as SNS gives each message its own: the same message
+    twice is a duplicate, another message never reuses a key (that attack has tests of its own in
+    tests/aws/test_duplicate_deliveries.py, where it is refused).
+    """
     return {
         "Type": "Notification",
-        "MessageId": "d88d4479-6ec0-54fe-b63f-1cf9df4bb16e",
+        "MessageId": str(uuid.uuid5(uuid.NAMESPACE_URL, message)),
         "TopicArn": "arn:aws:sns:eu-west-1:123456789012:workflow-failures",
         "Message": message,
         "Timestamp": "2021-01-19T10:07:07.287Z",
