@@ -185,11 +185,13 @@ def deep_json_text(depth: int, opener: str) -> str:
 def sns_envelope(message: str) -> dict[str, str]:
     """SNS -> SQS without raw delivery: the message inside a complete notification envelope.
 
-    A fresh MessageId each time, as SNS gives every message: a MessageId that came before with another
-    payload is refused as a reused delivery key (not what these inputs test)."""
+    Its ``MessageId`` follows from the message, as SNS gives each message its own: the same message
+    twice is a duplicate, another message never reuses a key (that attack has tests of its own in
+    tests/aws/test_duplicate_deliveries.py, where it is refused).
+    """
     return {
         "Type": "Notification",
-        "MessageId": str(uuid.uuid4()),
+        "MessageId": str(uuid.uuid5(uuid.NAMESPACE_URL, message)),
         "TopicArn": "arn:aws:sns:eu-west-1:123456789012:workflow-failures",
         "Message": message,
         "Timestamp": "2021-01-19T10:07:07.287Z",
