@@ -4,7 +4,8 @@ Run as ``python -m tests.ledger.race_child EXECUTION_ID`` with the Lambda's envi
 emulator. It builds its container and warms it (client and token) with a dry run, prints ``ready``,
 then for every line ``go`` on stdin handles one SQS batch of 10 records naming the execution and
 prints one JSON line: the SQS answer and the outcome of every record (from the service's per-ID log
-records). It ends at end of input.
+records). It ends at end of input. Its own lines start with :data:`PROTOCOL`: the container's log lines
+go to stdout too, as a Lambda's do.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tests.aws.samples import lambda_context, sqs_event
 from workflow_retry.aws.entrypoint import LambdaApp
 
 RECORDS = 10
+PROTOCOL = "race-child: "
 
 
 class Outcomes(logging.Handler):
@@ -40,13 +42,13 @@ def main(execution_id: str) -> None:
     service_log.addHandler(outcomes)
     app = LambdaApp.from_environment()
     app.handle({"executionId": execution_id, "dryRun": True}, lambda_context(60))
-    print("ready", flush=True)
+    print(PROTOCOL + "ready", flush=True)
     for line in sys.stdin:
         if line.strip() != "go":
             continue
         outcomes.seen.clear()
         answer = app.handle(sqs_event(*[{"executionId": execution_id}] * RECORDS), lambda_context(60))
-        print(json.dumps({"answer": answer, "outcomes": outcomes.seen}), flush=True)
+        print(PROTOCOL + json.dumps({"answer": answer, "outcomes": outcomes.seen}), flush=True)
 
 
 if __name__ == "__main__":

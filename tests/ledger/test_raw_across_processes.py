@@ -23,6 +23,7 @@ import pytest
 
 from emulator import CdfEmulator, Fault
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
+from tests.ledger.race_child import PROTOCOL
 
 ROOT = Path(__file__).resolve().parents[2]
 LEDGER = ("workflow_retry", "attempts")
@@ -45,10 +46,13 @@ class Container:
         )
 
     def line(self) -> str:
+        """The child's next protocol line (its container's log lines, also on stdout, are passed over)."""
         assert self.process.stdout is not None
-        text = self.process.stdout.readline()
-        assert text, f"the child ended early (exit code {self.process.poll()})"
-        return text.strip()
+        while True:
+            text = self.process.stdout.readline()
+            assert text, f"the child ended early (exit code {self.process.poll()})"
+            if text.startswith(PROTOCOL):
+                return text[len(PROTOCOL) :].strip()
 
     def go(self) -> None:
         assert self.process.stdin is not None
