@@ -124,3 +124,25 @@ def validate_metadata(metadata: Any) -> dict[str, str]:
         if len(value) > 255:
             raise bad_request(f"metadata value for {key!r} is longer than 255 characters")
     return dict(metadata)
+
+
+def parse_workflow_filters(flt: Json) -> tuple[set[tuple[str, str]], set[str]]:
+    """``filter.workflowFilters`` of the executions and versions list endpoints: the (externalId, version)
+    pairs asked for, and the external IDs asked for in any version (both empty: no workflow filter)."""
+    exact: set[tuple[str, str]] = set()
+    any_version: set[str] = set()
+    raw_filters = flt.get("workflowFilters")
+    if raw_filters is None:
+        return exact, any_version
+    if not isinstance(raw_filters, list):
+        raise bad_request("filter.workflowFilters must be a list")
+    for raw in raw_filters:
+        item = expect_dict(raw, "filter.workflowFilters[]")
+        reject_unknown(item, ("externalId", "version"), "filter.workflowFilters[]")
+        xid = expect_str(item, "externalId", "filter.workflowFilters[]")
+        version = optional_str(item, "version", "filter.workflowFilters[]")
+        if version is None:
+            any_version.add(xid)
+        else:
+            exact.add((xid, version))
+    return exact, any_version

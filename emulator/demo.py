@@ -18,11 +18,11 @@ import time
 import uuid
 from typing import Any
 
-from cognite.client import ClientConfig, CogniteClient, global_config
-from cognite.client.credentials import OAuthClientCredentials
+from cognite.client import CogniteClient, global_config
 
 import handler
 from emulator import CdfEmulator
+from emulator.clients import sdk_client
 from workflow_retry.access import (
     DEFAULT_PRINCIPAL_NAME,
     AccessReport,
@@ -77,19 +77,7 @@ def main() -> int:
         unknown = str(uuid.uuid4())
         data = {"executionIds": [*before, unknown, "not-an-execution-id"]}
 
-        client = CogniteClient(
-            ClientConfig(
-                client_name="workflow-retry-demo",
-                project=emu.project,
-                base_url=emu.base_url,
-                credentials=OAuthClientCredentials(
-                    token_url=emu.token_url,
-                    client_id=client_id,
-                    client_secret=client_secret,
-                    scopes=[f"{emu.base_url}/.default"],
-                ),
-            )
-        )
+        client = sdk_client(emu, client_id, client_secret, "workflow-retry-demo")
         function_secrets = {"client-id": client_id, "client-secret": client_secret}
         result = handler.handle(data, client, secrets=function_secrets)
         after = {e: emu.get_execution(e) for e in before}

@@ -20,11 +20,11 @@ from emulator.common import (
     encode_cursor,
     expect_dict,
     expect_int,
-    expect_str,
     new_uuid,
     new_uuids,
     now_ms,
     optional_str,
+    parse_workflow_filters,
     reject_unknown,
     validate_metadata,
 )
@@ -445,21 +445,7 @@ class ExecutionStore:
     def _parse_filter(raw: Any) -> _ListFilter:
         flt = expect_dict(raw if raw is not None else {}, "filter")
         reject_unknown(flt, ("workflowFilters", "createdTimeStart", "createdTimeEnd", "status"), "filter")
-        workflows: set[tuple[str, str]] = set()
-        any_version: set[str] = set()
-        wf_filters = flt.get("workflowFilters")
-        if wf_filters is not None:
-            if not isinstance(wf_filters, list):
-                raise bad_request("filter.workflowFilters must be a list")
-            for item in wf_filters:
-                item = expect_dict(item, "filter.workflowFilters[]")
-                reject_unknown(item, ("externalId", "version"), "filter.workflowFilters[]")
-                xid = expect_str(item, "externalId", "filter.workflowFilters[]")
-                ver = optional_str(item, "version", "filter.workflowFilters[]")
-                if ver is None:
-                    any_version.add(xid)
-                else:
-                    workflows.add((xid, ver))
+        workflows, any_version = parse_workflow_filters(flt)
         statuses: frozenset[str] | None = None
         raw_statuses = flt.get("status")
         if raw_statuses is not None:

@@ -17,11 +17,11 @@ from contextlib import redirect_stdout
 from dataclasses import dataclass
 from typing import Any
 
-from cognite.client import ClientConfig, CogniteClient, global_config
-from cognite.client.credentials import OAuthClientCredentials
+from cognite.client import global_config
 
 import handler
 from emulator import CdfEmulator
+from emulator.clients import sdk_client
 from workflow_retry.logs import PACKAGE_LOGGER, JsonStdoutHandler
 
 PIPELINE = "ep_workflow_retry"
@@ -61,19 +61,7 @@ def main() -> int:
             contacts=[{"name": "On call", "email": "oncall@example.com", "role": "Owner", "sendNotification": True}],
             notificationConfig={"allowedNotSeenRangeInMinutes": 30},
         )
-        client = CogniteClient(
-            ClientConfig(
-                client_name="operating-demo",
-                project=emu.project,
-                base_url=emu.base_url,
-                credentials=OAuthClientCredentials(
-                    token_url=emu.token_url,
-                    client_id=client_id,
-                    client_secret=client_secret,
-                    scopes=[f"{emu.base_url}/.default"],
-                ),
-            )
-        )
+        client = sdk_client(emu, client_id, client_secret, "operating-demo")
         os.environ.update(
             {"RETRY_EXTRACTION_PIPELINE": PIPELINE, "RETRY_SDK_MAX_BACKOFF_SECONDS": "0", "RETRY_LEDGER": "raw"}
         )

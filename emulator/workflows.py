@@ -27,6 +27,7 @@ from emulator.common import (
     expect_str,
     now_ms,
     optional_str,
+    parse_workflow_filters,
     reject_unknown,
 )
 from emulator.errors import bad_request, not_found
@@ -311,21 +312,7 @@ class WorkflowVersionStore:
         reject_unknown(body, ("filter", "limit", "cursor"), "request body")
         flt = expect_dict(body.get("filter") if body.get("filter") is not None else {}, "filter")
         reject_unknown(flt, ("workflowFilters",), "filter")
-        exact: set[tuple[str, str]] = set()
-        any_version: set[str] = set()
-        raw_filters = flt.get("workflowFilters")
-        if raw_filters is not None:
-            if not isinstance(raw_filters, list):
-                raise bad_request("filter.workflowFilters must be a list")
-            for raw in raw_filters:
-                item = expect_dict(raw, "filter.workflowFilters[]")
-                reject_unknown(item, ("externalId", "version"), "filter.workflowFilters[]")
-                xid = expect_str(item, "externalId", "filter.workflowFilters[]")
-                version = optional_str(item, "version", "filter.workflowFilters[]")
-                if version is None:
-                    any_version.add(xid)
-                else:
-                    exact.add((xid, version))
+        exact, any_version = parse_workflow_filters(flt)
         limit = expect_int(body, "limit", "request")
         limit = VERSION_LIST_LIMIT_DEFAULT if limit is None else limit
         if not 1 <= limit <= VERSION_LIST_LIMIT_MAX:

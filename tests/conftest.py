@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 from cognite.client import ClientConfig, CogniteClient, global_config
-from cognite.client.credentials import OAuthClientCredentials, Token
+from cognite.client.credentials import Token
 
 from emulator import CdfEmulator
+from emulator.clients import sdk_client
 from tests.support.leaks import CapturingHandler, find_leaks
 from workflow_retry.settings import cached_settings
 
@@ -161,16 +162,4 @@ def fast_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_client(emu: CdfEmulator, client_id: str, client_secret: str) -> CogniteClient:
-    return CogniteClient(
-        ClientConfig(
-            client_name="test",
-            project=emu.project,
-            base_url=emu.base_url,
-            credentials=OAuthClientCredentials(
-                token_url=emu.token_url,
-                client_id=client_id,
-                client_secret=client_secret,
-                scopes=[f"{emu.base_url}/.default"],
-            ),
-        )
-    )
+    return sdk_client(emu, client_id, client_secret)
