@@ -146,3 +146,13 @@ def parse_workflow_filters(flt: Json) -> tuple[set[tuple[str, str]], set[str]]:
         else:
             exact.add((xid, version))
     return exact, any_version
+
+
+def expect_items(body: Json, limit: int | None = None, noun: str = "items") -> list[Any]:
+    """``body["items"]``: a non-empty list of at most ``limit`` entries, else the 400 CDF answers."""
+    items = body.get("items")
+    if not isinstance(items, list) or not items:
+        raise bad_request("items must be a non-empty list")
+    if limit is not None and len(items) > limit:
+        raise bad_request(f"at most {limit} {noun} per request")
+    return items

@@ -23,6 +23,7 @@ from emulator.common import (
     encode_cursor,
     expect_dict,
     expect_int,
+    expect_items,
     expect_str,
     now_ms,
     optional_str,
@@ -128,11 +129,7 @@ class ExtractionPipelineStore:
     def create(self, body: Json) -> Json:
         """``POST /extpipes``: 409 with ``duplicated`` for an external id that exists."""
         reject_unknown(body, ("items",), "request body")
-        items = body.get("items")
-        if not isinstance(items, list) or not items:
-            raise bad_request("items must be a non-empty list")
-        if len(items) > CREATE_LIMIT:
-            raise bad_request(f"at most {CREATE_LIMIT} items per request")
+        items = expect_items(body, CREATE_LIMIT)
         parsed = [self._parse_pipeline(item, f"items[{i}]") for i, item in enumerate(items)]
         xids = [p["externalId"] for p in parsed]
         duplicated = [x for x in xids if x in self.by_xid] + [x for i, x in enumerate(xids) if x in xids[:i]]
@@ -151,9 +148,7 @@ class ExtractionPipelineStore:
     def by_ids(self, body: Json) -> Json:
         """``POST /extpipes/byids``: items of ``{"id"}`` or ``{"externalId"}``; ``ignoreUnknownIds``."""
         reject_unknown(body, ("items", "ignoreUnknownIds"), "request body")
-        items = body.get("items")
-        if not isinstance(items, list) or not items:
-            raise bad_request("items must be a non-empty list")
+        items = expect_items(body)
         by_id = {p.id: p for p in self.by_xid.values()}
         found: list[ExtractionPipeline] = []
         missing: list[Json] = []
@@ -178,11 +173,7 @@ class ExtractionPipelineStore:
     def create_runs(self, body: Json) -> Json:
         """``POST /extpipes/runs``: every item names an existing pipeline (400 with ``missing`` otherwise)."""
         reject_unknown(body, ("items",), "request body")
-        items = body.get("items")
-        if not isinstance(items, list) or not items:
-            raise bad_request("items must be a non-empty list")
-        if len(items) > CREATE_LIMIT:
-            raise bad_request(f"at most {CREATE_LIMIT} items per request")
+        items = expect_items(body, CREATE_LIMIT)
         parsed: list[tuple[str, str, str | None, int | None]] = []
         for i, raw in enumerate(items):
             where = f"items[{i}]"

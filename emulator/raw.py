@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from emulator.common import Json, copy_json, decode_cursor, encode_cursor, expect_dict, expect_str, now_ms
+from emulator.common import Json, copy_json, decode_cursor, encode_cursor, expect_dict, expect_items, expect_str, now_ms
 from emulator.errors import bad_request, not_found
 
 RAW_LIST_LIMIT_DEFAULT = 25
@@ -46,9 +46,7 @@ TABLE_NAME_MAX = 64
 
 
 def _names(body: Json, what: str) -> list[str]:
-    items = body.get("items")
-    if not isinstance(items, list) or not items:
-        raise bad_request("items must be a non-empty list")
+    items = expect_items(body)
     return [_check_name(expect_str(expect_dict(item, "items[]"), "name", "items[]"), what) for item in items]
 
 
@@ -183,11 +181,7 @@ class RawStore:
 
     def insert_rows(self, db_name: str, table_name: str, body: Json, query: dict[str, list[str]]) -> Json:
         """``POST /raw/dbs/{db}/tables/{t}/rows``: upsert (a row is replaced whole)."""
-        items = body.get("items")
-        if not isinstance(items, list) or not items:
-            raise bad_request("items must be a non-empty list")
-        if len(items) > 10_000:
-            raise bad_request("at most 10000 rows per request")
+        items = expect_items(body, RAW_ROWS_LIMIT_MAX, noun="rows")
         rows: list[tuple[str, Json]] = []
         for item in items:
             item = expect_dict(item, "items[]")
@@ -211,9 +205,7 @@ class RawStore:
 
     def delete_rows(self, db_name: str, table_name: str, body: Json) -> Json:
         """``POST /raw/dbs/{db}/tables/{t}/rows/delete`` (unknown keys are ignored)."""
-        items = body.get("items")
-        if not isinstance(items, list) or not items:
-            raise bad_request("items must be a non-empty list")
+        items = expect_items(body)
         table = self._table(db_name, table_name)
         for item in items:
             key = expect_str(expect_dict(item, "items[]"), "key", "items[]")

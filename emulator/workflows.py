@@ -24,6 +24,7 @@ from emulator.common import (
     encode_cursor,
     expect_dict,
     expect_int,
+    expect_items,
     expect_str,
     now_ms,
     optional_str,
@@ -286,9 +287,7 @@ class WorkflowVersionStore:
     def by_ids(self, body: Json) -> Json:
         """``POST /workflows/versions/byids``: every item must exist (400 with ``missing`` otherwise)."""
         reject_unknown(body, ("items",), "request body")
-        items = body.get("items")
-        if not isinstance(items, list) or not items:
-            raise bad_request("items must be a non-empty list")
+        items = expect_items(body)
         keys: list[tuple[str, str]] = []
         for i, raw in enumerate(items):
             item = expect_dict(raw, f"items[{i}]")
