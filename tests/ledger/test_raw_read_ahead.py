@@ -15,7 +15,7 @@ from workflow_retry.cdf import SdkCdfGateway, run_on_sdk_loop
 from workflow_retry.errors import LedgerError
 from workflow_retry.ledger import READ_AHEAD_FRESH_MS, AttemptRecord, LedgerSnapshot
 from workflow_retry.ledger import raw as raw_ledger
-from workflow_retry.ledger.raw import CLOCK_SKEW_MS, READ_AHEAD_MIN_IDS, RawLedger
+from workflow_retry.ledger.raw import CLOCK_SKEW_MS, DECISION_COLUMNS, READ_AHEAD_MIN_IDS, RawLedger
 from workflow_retry.models import Outcome
 from workflow_retry.payloads import parse_payload
 from workflow_retry.service import RetryContext, retry_executions
@@ -63,6 +63,41 @@ def test_read_many_lists_the_table_once_and_returns_the_live_records_asked_for(
     assert len(emu.requests_matching("GET", LIST)) == 1
     assert emu.requests_matching("GET", ONE_ROW) == []
     assert records["a"] == run_on_sdk_loop(ledger.get("a", now))  # the same record as a single read
+
+
+def test_read_many_asks_only_for_the_decision_columns(emu: CdfEmulator, client: CogniteClient) -> None:
+    ledger = RawLedger(client, "db", "t", TTL)
+    now = _now()
+    _take(ledger, ["a"], now)
+    bulky = {"history": [{"at": now, "note": "x" * 200}] * 20}  # a column other than the decision's
+    client.raw.rows.insert("db", "t", {"a": {**emu.raw_rows("db", "t")["a"], **bulky}})
+    emu.clear_requests()
+
+    records = run_on_sdk_loop(ledger.read_many(["a"] + [f"e-{i}" for i in range(READ_AHEAD_MIN_IDS)], now))
+
+    assert records is not None
+    assert records["a"].attempts == 1
+    (listing,) = emu.requests_matching("GET", LIST)
+    assert listing.query["columns"] == [",".join(DECISION_COLUMNS)]
+    assert "history" not in listing.query["columns"][0]
+
+
+def test_read_many_parses_one_bounded_page_at_a_time(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(raw_ledger, "LIST_PAGE_ROWS", 4)
+    ledger = RawLedger(client, "db", "t", TTL)
+    now = _now()
+    _take(ledger, [f"old-{i}" for i in range(10)], now)
+    ids = ["old-9"] + [f"e-{i}" for i in range(3 * raw_ledger.READ_AHEAD_IDS_PER_PAGE)]  # worth three pages
+    emu.clear_requests()
+
+    records = run_on_sdk_loop(ledger.read_many(ids, now))
+
+    assert records is not None
+    assert set(records) == {"old-9"}
+    pages = emu.requests_matching("GET", LIST)
+    assert [page.query["limit"] for page in pages] == [["4"]] * 3
 
 
 def test_a_few_ids_are_left_to_single_reads(emu: CdfEmulator, client: CogniteClient) -> None:

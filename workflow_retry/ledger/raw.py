@@ -43,11 +43,14 @@ WRITE_WINDOW_SECONDS = 0.002
 MAX_ROWS_PER_INSERT = 1000
 READ_AHEAD_MIN_IDS = 16
 """Fewer IDs than this are read one by one: their reads overlap anyway, and a listing may carry many rows."""
-READ_AHEAD_IDS_PER_PAGE = 50
-"""A listed page (up to 10,000 rows) is worth this many single reads: more pages than IDs / 50 and the
-listing is abandoned for single reads (a ledger that busy is better read by key)."""
-LIST_PAGE_ROWS = 10_000
-"""RAW's largest page."""
+READ_AHEAD_IDS_PER_PAGE = 10
+"""A listed page (up to :data:`LIST_PAGE_ROWS` rows) is worth this many single reads: more pages than IDs / 10
+and the listing is abandoned for single reads (a ledger that busy is better read by key)."""
+LIST_PAGE_ROWS = 1_000
+"""Rows per listed page: one page is parsed at a time, so a page bounds the read-ahead's memory (about
+1 MB per 1,000 rows parsed), whatever the ledger's size."""
+DECISION_COLUMNS = ("workflowExternalId", "attempts", "lastAttemptAt", "lastOutcome", "expiresAt")
+"""The columns a decision reads: the read-ahead lists only these, never whatever else a row holds."""
 CLOCK_SKEW_MS = 3_600_000
 """Slack between this machine's clock (``expiresAt``) and RAW's (``lastUpdatedTime``)."""
 
@@ -77,7 +80,11 @@ class RawLedger:
         wanted = set(execution_ids)
         if len(wanted) < READ_AHEAD_MIN_IDS:
             return None
-        params: dict[str, Any] = {"limit": LIST_PAGE_ROWS, "minLastUpdatedTime": self._oldest_live_ms(now_ms)}
+        params: dict[str, Any] = {
+            "limit": LIST_PAGE_ROWS,
+            "minLastUpdatedTime": self._oldest_live_ms(now_ms),
+            "columns": ",".join(DECISION_COLUMNS),
+        }
         found: dict[str, AttemptRecord] = {}
         for _ in range(max(1, len(wanted) // READ_AHEAD_IDS_PER_PAGE)):
             body = await self._read(self._rows_path, params)
