@@ -69,3 +69,39 @@ def test_a_batch_of_retries_counts_each_attempt_once(emu: CdfEmulator, client: C
     assert {key: row["attempts"] for key, row in rows.items()} == dict.fromkeys(ids, 1)
     assert all(emu.retry_count(i) == 1 for i in ids)
     assert len(emu.requests_matching("POST", ROWS)) < len(ids)
+
+
+def _take_spaced(ledger: RawLedger, ids: list[str], gap_seconds: float) -> None:
+    """Take an attempt for each ID, ``gap_seconds`` apart (as retries of a throttled batch come, spread out)."""
+
+    async def take_all() -> None:
+        writes = []
+        for execution_id in ids:
+            writes.append(asyncio.ensure_future(ledger.take_attempt(None, execution_id, "wf", 0)))
+            await asyncio.sleep(gap_seconds)
+        await asyncio.gather(*writes)
+
+    run_on_sdk_loop(take_all())
+
+
+def test_without_throttling_a_row_waits_only_the_short_window(emu: CdfEmulator, client: CogniteClient) -> None:
+    ledger = RawLedger(client, "db", "t", TTL)
+    _take_spaced(ledger, ["warm"], 0)
+    emu.clear_requests()
+
+    _take_spaced(ledger, [f"exec-{i}" for i in range(4)], gap_seconds=0.03)
+
+    assert len(emu.requests_matching("POST", ROWS)) == 4  # none waited for the next: the retry is not held up
+
+
+def test_after_a_throttled_insert_rows_spread_out_in_time_stay_batched(emu: CdfEmulator, client: CogniteClient) -> None:
+    ledger = RawLedger(client, "db", "t", TTL)
+    _take_spaced(ledger, ["warm"], 0)  # the fastest insert: what an unthrottled one takes
+    emu.add_fault(Fault(method="POST", path_regex=ROWS, latency=1.0, times=1))  # as the SDK's backoff after a 429
+    _take_spaced(ledger, ["slow"], 0)
+    emu.clear_requests()
+
+    _take_spaced(ledger, [f"exec-{i}" for i in range(4)], gap_seconds=0.03)
+
+    assert len(emu.requests_matching("POST", ROWS)) == 1
+    assert sorted(emu.raw_rows("db", "t")) == sorted(["warm", "slow"] + [f"exec-{i}" for i in range(4)])
