@@ -91,3 +91,69 @@ def test_a_later_attempt_that_did_not_happen_leaves_the_earlier_count(
     second = only(handler.handle({"executionId": failed}, client, SECRETS))
     assert (second["outcome"], second["attempts"]) == ("retried", 2)  # the cap still has room for it
     assert emu.retry_count(failed) == 2
+
+
+# --- a batch: the ledger read ahead beside the executions' reads -------------------------------------------
+
+ROWS_LIST = r"/raw/dbs/[^/]+/tables/[^/]+/rows$"
+BATCH = 20  # enough IDs for the ledger to be read ahead (RawLedger reads fewer one by one)
+
+
+def _at_the_cap(client: CogniteClient, execution_id: str) -> None:
+    now = int(time.time() * 1000)
+    columns = {"workflowExternalId": "wf", "attempts": 3, "lastAttemptAt": now - 3_600_000}
+    row = {**columns, "lastOutcome": "retried", "expiresAt": now // 1000 + 86_400}
+    client.raw.rows.insert("workflow_retry", "attempts", {execution_id: row}, ensure_parent=True)
+
+
+def test_a_batch_creates_no_session_for_an_execution_it_skips(emu: CdfEmulator, client: CogniteClient) -> None:
+    failed = [emu.seed_execution("wf", "1", "FAILED")["id"] for _ in range(BATCH)]
+    running = [emu.seed_execution("wf", "1", "RUNNING")["id"] for _ in range(3)]
+    for execution_id in failed[:4]:
+        _at_the_cap(client, execution_id)
+    emu.add_fault(Fault(method="GET", path_regex=ROWS_LIST, latency=0.3, times=1))  # executions read first
+    emu.clear_requests()
+
+    result = handler.handle({"executionIds": failed + running}, client, SECRETS)
+
+    outcomes = {item["executionId"]: item["outcome"] for item in result["results"]}
+    assert [outcomes[i] for i in failed[:4]] == ["exhausted"] * 4  # decided on the records read ahead
+    assert [outcomes[i] for i in running] == ["skipped"] * 3
+    assert [outcomes[i] for i in failed[4:]] == ["retried"] * (BATCH - 4)
+    assert len(emu.requests_matching("POST", r"/sessions$")) == BATCH - 4
+    assert len(emu.requests_matching("GET", ROWS_LIST)) == 1
+    assert emu.requests_matching("GET", r"/rows/[^/]+$") == []  # no single reads beside the listing
+
+
+def test_a_batch_reads_its_executions_while_the_ledger_is_listed(emu: CdfEmulator, client: CogniteClient) -> None:
+    failed = [emu.seed_execution("wf", "1", "FAILED")["id"] for _ in range(BATCH)]
+    emu.add_fault(Fault(method="GET", path_regex=ROWS_LIST, latency=0.5, times=1))
+    emu.clear_requests()
+
+    handler.handle({"executionIds": failed}, client, SECRETS)
+
+    (listing,) = emu.requests_matching("GET", ROWS_LIST)
+    first_reads = emu.requests_matching("GET", r"/workflows/executions/[^/]+$")[:16]
+    assert all(read.time < listing.time + 0.5 for read in first_reads)  # sent before the listing answered
+    first_session = min(r.time for r in emu.requests_matching("POST", r"/sessions$"))
+    assert first_session >= listing.time + 0.5  # but nothing was decided before it answered
+
+
+def test_in_a_batch_each_attempt_is_written_before_its_retry_request_is_sent(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    failed = [emu.seed_execution("wf", "1", "FAILED")["id"] for _ in range(BATCH)]
+    emu.add_fault(Fault(method="POST", path_regex=ROWS_LIST, latency=0.3))  # inserts answer after the sessions
+    emu.clear_requests()
+
+    result = handler.handle({"executionIds": failed}, client, SECRETS)
+
+    assert {item["outcome"] for item in result["results"]} == {"retried"}
+    written_at = {
+        row["key"]: insert.time + 0.3
+        for insert in emu.requests_matching("POST", ROWS_LIST)
+        for row in insert.body["items"]
+    }
+    retried_at = {r.path.split("/")[-2]: r.time for r in emu.requests_matching("POST", r"/retry$")}
+    assert sorted(retried_at) == sorted(failed)
+    assert all(retried_at[i] >= written_at[i] for i in failed)

@@ -4,9 +4,10 @@
 each execution and acts through a :class:`CdfGateway`. It does not know which platform called it.
 
 A :class:`RetryContext` carries the policy, the attempt ledger and the give-up announcer. A batch
-first reads the ledger records of all its IDs at once where the ledger can (:func:`read_ahead`). Per
-execution: the execution and its ledger record (unless read ahead) are read at the same time; the
-attempt is counted while the session is created; then the retry request is sent.
+reads the ledger records of all its IDs at once where the ledger can (:func:`reading_ahead`), beside
+the first executions' reads. Per execution: the execution and its ledger record (from the bulk read,
+or alone) are read at the same time; the attempt is counted while the session is created; then the
+retry request is sent.
 
 In one process an execution is handled by one task at a time (:func:`one_at_a_time`): the records of
 an SQS batch, or concurrent calls, that name an execution already being handled wait for that task
@@ -20,7 +21,8 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -59,25 +61,34 @@ class RetryContext:
     ledger: AttemptLedger = field(default_factory=NoLedger)
     announcer: Announcer = field(default_factory=Announcer)
     clock: Callable[[], int] = now_ms
-    ledger_snapshot: LedgerSnapshot | None = None
-    """Records read ahead for a batch (:func:`read_ahead`); an ID it does not answer for is read alone."""
+    ledger_snapshot: asyncio.Future[LedgerSnapshot | None] | None = None
+    """Records being read ahead for a batch (:func:`reading_ahead`); an ID it does not answer for is read alone."""
 
 
-async def read_ahead(execution_ids: list[ExecutionId], context: RetryContext) -> RetryContext:
-    """The context with the ledger records of these IDs read in bulk, where the ledger can do that cheaply.
-
-    Best effort: when the bulk read fails, each ID reads its own record (and reports that read's error).
-    The caller bounds it by the call's deadline; the ledger decides whether a bulk read is worth it.
-    """
+async def _read_snapshot(execution_ids: list[ExecutionId], context: RetryContext) -> LedgerSnapshot | None:
+    """The ledger records of these IDs read in bulk, or None where the ledger cannot (or the read failed)."""
     now = context.clock()
     try:
         records = await context.ledger.read_many(execution_ids, now)
     except LedgerError as exc:
         logger.warning("reading the attempt ledger in bulk failed, reading it per execution: %s", exc)
-        return context
-    if records is None:
-        return context
-    return replace(context, ledger_snapshot=LedgerSnapshot(records, frozenset(execution_ids), now))
+        return None
+    return None if records is None else LedgerSnapshot(records, frozenset(execution_ids), now)
+
+
+@asynccontextmanager
+async def reading_ahead(execution_ids: list[ExecutionId], context: RetryContext) -> AsyncIterator[RetryContext]:
+    """The context whose ledger records are being read in bulk while the executions are read.
+
+    The bulk read runs beside the first executions' reads instead of before them: an ID waits for it only
+    once its execution is read, when the decision needs the record. Best effort: when the bulk read fails
+    or the ledger cannot do it cheaply, each ID reads its own record. The read ends with the block.
+    """
+    pending = asyncio.ensure_future(_read_snapshot(execution_ids, context))
+    try:
+        yield replace(context, ledger_snapshot=pending)
+    finally:
+        pending.cancel()
 
 
 Progress = Callable[[int, int], None]
@@ -97,11 +108,6 @@ async def retry_executions(
     deadline = loop.time() + settings.deadline_seconds
     slots = shared_slots(settings.concurrency)
     done = 0
-    try:
-        async with asyncio.timeout_at(deadline):
-            ctx = await read_ahead([r.execution_id for r in request.ids if r.execution_id is not None], ctx)
-    except TimeoutError:
-        pass  # every ID reports the deadline below
 
     async def handle_one(requested: RequestedId) -> ExecutionResult:
         nonlocal done
@@ -127,7 +133,8 @@ async def retry_executions(
             if progress is not None:
                 progress(done, len(request.ids))
 
-    results = await asyncio.gather(*(handle_one(r) for r in request.ids))
+    async with reading_ahead([r.execution_id for r in request.ids if r.execution_id is not None], ctx) as ctx:
+        results = await asyncio.gather(*(handle_one(r) for r in request.ids))
     if not ctx.ledger.enforces_cap:
         results = [_cap_not_enforced(r) for r in results]
     report = RetryReport(results=tuple(results))
@@ -328,9 +335,11 @@ async def _retry_one(
 
 
 async def _read_record(execution_id: ExecutionId, ctx: RetryContext, now: int) -> AttemptRecord | None:
-    snapshot = ctx.ledger_snapshot
-    if snapshot is not None and snapshot.knows(execution_id, now):
-        return snapshot.records.get(execution_id)
+    if ctx.ledger_snapshot is not None:
+        # Shielded: this ID's deadline or cancellation must not cancel the read the others wait for.
+        snapshot = await asyncio.shield(ctx.ledger_snapshot)
+        if snapshot is not None and snapshot.knows(execution_id, now):
+            return snapshot.records.get(execution_id)
     return await ctx.ledger.get(execution_id, now)
 
 

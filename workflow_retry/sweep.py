@@ -46,7 +46,7 @@ from workflow_retry.models import (
     SweepSummary,
 )
 from workflow_retry.policy import WorkflowSelector, failure_key, screen
-from workflow_retry.service import RetryContext, _log_result, error_info, read_ahead, retry_one
+from workflow_retry.service import RetryContext, _log_result, error_info, reading_ahead, retry_one
 from workflow_retry.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -281,8 +281,7 @@ async def _retry_oldest_first(
     timed_out = False
     not_reached = 0
     try:
-        async with asyncio.timeout_at(deadline):
-            ctx = await read_ahead([c.execution_id for c in selected], ctx)
+        async with asyncio.timeout_at(deadline), reading_ahead([c.execution_id for c in selected], ctx) as ctx:
             await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, max_restarts))))
     except TimeoutError:
         # Work in flight was cancelled; whatever was left in the queue was never started.
