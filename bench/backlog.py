@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.emulated import LATENCY_SECONDS, PROJECT, EmulatedCdf
@@ -23,9 +23,12 @@ from bench.worker import Worker
 from emulator import Fault, RecordedRequest
 from workflow_retry.policy import IN_FLIGHT_WINDOW_MS
 
-SPEEDUP_TARGET = 10.0
-IDEAL_TARGET = 2.0
-STORM_TARGET = 1.5
+SPEEDUP_TARGET = 12.0
+FLOOR_TARGET = 1.3
+SLOW_SPEEDUP_TARGET = 15.0
+ROUND_TRIPS_PER_ID = 3
+"""The requests of one ID that must follow each other: its execution, then a session, then the retry."""
+STORM_TARGET = 1.3
 """Requests under 20% 429s / requests without: 1 / (1 - 0.2) = 1.25 is the least possible."""
 THROTTLE_PROBABILITY = 0.2
 RETRY_AFTER_SECONDS = 1.0
@@ -117,7 +120,7 @@ def compare_backlog(
             continue
         seconds = [r.seconds for r in runs[side]]
         requests_per_id = median([r.requests for r in runs[side]]) / size
-        ideal = requests_per_id * LATENCY_SECONDS * size / concurrency
+        floor = ROUND_TRIPS_PER_ID * LATENCY_SECONDS * size / concurrency
         details: dict[str, Any] = {
             "rounds": rounds,
             "seconds": rounded(seconds),
@@ -130,7 +133,7 @@ def compare_backlog(
             "loop_requests_per_id": round(median([r.requests for r in runs["loop"]]) / size, 2),
             "concurrency": concurrency,
             "max_in_flight": max(r.max_in_flight for r in runs[side]),
-            "ideal_seconds": round(ideal, 3),
+            "round_trip_floor_seconds": round(floor, 3),
         }
         if side == "sweep":
             details["sweep_summary"] = runs[side][-1].answer.get("sweep")
@@ -144,9 +147,10 @@ def compare_backlog(
         )
         rows.append(
             at_most(
-                f"backlog {size}: {label} / ideal ({requests_per_id:.1f} req/ID x 20 ms x {size} / {concurrency})",
-                median(seconds) / ideal,
-                IDEAL_TARGET,
+                f"backlog {size}: {label} / the round-trip floor "
+                f"({ROUND_TRIPS_PER_ID} x 20 ms x {size} / {concurrency} = {floor:.2f} s)",
+                median(seconds) / floor,
+                FLOOR_TARGET,
             )
         )
         if side == "batch":
@@ -154,16 +158,18 @@ def compare_backlog(
             rows.append(_sdk_floor_row(size, bare, median(loop), concurrency))
     if slow_network is not None:
         n, latency = slow_network
+        speed_up = slow["loop"].seconds / slow["batch"].seconds
         rows.append(
-            info(
+            at_least(
                 f"backlog {n} at {latency * 1000:.0f} ms latency: handle, batch payload / the script loop, speed-up",
-                f"{slow['loop'].seconds / slow['batch'].seconds:.1f}x",
-                slow["loop"].seconds / slow["batch"].seconds,
+                speed_up,
+                SLOW_SPEEDUP_TARGET,
                 seconds=round(slow["batch"].seconds, 3),
                 cpu_seconds=round(slow["batch"].cpu_seconds, 3),
                 loop_seconds=round(slow["loop"].seconds, 3),
                 requests_per_id=round(slow["batch"].requests / n, 2),
-                ideal_seconds=round(slow["batch"].requests / n * latency * n / concurrency, 3),
+                concurrency=concurrency,
+                round_trip_floor_seconds=round(ROUND_TRIPS_PER_ID * latency * n / concurrency, 3),
             )
         )
     return rows
@@ -219,6 +225,60 @@ def _cpu_bound_row(size: int, label: str, runs: list[BacklogRun], loop_seconds: 
     )
 
 
+@dataclass
+class Deliveries:
+    """IDs delivered again while they come back transient or deferred, as a queue would."""
+
+    deliveries: int = 0
+    seconds: float = 0.0
+    pending: list[str] = field(default_factory=list)
+    deferred: dict[str, str] = field(default_factory=dict)
+    waited: float = 0.0
+
+
+def _deliver(worker: Worker, ids: list[str], size: int, *, wait_for_deferred: bool) -> Deliveries:
+    """Call ``handle`` with the batch, then again with the IDs that came back transient, up to MAX_DELIVERIES.
+
+    With ``wait_for_deferred``, IDs deferred because their own retry request may have been applied
+    are delivered again once the policy's in-flight window has passed.
+    """
+    run = Deliveries(pending=list(ids))
+    while run.pending and run.deliveries < MAX_DELIVERIES:
+        answer = worker.call("handle", payload={"executionIds": run.pending}, timeout=120 + size)
+        run.deliveries, run.seconds = run.deliveries + 1, run.seconds + answer["seconds"]
+        run.pending, run.deferred = answer["transient"], run.deferred | answer["deferred"]
+        if not run.pending and run.deferred and wait_for_deferred and not run.waited:
+            run.waited = IN_FLIGHT_WINDOW_MS / 1000 + 1
+            time.sleep(run.waited)
+            run.pending, run.deferred = list(run.deferred), {}
+    return run
+
+
+def _once_row(label: str, cdf: EmulatedCdf, ids: list[str], run: Deliveries, **details: Any) -> Row:
+    """Every execution retried exactly once, after the deliveries of ``run``."""
+    retries = [cdf.emu.retry_count(i) for i in ids]
+    once, size = retries.count(1), len(ids)
+    waited = f", waited {run.waited:.0f} s" if run.waited else ""
+    return Row(
+        label,
+        f"{once}/{size} ({run.deliveries} deliveries{waited})",
+        f"{size}/{size}",
+        Status.PASS if once == size else Status.FAIL,
+        float(once),
+        float(size),
+        {
+            "retried_twice_or_more": sum(1 for n in retries if n > 1),
+            "never_retried": retries.count(0),
+            "still_transient": len(run.pending),
+            "still_deferred": run.deferred,
+            "waited_seconds_for_deferred": run.waited,
+            "deliveries": run.deliveries,
+            "seconds_total": round(run.seconds, 3),
+            **details,
+        },
+    )
+
+
 def compare_rate_limited(cdf: EmulatedCdf, size: int, *, with_loop: bool, wait_for_deferred: bool) -> list[Row]:
     """The backlog under 20% 429s: exactly one retry per execution, no request storm.
 
@@ -229,7 +289,6 @@ def compare_rate_limited(cdf: EmulatedCdf, size: int, *, with_loop: bool, wait_f
     """
     cdf.emu.latency = LATENCY_SECONDS
     rows: list[Row] = []
-    waited = 0.0
     with Worker(cdf.child_env(RETRY_COOLDOWN_SECONDS="0")) as worker:
         warm_up(cdf, worker)
         baseline = _run(cdf, worker, "batch", size, "unthrottled")
@@ -240,43 +299,21 @@ def compare_rate_limited(cdf: EmulatedCdf, size: int, *, with_loop: bool, wait_f
                 path_regex=_API_PATHS, statuses=[429], probability=THROTTLE_PROBABILITY, retry_after=RETRY_AFTER_SECONDS
             )
         )
-        pending, deliveries, seconds = list(ids), 0, 0.0
-        deferred: dict[str, str] = {}
-        while pending and deliveries < MAX_DELIVERIES:
-            answer = worker.call("handle", payload={"executionIds": pending}, timeout=120 + size)
-            deliveries, seconds = deliveries + 1, seconds + answer["seconds"]
-            pending, deferred = answer["transient"], deferred | answer["deferred"]
-            if not pending and deferred and wait_for_deferred and not waited:
-                waited = IN_FLIGHT_WINDOW_MS / 1000 + 1
-                time.sleep(waited)
-                pending, deferred = list(deferred), {}
+        run = _deliver(worker, ids, size, wait_for_deferred=wait_for_deferred)
         cdf.emu.clear_faults()
         requests = cdf.api_requests()
         max_in_flight = cdf.emu.max_in_flight
-    retries = [cdf.emu.retry_count(i) for i in ids]
-    once, twice, never = retries.count(1), sum(1 for n in retries if n > 1), retries.count(0)
     storm = len(requests) / baseline.requests
     throttled = sum(1 for r in requests if r.status == 429)
     rows.append(
-        Row(
+        _once_row(
             f"rate limits: {size} with 20% 429s, executions retried exactly once",
-            f"{once}/{size} ({deliveries} deliveries{f', waited {waited:.0f} s' if waited else ''})",
-            f"{size}/{size}",
-            Status.PASS if once == size else Status.FAIL,
-            float(once),
-            float(size),
-            {
-                "retried_twice_or_more": twice,
-                "never_retried": never,
-                "still_transient": len(pending),
-                "still_deferred": deferred,
-                "waited_seconds_for_deferred": waited,
-                "deliveries": deliveries,
-                "seconds_total": round(seconds, 3),
-                "answered_429": throttled,
-                "injected_429": fault.applied,
-                "max_in_flight": max_in_flight,
-            },
+            cdf,
+            ids,
+            run,
+            answered_429=throttled,
+            injected_429=fault.applied,
+            max_in_flight=max_in_flight,
         )
     )
     rows.append(
@@ -293,6 +330,48 @@ def compare_rate_limited(cdf: EmulatedCdf, size: int, *, with_loop: bool, wait_f
     if with_loop:
         rows.append(_loop_under_throttling(cdf, size))
     return rows
+
+
+def compare_rate_limiter(
+    cdf: EmulatedCdf, size: int, concurrency: int, limit: tuple[float, int], *, wait_for_deferred: bool
+) -> list[Row]:
+    """The backlog at the default concurrency against the emulator's rate-based limiter.
+
+    The limiter answers 429 (with ``Retry-After``) to requests over ``limit[0]`` per second or over
+    ``limit[1]`` at once, as CDF throttles a project. Every execution must still be retried exactly
+    once; the requests, the 429s and the time are shown against the same backlog without a limiter.
+    """
+    requests_per_second, max_concurrent = limit
+    cdf.emu.latency = LATENCY_SECONDS
+    with Worker(cdf.child_env(RETRY_COOLDOWN_SECONDS="0")) as worker:
+        warm_up(cdf, worker)
+        baseline = _run(cdf, worker, "batch", size, "unlimited")
+        ids = cdf.seed_failed(size, "bench-rate-limiter")
+        cdf.start_counting()
+        cdf.emu.set_rate_limit(requests_per_second, max_concurrent=max_concurrent)
+        run = _deliver(worker, ids, size, wait_for_deferred=wait_for_deferred)
+        throttled = cdf.emu.throttled_count
+        cdf.emu.set_rate_limit()
+        requests = cdf.api_requests()
+    limiter = f"{requests_per_second:g} requests/s, {max_concurrent} at once"
+    label = f"rate limiter ({limiter}), {size} at concurrency {concurrency}"
+    floor = len(requests) / requests_per_second
+    return [
+        _once_row(f"{label}: executions retried exactly once", cdf, ids, run, answered_429=throttled),
+        info(
+            f"{label}: requests, 429s and time",
+            f"{len(requests) / baseline.requests:.2f}x the requests, {throttled / len(requests):.0%} answered 429, "
+            f"{run.seconds:.1f} s ({run.seconds / baseline.seconds:.1f}x unlimited)",
+            len(requests) / baseline.requests,
+            requests=len(requests),
+            unlimited_requests=baseline.requests,
+            answered_429=throttled,
+            seconds=round(run.seconds, 3),
+            unlimited_seconds=round(baseline.seconds, 3),
+            rate_floor_seconds=round(floor, 3),
+            requests_by_kind=_by_kind(requests),
+        ),
+    ]
 
 
 def _loop_under_throttling(cdf: EmulatedCdf, size: int) -> Row:

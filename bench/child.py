@@ -7,7 +7,9 @@ standard library is imported before the clock starts.
 - ``cold-path script ID``: the user's script (import the SDK, build a client, retry one execution);
 - ``cold-path handle ID``: the Cognite Function path (import ``handler``, the runtime's client, ``handle``);
 - ``cold-path lambda ID``: the AWS Lambda path (import ``handler``, ``lambda_handler`` on a direct invoke);
-- ``sweep WORKFLOW``: a dry sweep of one workflow through ``handle`` (for the memory comparison).
+- ``sweep WORKFLOW``: a dry sweep of one workflow through ``handle`` (for the memory comparison);
+- ``batch PATH``: ``handle`` with a batch payload of the IDs in the JSON file PATH (for the scale and
+  read-ahead memory comparisons); ``vm_hwm_before_kb`` is the peak RSS before the call, warm.
 """
 
 from __future__ import annotations
@@ -70,6 +72,21 @@ def dry_sweep(workflow: str) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, **summarise(result)}
 
 
+def batch(path: str) -> dict[str, Any]:
+    import handler
+    from bench.user import function_secrets, summarise, user_client
+
+    with open(path, encoding="utf-8") as file:
+        ids = json.load(file)["ids"]
+    client = user_client()
+    client.config.credentials.authorization_header()  # the token, fetched before the call as in the worker
+    before = peak_rss_kb()
+    started = time.perf_counter()
+    result = handler.handle({"executionIds": ids}, client, function_secrets(), {"call_id": "batch"})
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "vm_hwm_before_kb": before, **summarise(result)}
+
+
 def peak_rss_kb() -> int | None:
     """This process's own peak RSS (``VmHWM``).
 
@@ -89,6 +106,8 @@ def main(argv: list[str]) -> int:
             print(json.dumps(cold_path(entry, execution_id) | {"vm_hwm_kb": peak_rss_kb()}))
         case ["sweep", workflow]:
             print(json.dumps(dry_sweep(workflow) | {"vm_hwm_kb": peak_rss_kb()}))
+        case ["batch", path]:
+            print(json.dumps(batch(path) | {"vm_hwm_kb": peak_rss_kb()}))
         case _:
             print(__doc__, file=sys.stderr)
             return 2

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import features
-from bench.backlog import compare_backlog, compare_rate_limited
+from bench.backlog import compare_backlog, compare_rate_limited, compare_rate_limiter
 from bench.cold_start import compare_cold_paths, compare_imports
 from bench.emulated import ROOT, EmulatedCdf
 from bench.retry_one import compare_one_retry
+from bench.scale import compare_read_ahead_memory, compare_scale
 from bench.sweep_memory import compare_sweep_memory
 from bench.table import Row, Status, document, error, render, write_json
 
@@ -45,7 +46,13 @@ class Plan:
     wait_for_deferred: bool
     """Wait out the policy's in-flight window (a minute) for IDs deferred under rate limits."""
     slow_network: tuple[int, float] | None
-    """A smaller backlog at a cloud-like latency (IDs, seconds per request), where CPU does not bound it."""
+    """The backlog at a cloud-like latency (IDs, seconds per request), where CPU does not bound it."""
+    rate_limiter: tuple[float, int]
+    """The emulator's rate-based limiter: requests per second and requests at once."""
+    scale_sizes: tuple[int, int]
+    scale_runs: int
+    read_ahead: tuple[int, int]
+    """A batch (IDs) over a ledger of that many live rows."""
 
     @classmethod
     def full(cls) -> Plan:
@@ -62,7 +69,11 @@ class Plan:
             sweep_runs=1,
             time_limit_seconds=420.0,
             wait_for_deferred=True,
-            slow_network=(64, 0.100),
+            slow_network=(200, 0.100),
+            rate_limiter=RATE_LIMITER,
+            scale_sizes=(200, 1_000),
+            scale_runs=3,
+            read_ahead=(200, 10_000),
         )
 
     @classmethod
@@ -81,13 +92,29 @@ class Plan:
             time_limit_seconds=90.0,
             wait_for_deferred=False,
             slow_network=None,
+            rate_limiter=RATE_LIMITER,
+            scale_sizes=(10, 50),
+            scale_runs=1,
+            read_ahead=(20, 500),
         )
 
 
 Step = Callable[[EmulatedCdf], list[Row]]
 
+RATE_LIMITER = (200.0, 24)
+"""Requests per second and at once: tighter than the default concurrency's peak, so the default meets it."""
 
-STEP_NAMES = ("imports", "cold-path", "one-retry", "backlog", "rate-limits", "sweep-memory")
+STEP_NAMES = (
+    "imports",
+    "cold-path",
+    "one-retry",
+    "backlog",
+    "rate-limits",
+    "rate-limiter",
+    "scale",
+    "read-ahead-memory",
+    "sweep-memory",
+)
 
 
 def steps(plan: Plan) -> list[tuple[str, Step]]:
@@ -115,6 +142,14 @@ def steps(plan: Plan) -> list[tuple[str, Step]]:
                 cdf, plan.throttled_size, with_loop=plan.loop_under_throttling, wait_for_deferred=plan.wait_for_deferred
             ),
         ),
+        (
+            "rate-limiter",
+            lambda cdf: compare_rate_limiter(
+                cdf, plan.throttled_size, concurrency, plan.rate_limiter, wait_for_deferred=plan.wait_for_deferred
+            ),
+        ),
+        ("scale", lambda cdf: compare_scale(cdf, *plan.scale_sizes, plan.scale_runs)),
+        ("read-ahead-memory", lambda cdf: compare_read_ahead_memory(cdf, *plan.read_ahead, plan.scale_runs)),
         (
             "sweep-memory",
             lambda cdf: compare_sweep_memory(cdf, *plan.sweep_sizes, plan.sweep_runs, available=with_sweep),

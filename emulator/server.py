@@ -671,6 +671,14 @@ class CdfEmulator:
                 return {}
             return {key: copy_json(row.columns) for key, row in table.rows.items()}
 
+    def seed_raw_rows(self, db_name: str, table_name: str, rows: dict[str, dict[str, Any]]) -> None:
+        """Write rows (columns by key) as ``POST .../rows?ensureParent=true`` would, without a request."""
+        items = [{"key": key, "columns": columns} for key, columns in rows.items()]
+        with self._lock:
+            for start in range(0, len(items), 10_000):
+                body = {"items": items[start : start + 10_000]}
+                self._state.raw.insert_rows(db_name, table_name, body, {"ensureParent": ["true"]})
+
     # --- recording ------------------------------------------------------------------------------
 
     @property

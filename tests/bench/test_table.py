@@ -86,7 +86,12 @@ def test_the_quick_plan_is_smaller_than_the_full_one_in_every_dimension() -> Non
     assert quick.backlog_size < full.backlog_size
     assert quick.sweep_sizes[1] < full.sweep_sizes[1]
     assert quick.time_limit_seconds < full.time_limit_seconds
+    assert quick.scale_sizes[1] < full.scale_sizes[1]
+    assert quick.read_ahead[1] < full.read_ahead[1]
     assert full.backlog_size == 200
+    assert full.slow_network == (200, 0.100)
+    assert full.scale_sizes == (200, 1_000)
+    assert full.read_ahead == (200, 10_000)
     assert full.sweep_sizes == (1_000, 50_000)
 
 
