@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from cognite.client import CogniteClient
+from cognite.client import CogniteClient, global_config
 
 import handler
 from emulator import CdfEmulator, Fault
@@ -105,3 +105,19 @@ def test_after_a_throttled_insert_rows_spread_out_in_time_stay_batched(emu: CdfE
 
     assert len(emu.requests_matching("POST", ROWS)) == 1
     assert sorted(emu.raw_rows("db", "t")) == sorted(["warm", "slow"] + [f"exec-{i}" for i in range(4)])
+
+
+def test_after_an_insert_refused_429_rows_spread_out_in_time_stay_batched(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(global_config, "max_retries", 0)  # the 429 reaches the ledger, as after the SDK's retries
+    ledger = RawLedger(client, "db", "t", TTL)
+    emu.add_fault(Fault(method="POST", path_regex=ROWS, statuses=[429], retry_after=1))
+    with pytest.raises(LedgerError, match="429"):
+        _take_spaced(ledger, ["throttled"], 0)
+    emu.clear_requests()
+
+    _take_spaced(ledger, [f"exec-{i}" for i in range(4)], gap_seconds=0.03)
+
+    assert len(emu.requests_matching("POST", ROWS)) == 1
+    assert sorted(emu.raw_rows("db", "t")) == [f"exec-{i}" for i in range(4)]
