@@ -353,6 +353,7 @@ def compare_rate_limiter(
         throttled = cdf.emu.throttled_count
         cdf.emu.set_rate_limit()
         requests = cdf.api_requests()
+        max_in_flight = cdf.emu.max_in_flight
     limiter = f"{requests_per_second:g} requests/s, {max_concurrent} at once"
     label = f"rate limiter ({limiter}), {size} at concurrency {concurrency}"
     floor = len(requests) / requests_per_second
@@ -369,6 +370,7 @@ def compare_rate_limiter(
             seconds=round(run.seconds, 3),
             unlimited_seconds=round(baseline.seconds, 3),
             rate_floor_seconds=round(floor, 3),
+            max_in_flight=max_in_flight,
             requests_by_kind=_by_kind(requests),
         ),
     ]

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -96,7 +97,22 @@ def render(rows: list[Row]) -> str:
     return "\n".join([fmt(header), rule, *(fmt(line) for line in lines[1:])])
 
 
-def document(rows: list[Row], *, quick: bool, seconds: float) -> dict[str, Any]:
+def calibration_seconds() -> float:
+    """The best of three runs of a fixed pure-Python loop: how fast this machine runs Python right now.
+
+    CPU per request and the CPU-bound rows scale with it; it tells one machine's run from another's.
+    """
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(range(10_000_000))
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def document(
+    rows: list[Row], *, quick: bool, seconds: float, load_at_start: tuple[float, float, float] | None = None
+) -> dict[str, Any]:
     """The JSON document written by ``python -m bench``."""
     return {
         "schema": SCHEMA_VERSION,
@@ -108,6 +124,8 @@ def document(rows: list[Row], *, quick: bool, seconds: float) -> dict[str, Any]:
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "load_average": [round(x, 2) for x in os.getloadavg()],
+            "load_average_at_start": [round(x, 2) for x in load_at_start] if load_at_start else None,
+            "calibration_seconds": round(calibration_seconds(), 3),
         },
         "summary": {status.value: sum(1 for r in rows if r.status is status) for status in Status},
         "rows": [row.to_json() for row in rows],
