@@ -101,7 +101,7 @@ class Settings(EnvironmentSettings):
         le=3600,
         description="Wall-clock budget of one call; IDs not reached fail retryably",
     )
-    concurrency: int = Field(default=16, ge=1, le=50, description="Executions handled at the same time")
+    concurrency: int = Field(default=32, ge=1, le=50, description="Executions handled at the same time")
     request_timeout_seconds: int = Field(default=20, ge=1, le=300, description="Timeout of one HTTP request")
     sdk_max_retries: int = Field(default=3, ge=0, le=10, description="cognite-sdk retries of one request")
     sdk_max_backoff_seconds: int = Field(default=4, ge=0, le=60, description="Cap of the SDK's backoff")
