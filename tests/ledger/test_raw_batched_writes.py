@@ -14,6 +14,7 @@ from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
 from workflow_retry.cdf import run_on_sdk_loop
 from workflow_retry.errors import LedgerError
 from workflow_retry.ledger import AttemptRecord
+from workflow_retry.ledger import raw as raw_ledger
 from workflow_retry.ledger.raw import RawLedger
 
 SECRETS = {"client-id": FUNCTION_CLIENT_ID, "client-secret": FUNCTION_CLIENT_SECRET}
@@ -72,19 +73,30 @@ def test_a_batch_of_retries_counts_each_attempt_once(emu: CdfEmulator, client: C
 
 
 def _take_spaced(ledger: RawLedger, ids: list[str], gap_seconds: float) -> None:
-    """Take an attempt for each ID, ``gap_seconds`` apart (as retries of a throttled batch come, spread out)."""
+    """Take an attempt for each ID, ``gap_seconds`` apart (as retries of a throttled batch come, spread out).
+
+    Each write is due at a time fixed up front, so however late the loop runs them they keep their order
+    against the ledger's batching window (asyncio runs timers in the order of their deadlines).
+    """
 
     async def take_all() -> None:
-        writes = []
-        for execution_id in ids:
-            writes.append(asyncio.ensure_future(ledger.take_attempt(None, execution_id, "wf", 0)))
-            await asyncio.sleep(gap_seconds)
-        await asyncio.gather(*writes)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def take_at(i: int, execution_id: str) -> None:
+            await asyncio.sleep(start + i * gap_seconds - loop.time())
+            await ledger.take_attempt(None, execution_id, "wf", 0)
+
+        await asyncio.gather(*(take_at(i, execution_id) for i, execution_id in enumerate(ids)))
 
     run_on_sdk_loop(take_all())
 
 
-def test_without_throttling_a_row_waits_only_the_short_window(emu: CdfEmulator, client: CogniteClient) -> None:
+def test_without_throttling_a_row_waits_only_the_short_window(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A loaded test machine can make an insert slow enough to look throttled: here none may.
+    monkeypatch.setattr(raw_ledger, "SLOW_INSERT_SECONDS", 3600.0)
     ledger = RawLedger(client, "db", "t", TTL)
     _take_spaced(ledger, ["warm"], 0)
     emu.clear_requests()
@@ -96,8 +108,11 @@ def test_without_throttling_a_row_waits_only_the_short_window(emu: CdfEmulator, 
 
 def test_after_a_throttled_insert_rows_spread_out_in_time_stay_batched(emu: CdfEmulator, client: CogniteClient) -> None:
     ledger = RawLedger(client, "db", "t", TTL)
+    started = time.monotonic()
     _take_spaced(ledger, ["warm"], 0)  # the fastest insert: what an unthrottled one takes
-    emu.add_fault(Fault(method="POST", path_regex=ROWS, latency=1.0, times=1))  # as the SDK's backoff after a 429
+    fastest = time.monotonic() - started
+    slow = max(1.0, 4 * fastest)  # slow by the ledger's measure however loaded the machine
+    emu.add_fault(Fault(method="POST", path_regex=ROWS, latency=slow, times=1))  # as the SDK's backoff after a 429
     _take_spaced(ledger, ["slow"], 0)
     emu.clear_requests()
 
