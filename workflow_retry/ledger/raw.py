@@ -42,7 +42,7 @@ from workflow_retry.ledger import AttemptRecord, LedgerKind, next_record
 
 WRITE_WINDOW_SECONDS = 0.002
 """How long a row write waits for others to join its insert request (it runs while the session is created)."""
-THROTTLED_WRITE_WINDOW_SECONDS = 0.2
+THROTTLED_WRITE_WINDOW_SECONDS = 0.5
 """The window while CDF throttles the ledger: retries then spread out in time, and with the short window
 each row went in an insert of its own (0.75-0.95 inserts per ID under 20% 429s against 0.2 without)."""
 SLOW_INSERT_SECONDS = 0.2
