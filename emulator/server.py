@@ -586,10 +586,23 @@ class CdfEmulator:
             raise KeyError(f"unknown execution {execution_id}")
         return execution
 
-    def fail_execution(self, execution_id: str, reason: str = "task failed", task_status: str = "FAILED") -> None:
-        """Make a RUNNING execution FAILED again; its unfinished tasks get ``task_status``."""
+    def fail_execution(
+        self,
+        execution_id: str,
+        reason: str = "task failed",
+        task_status: str = "FAILED",
+        engine_execution_id: str | None = None,
+    ) -> None:
+        """Make a RUNNING execution FAILED again; its unfinished tasks get ``task_status``.
+
+        ``engine_execution_id``: the engine run that failed had this ID (CDF does not document whether a
+        retry starts a run with a new one; the emulator keeps the ID unless a test sets it here).
+        """
         with self._lock:
-            self._state.executions.fail(self._execution(execution_id), reason, task_status)
+            execution = self._execution(execution_id)
+            self._state.executions.fail(execution, reason, task_status)
+            if engine_execution_id is not None:
+                execution.engine_execution_id = engine_execution_id
 
     def complete_execution(self, execution_id: str) -> None:
         """Make an execution COMPLETED (all unfinished tasks complete)."""
