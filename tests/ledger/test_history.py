@@ -151,3 +151,29 @@ def test_history_is_bounded_to_the_cap_plus_three_and_reasons_are_cut(emu: CdfEm
 
 def _row(table: str, label: str) -> str:
     return next(line for line in table.splitlines() if line.startswith(label))
+
+
+def test_records_read_ahead_in_bulk_keep_their_history_on_the_next_attempt(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    """A RAW write replaces the row whole: whatever read the record before a write must read its history too."""
+    from workflow_retry.history import with_attempt
+    from workflow_retry.ledger.raw import READ_AHEAD_MIN_IDS
+
+    ledger = RawLedger(client, "db", "t", 86_400)
+    now = int(time.time() * 1000)
+    ids = [f"exec-{i}" for i in range(READ_AHEAD_MIN_IDS)]
+    failed = {"status": "FAILED", "endTime": now - 1, "reasonForIncompletion": FIRST_REASON}
+    for execution_id in ids:
+        run_on_sdk_loop(ledger.take_attempt(None, execution_id, "wf", now, with_attempt(None, failed, now, 3)))
+
+    read = run_on_sdk_loop(ledger.read_many(ids, now + 1))
+    assert read is not None
+    failed_again = {"status": "FAILED", "endTime": now + 5, "reasonForIncompletion": "again"}
+    record = read[ids[0]]
+    run_on_sdk_loop(
+        ledger.take_attempt(record, ids[0], "wf", now + 10, with_attempt(record, failed_again, now + 10, 3))
+    )
+
+    stored = emu.raw_rows("db", "t")[ids[0]]["history"]
+    assert [(e["outcome"], e["reason"]) for e in stored] == [("failed_again", FIRST_REASON), ("retried", "again")]
