@@ -177,3 +177,22 @@ def test_records_read_ahead_in_bulk_keep_their_history_on_the_next_attempt(
 
     stored = emu.raw_rows("db", "t")[ids[0]]["history"]
     assert [(e["outcome"], e["reason"]) for e in stored] == [("failed_again", FIRST_REASON), ("retried", "again")]
+
+
+def test_an_attempt_is_settled_only_by_a_failure_that_ended_after_it() -> None:
+    from workflow_retry.history import settled, shown_outcome
+
+    attempt = AttemptEntry(at=1_000, outcome="retried", reason=FIRST_REASON)
+    stale = {"status": "FAILED", "endTime": 900, "engineExecutionId": "run-0"}  # read before the retry started
+    again = {"status": "FAILED", "endTime": 1_500, "engineExecutionId": "run-1"}
+    running = {"status": "RUNNING", "engineExecutionId": "run-1"}
+    done = {"status": "COMPLETED", "endTime": 1_500, "engineExecutionId": "run-1"}
+
+    assert settled((attempt,), stale) == (attempt,)
+    assert settled((attempt,), running) == (attempt,)
+    assert settled((attempt,), done) == (attempt,)  # recovered is shown, never stored
+    [failed_again] = settled((attempt,), again)
+    assert (failed_again.outcome, failed_again.engine_execution_id) == ("failed_again", "run-1")
+    assert shown_outcome(attempt, done).outcome == "recovered"
+    assert shown_outcome(attempt, running).outcome == "running"
+    assert shown_outcome(failed_again, done) == failed_again  # a settled entry stays as it was
