@@ -684,6 +684,12 @@ class CdfEmulator:
                 return {}
             return {key: copy_json(row.columns) for key, row in table.rows.items()}
 
+    def age_raw_rows(self, db_name: str, table_name: str, by_ms: int) -> None:
+        """Move every row's ``lastUpdatedTime`` back by ``by_ms``, as if RAW had written them that long ago."""
+        with self._lock:
+            for row in self._state.raw.dbs[db_name].tables[table_name].rows.values():
+                row.last_updated_time -= by_ms
+
     # --- recording ------------------------------------------------------------------------------
 
     @property

@@ -48,8 +48,9 @@ def test_prune_deletes_at_most_max_rows_in_requests_of_at_most_1000_keys(
 ) -> None:
     old = {f"exec-{i}": {"attempts": 1, "expiresAt": 1_000} for i in range(2_500)}
     client.raw.rows.insert("db", "t", old, ensure_parent=True)
-    ledger = RawLedger(client, "db", "t", ttl_seconds=86_400, retention_seconds=0)
-    now = int(time.time() * 1000) + 1_000
+    emu.age_raw_rows("db", "t", by_ms=30 * DAY_MS)
+    ledger = RawLedger(client, "db", "t", ttl_seconds=86_400, retention_seconds=86_400)
+    now = int(time.time() * 1000)
 
     assert run_on_sdk_loop(ledger.prune(now, max_rows=2_000)) == 2_000
     assert len(emu.raw_rows("db", "t")) == 500
@@ -63,10 +64,15 @@ def test_a_sweep_prunes_old_rows_and_a_dry_run_does_not(
     emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RETRY_LEDGER", "raw")
-    monkeypatch.setenv("RETRY_LEDGER_RETENTION_DAYS", "0")
-    old = {"long-gone": {"workflowExternalId": "wf", "attempts": 3, "expiresAt": 1_000, "history": []}}
-    client.raw.rows.insert("workflow_retry", "attempts", old, ensure_parent=True)
-    time.sleep(0.002)  # RAW's clock moves on past the row's write
+    now_s = int(time.time())
+    # Written 40 days ago: past the TTL (7 days) and the retention (30 days). Then one written 17 days ago:
+    # expired, but within the retention (its history can still be read).
+    gone = {"long-gone": {"workflowExternalId": "wf", "attempts": 3, "expiresAt": now_s - 33 * 86_400}}
+    client.raw.rows.insert("workflow_retry", "attempts", gone, ensure_parent=True)
+    emu.age_raw_rows("workflow_retry", "attempts", by_ms=23 * DAY_MS)
+    kept = {"expired-lately": {"workflowExternalId": "wf", "attempts": 1, "expiresAt": now_s - 10 * 86_400}}
+    client.raw.rows.insert("workflow_retry", "attempts", kept)
+    emu.age_raw_rows("workflow_retry", "attempts", by_ms=17 * DAY_MS)
     live = emu.seed_execution("wf", "1", "FAILED")["id"]
 
     handler.handle({"sweep": {}, "dryRun": True}, client, SECRETS)
@@ -74,19 +80,19 @@ def test_a_sweep_prunes_old_rows_and_a_dry_run_does_not(
     report = handler.handle({"sweep": {}}, client, SECRETS)
 
     assert report["sweep"]["outcomes"] == {"retried": 1}
-    assert sorted(emu.raw_rows("workflow_retry", "attempts")) == [live]
+    assert sorted(emu.raw_rows("workflow_retry", "attempts")) == sorted(["expired-lately", live])
 
 
 def test_prune_command_reports_what_it_deleted(emu: CdfEmulator, client: CogniteClient) -> None:
     old = {f"exec-{i}": {"attempts": 1, "expiresAt": 1_000} for i in range(3)}
     client.raw.rows.insert("workflow_retry", "attempts", old, ensure_parent=True)
-    time.sleep(0.002)
+    emu.age_raw_rows("workflow_retry", "attempts", by_ms=40 * DAY_MS)
 
-    done = cli(emu, "prune", RETRY_LEDGER="raw", RETRY_LEDGER_RETENTION_DAYS="0")
+    done = cli(emu, "prune", RETRY_LEDGER="raw")
     dynamodb = cli(emu, "prune", RETRY_LEDGER="none")
 
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("deleted 3 ledger record(s) past their expiry plus RETRY_LEDGER_RETENTION_DAYS 0")
+    assert done.stdout.startswith("deleted 3 ledger record(s) past their expiry plus RETRY_LEDGER_RETENTION_DAYS 30")
     assert emu.raw_rows("workflow_retry", "attempts") == {}
     assert (dynamodb.returncode, dynamodb.stdout.strip()) == (
         0,

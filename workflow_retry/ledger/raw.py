@@ -192,14 +192,16 @@ class RawLedger:
     async def prune(self, now_ms: int, max_rows: int) -> int:
         """Delete rows past ``expiresAt`` plus the retention.
 
-        Lists the rows RAW has not written for the retention (only their ``expiresAt``), at most
-        :data:`PRUNE_PAGES` pages, and deletes up to ``max_rows`` of them, :data:`MAX_KEYS_PER_DELETE` per
-        request. A row this ledger did not write (no ``expiresAt``) is left alone.
+        Lists the rows RAW has not written for the TTL plus the retention (less :data:`CLOCK_SKEW_MS`),
+        only their ``expiresAt``: with an unchanged TTL nearly all of them are past it, so each page
+        listed is pages deleted. At most :data:`PRUNE_PAGES` pages; deletes up to ``max_rows`` of the rows
+        past their ``expiresAt`` plus the retention, :data:`MAX_KEYS_PER_DELETE` per request. A row this
+        ledger did not write (no ``expiresAt``) is left alone.
         """
         retention_ms = self._retention_seconds * 1000
         params: dict[str, Any] = {
             "limit": LIST_PAGE_ROWS,
-            "maxLastUpdatedTime": now_ms - retention_ms,
+            "maxLastUpdatedTime": now_ms - self._ttl_seconds * 1000 - retention_ms + CLOCK_SKEW_MS,
             "columns": "expiresAt",
         }
         dead: list[str] = []
