@@ -139,6 +139,9 @@ def execution_state(
     """
     n = record.attempts
     if record.last_outcome == OUTCOME_GAVE_UP:
+        if n == 0:  # given up on at first sight (an access error): the give-up entry says why
+            why = next((e.reason for e in reversed(record.history) if e.outcome == ENTRY_GAVE_UP), None)
+            return ExecutionState("gave_up", f"gave up without a retry: {why or 'see its status'}")
         return ExecutionState("gave_up", f"gave up after {n} attempt(s)")
     if execution is None:
         why = read_error or "no answer"

@@ -196,3 +196,17 @@ def test_an_attempt_is_settled_only_by_a_failure_that_ended_after_it() -> None:
     assert shown_outcome(attempt, done).outcome == "recovered"
     assert shown_outcome(attempt, running).outcome == "running"
     assert shown_outcome(failed_again, done) == failed_again  # a settled entry stays as it was
+
+
+def test_an_access_error_given_up_on_at_first_sight_is_in_the_history(emu: CdfEmulator) -> None:
+    env = {"RETRY_LEDGER": "raw"}
+    forbidden = "Task 'call' failed: Forbidden: missing capability functionsAcl:RUN (403)"
+    execution_id = emu.seed_execution("wf", "1", "FAILED", reason=forbidden)["id"]
+    assert retry(emu, env, execution_id)["outcome"] == "skipped"
+
+    [listed] = json.loads(run(emu, env, "history", "--json").stdout)["executions"]
+
+    assert (listed["attempts"], listed["state"]) == (0, "gave_up")
+    assert listed["summary"].startswith("gave up without a retry: reasonForIncompletion of task ")
+    assert "missing capability functionsAcl:RUN" in listed["summary"]
+    assert [e["outcome"] for e in listed["history"]] == ["gave_up"]
