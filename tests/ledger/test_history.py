@@ -1,8 +1,9 @@
-"""Retry history: a three-attempt life cycle through the command line, then ``status`` and ``history``.
+"""Retry history: a three-attempt life cycle, then ``status`` and ``history`` on the command line.
 
-The commands run as subprocesses against the emulator (real cognite-sdk over HTTP), with the RAW ledger
-and with the DynamoDB ledger on moto's server (real boto3). Between attempts the test fails the
-execution as CDF would, each time as a new engine run with its own reason.
+The retries are calls of the Cognite Function's ``handle`` (in this process); the commands run as
+subprocesses. Both against the emulator (real cognite-sdk over HTTP), with the RAW ledger and with the
+DynamoDB ledger on moto's server (real boto3). Between attempts the test fails the execution as CDF
+would, each time as a new engine run with its own reason.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from typing import Any
 import pytest
 from cognite.client import CogniteClient
 
+import handler
 from emulator import CdfEmulator
-from tests.conftest import FUNCTION_CLIENT_SECRET
+from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
 from tests.test_cli import cli
 from workflow_retry.cdf import run_on_sdk_loop
 from workflow_retry.ledger import AttemptEntry
 from workflow_retry.ledger.raw import RawLedger
 
+SECRETS = {"client-id": FUNCTION_CLIENT_ID, "client-secret": FUNCTION_CLIENT_SECRET}
 FIRST_REASON = "Task 'load' failed: connection reset by peer"
 NO_COOLDOWN = {"RETRY_MAX_ATTEMPTS": "3", "RETRY_COOLDOWN_SECONDS": "0"}
 LONG_COOLDOWN = {"RETRY_MAX_ATTEMPTS": "3", "RETRY_COOLDOWN_SECONDS": "3600"}
@@ -43,32 +46,37 @@ def run(emu: CdfEmulator, env: dict[str, str], *args: str) -> subprocess.Complet
     return done
 
 
-def retry(emu: CdfEmulator, env: dict[str, str], execution_id: str) -> dict[str, Any]:
-    done = run(emu, env, "retry", execution_id, "--json")
-    [result] = json.loads(done.stdout)["results"]
+def retry(client: CogniteClient, execution_id: str, **policy: Any) -> dict[str, Any]:
+    """One call of the function for this execution (``policy``: the call's tighter policy)."""
+    data: dict[str, Any] = {"executionId": execution_id}
+    if policy:
+        data["policy"] = policy
+    [result] = handler.handle(data, client, SECRETS)["results"]
     return dict(result)
 
 
 def test_three_attempts_then_the_give_up_are_shown_by_status_and_history(
-    emu: CdfEmulator, ledger_env: dict[str, str]
+    emu: CdfEmulator, client: CogniteClient, ledger_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name, value in (ledger_env | NO_COOLDOWN).items():
+        monkeypatch.setenv(name, value)
     execution_id = emu.seed_execution("nightly-ingest", "3", "FAILED", reason=FIRST_REASON)["id"]
     other = emu.seed_execution("hourly-sync", "1", "FAILED", reason="Task 'transform' timed out")["id"]
     engines = [str(uuid.uuid4()) for _ in range(3)]
     reasons = [FIRST_REASON, "Task 'load' failed: disk full", "Task 'load' failed: quota exceeded"]
 
     for attempt in range(3):
-        assert retry(emu, ledger_env | NO_COOLDOWN, execution_id)["outcome"] == "retried"
+        assert retry(client, execution_id)["outcome"] == "retried"
         # The engine run this attempt started fails, with the reason the next attempt answers.
         next_reason = reasons[attempt + 1] if attempt < 2 else "Task 'load' failed: out of memory"
         emu.fail_execution(execution_id, next_reason, engine_execution_id=engines[attempt])
         if attempt == 0:
-            cooling = retry(emu, ledger_env | LONG_COOLDOWN, execution_id)
+            cooling = retry(client, execution_id, cooldownSeconds=3600)
             assert cooling["outcome"] == "deferred"
             listed = json.loads(run(emu, ledger_env | LONG_COOLDOWN, "history", "--json").stdout)
             assert [(e["executionId"], e["state"]) for e in listed["executions"]] == [(execution_id, "cooling_down")]
-    assert retry(emu, ledger_env | NO_COOLDOWN, execution_id)["outcome"] == "exhausted"
-    assert retry(emu, ledger_env | NO_COOLDOWN, other)["outcome"] == "retried"  # in flight: RUNNING now
+    assert retry(client, execution_id)["outcome"] == "exhausted"
+    assert retry(client, other)["outcome"] == "retried"  # in flight: RUNNING now
 
     status = json.loads(run(emu, ledger_env | NO_COOLDOWN, "status", execution_id, "--json").stdout)
     entries = [AttemptEntry.from_json(e) for e in status["ledger"]["history"]]
@@ -100,10 +108,13 @@ def test_three_attempts_then_the_give_up_are_shown_by_status_and_history(
     assert "1 gave up, 1 in flight" in text
 
 
-def test_history_shows_a_recovered_execution(emu: CdfEmulator) -> None:
+def test_history_shows_a_recovered_execution(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = {"RETRY_LEDGER": "raw"}
+    monkeypatch.setenv("RETRY_LEDGER", "raw")
     execution_id = emu.seed_execution("wf", "1", "FAILED", reason=FIRST_REASON)["id"]
-    assert retry(emu, env, execution_id)["outcome"] == "retried"
+    assert retry(client, execution_id)["outcome"] == "retried"
     emu.complete_execution(execution_id)
 
     [listed] = json.loads(run(emu, env, "history", "--json").stdout)["executions"]
@@ -198,11 +209,14 @@ def test_an_attempt_is_settled_only_by_a_failure_that_ended_after_it() -> None:
     assert shown_outcome(failed_again, done) == failed_again  # a settled entry stays as it was
 
 
-def test_an_access_error_given_up_on_at_first_sight_is_in_the_history(emu: CdfEmulator) -> None:
+def test_an_access_error_given_up_on_at_first_sight_is_in_the_history(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = {"RETRY_LEDGER": "raw"}
+    monkeypatch.setenv("RETRY_LEDGER", "raw")
     forbidden = "Task 'call' failed: Forbidden: missing capability functionsAcl:RUN (403)"
     execution_id = emu.seed_execution("wf", "1", "FAILED", reason=forbidden)["id"]
-    assert retry(emu, env, execution_id)["outcome"] == "skipped"
+    assert retry(client, execution_id)["outcome"] == "skipped"
 
     [listed] = json.loads(run(emu, env, "history", "--json").stdout)["executions"]
 
