@@ -241,3 +241,26 @@ def test_a_give_up_on_an_execution_never_retried_names_its_workflow(ledger_table
     record = run(ledger.get("exec-access", now + 1))
     assert (record.workflow_external_id, record.attempts, record.last_outcome) == ("payroll", 0, "gave_up")
     assert record.expires_at == now // 1000 + TTL
+
+
+def test_reads_are_strongly_consistent_so_a_write_just_made_elsewhere_is_seen(ledger_table: str) -> None:
+    # moto answers both kinds of read alike; DynamoDB's eventually consistent read may miss a write made
+    # a moment ago by another invocation, which would let both take the last attempt.
+    client: Any = boto3.client("dynamodb")
+    sent: list[dict[str, Any]] = []
+    client.meta.events.register("provide-client-params.dynamodb.GetItem", lambda params, **_: sent.append(params))
+    ledger = DynamoDbLedger(client, ledger_table, TTL)
+
+    run(ledger.get("exec-consistent", 0))
+
+    assert [params.get("ConsistentRead") for params in sent] == [True]
+
+
+def test_a_record_is_live_until_the_second_it_expires(ledger_table: str) -> None:
+    ledger = DynamoDbLedger(boto3.client("dynamodb"), ledger_table, TTL)
+    now = int(time.time() * 1000)
+    taken = run(ledger.take_attempt(None, "exec-edge", "wf", now))
+    expires_ms = taken.expires_at * 1000
+
+    assert run(ledger.get("exec-edge", expires_ms - 1)) == taken
+    assert run(ledger.get("exec-edge", expires_ms)) is None
