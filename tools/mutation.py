@@ -47,7 +47,9 @@ TARGETS: dict[str, Target] = {
     "policy": Target(("workflow_retry/policy.py",), ("tests/test_policy.py",)),
     "events": Target(("workflow_retry/aws/events.py",), ("tests/aws/test_events.py",)),
     # ``*webhooks.py``: the module may live in workflow_retry/ or workflow_retry/aws/.
-    "webhooks": Target(("workflow_retry/*webhooks.py",), ("tests/aws/test_webhooks.py",)),
+    "webhooks": Target(
+        ("workflow_retry/*webhooks.py",), ("tests/aws/test_webhooks.py", "tests/aws/test_webhooks_edges.py")
+    ),
     "service": Target(
         ("workflow_retry/service.py",),
         (

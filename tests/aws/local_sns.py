@@ -151,9 +151,9 @@ class LocalSns:
     def url(self, path: str) -> str:
         return f"https://127.0.0.1:{self._server.server_address[1]}{path}"
 
-    def getter(self) -> RequestsHttpsGetter:
-        """The production getter, trusting only the local CA."""
-        return RequestsHttpsGetter(verify=self._ca_file.name)
+    def getter(self, **options: Any) -> RequestsHttpsGetter:
+        """The production getter, trusting only the local CA (``options``: its timeout, size, time left)."""
+        return RequestsHttpsGetter(verify=self._ca_file.name, **options)
 
     def verifier(self, topics: frozenset[str] = frozenset({TOPIC_ARN}), **kwargs: Any) -> SnsMessageVerifier:
         return SnsMessageVerifier(topics, self.getter(), max_age_seconds=3600, trusted_host=trust_loopback, **kwargs)
