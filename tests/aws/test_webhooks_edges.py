@@ -11,13 +11,28 @@ import datetime as dt
 import json
 import re
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from cryptography import x509
 
-from tests.aws.local_sns import CERT_PATH, SLOW_PATH, TOPIC_ARN, LocalSns, trust_loopback
+from tests.aws.local_sns import (
+    CERT_PATH,
+    EC_CERT_PATH,
+    EXACT_PATH,
+    EXACT_UNANNOUNCED_PATH,
+    GZIP_PATH,
+    LIMIT_BYTES,
+    NUMBERED_CERT_PREFIX,
+    OVERSTATED_PATH,
+    SLOW_PATH,
+    TOPIC_ARN,
+    TRICKLE_PATH,
+    LocalSns,
+    trust_loopback,
+)
 from tests.aws.senders import new_webhook_secret
 from tests.conftest import register_secret
 from workflow_retry.aws.webhooks import (
@@ -239,3 +254,114 @@ def test_signatures_are_base64_of_the_hmac() -> None:
 
     assert signature.startswith("v1,")
     assert len(base64.b64decode(signature[3:], validate=True)) == 32  # SHA-256
+
+
+# -- the certificate getter's limits ---------------------------------------------------------------------
+
+
+def fetch(getter: RequestsHttpsGetter, url: str) -> bytes:
+    parsed = SnsUrl.parse(url)
+    assert parsed is not None
+    return getter.get(parsed)
+
+
+def test_a_body_of_exactly_the_limit_is_fetched_announced_or_not(sns: LocalSns) -> None:
+    for path in (EXACT_PATH, EXACT_UNANNOUNCED_PATH):
+        assert len(fetch(sns.getter(), sns.url(path))) == LIMIT_BYTES
+
+
+def test_an_announced_oversize_body_is_refused_before_any_of_it_is_read(sns: LocalSns) -> None:
+    started = time.monotonic()
+    with pytest.raises(FetchError) as caught:
+        fetch(sns.getter(timeout_seconds=2.0), sns.url(OVERSTATED_PATH))  # the body would take 3 s
+
+    assert str(caught.value) == f"the answer is larger than {LIMIT_BYTES} bytes"
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_body_that_trickles_in_is_cut_at_the_timeout_of_the_whole_fetch(sns: LocalSns) -> None:
+    started = time.monotonic()
+    with pytest.raises(FetchError) as caught:
+        fetch(sns.getter(timeout_seconds=0.5), sns.url(TRICKLE_PATH))  # each read waits 0.1 s, the whole 2 s
+
+    assert str(caught.value) == "the answer took longer than its timeout"
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_compressed_answer_is_read_as_sent_never_inflated(sns: LocalSns) -> None:
+    sent = fetch(sns.getter(), sns.url(GZIP_PATH))
+
+    assert sent[:2] == b"\x1f\x8b"  # gzip's magic: the bytes as sent, not the MiB they expand to
+    assert len(sent) < LIMIT_BYTES
+
+
+def test_a_certificate_whose_key_is_not_rsa_is_refused(sns: LocalSns) -> None:
+    message = sns.message("{}", cert_url=sns.url(EC_CERT_PATH))
+
+    with pytest.raises(SignatureError) as caught:
+        sns.verifier().verify(body_of(message))
+
+    assert str(caught.value) == "the SNS signing certificate does not hold an RSA key"
+
+
+def test_at_most_16_certificates_are_kept_and_the_17th_starts_afresh(sns: LocalSns) -> None:
+    verifier = sns.verifier()
+    urls = [sns.url(f"{NUMBERED_CERT_PREFIX}{n}.pem") for n in range(17)]
+    for url in urls:
+        verifier.verify(body_of(sns.message("{}", cert_url=url)))
+    fetched_before = len(sns.fetched)
+
+    verifier.verify(body_of(sns.message("{}", cert_url=urls[16])))  # kept: not fetched again
+    verifier.verify(body_of(sns.message("{}", cert_url=urls[0])))  # dropped with the other 15
+
+    assert sns.fetched[fetched_before:] == [f"{NUMBERED_CERT_PREFIX}0.pem"]
+
+
+# -- SNS message times and URLs ----------------------------------------------------------------------------
+
+
+def test_a_message_exactly_as_old_as_allowed_is_accepted_and_one_second_older_is_not(sns: LocalSns) -> None:
+    published = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    message = body_of(sns.message("{}", timestamp=published))
+
+    at_limit = sns.verifier(clock=lambda: published.timestamp() + 3600).verify(message)
+    with pytest.raises(SignatureError) as caught:
+        sns.verifier(clock=lambda: published.timestamp() + 3601).verify(message)
+
+    assert at_limit.Message == "{}"
+    assert str(caught.value) == "the SNS message is 3601 s old, more than the 3600 s accepted"
+
+
+def test_a_message_up_to_five_minutes_ahead_is_accepted_and_later_is_not(sns: LocalSns) -> None:
+    published = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    message = body_of(sns.message("{}", timestamp=published))
+
+    ahead = sns.verifier(clock=lambda: published.timestamp() - 300).verify(message)
+    with pytest.raises(SignatureError) as caught:
+        sns.verifier(clock=lambda: published.timestamp() - 301).verify(message)
+
+    assert ahead.Message == "{}"
+    assert str(caught.value) == "the SNS Timestamp is in the future"
+
+
+def test_a_timestamp_that_is_not_a_time_says_so(sns: LocalSns) -> None:
+    message = sns.message("{}")
+    message["Timestamp"] = "yesterday at noon"
+    message["Signature"] = sns.sign(message)
+
+    with pytest.raises(SignatureError) as caught:
+        sns.verifier().verify(body_of(message))
+
+    assert str(caught.value) == "the SNS Timestamp is not an ISO 8601 time"
+
+
+def test_a_certificate_url_off_the_sns_host_is_refused_with_the_form_expected(sns: LocalSns) -> None:
+    message = sns.message("{}", cert_url="https://sns.eu-west-1.amazonaws.com.evil.example/cert.pem")
+
+    with pytest.raises(SignatureError) as caught:
+        SnsMessageVerifier(frozenset({TOPIC_ARN}), sns.getter(), max_age_seconds=3600).verify(body_of(message))
+
+    assert str(caught.value) == (
+        "SigningCertURL is not an https URL on the SNS host of the topic's region "
+        "(https://sns.<region>.amazonaws.com/..., no user info, port or fragment)"
+    )
