@@ -70,6 +70,7 @@ TARGETS: dict[str, Target] = {
             "tests/ledger/test_dynamodb.py",
             "tests/ledger/test_dynamodb_failures.py",
             "tests/ledger/test_no_ledger.py",
+            "tests/ledger/test_raw_edges.py",
             "tests/ledger/test_recent.py",
             "tests/ledger/test_prune.py",
             "tests/test_service.py",
