@@ -26,9 +26,10 @@ typecheck: $(STAMP)
 
 # The suite mostly waits (deadlines it waits out, servers, subprocesses): pytest-xdist runs it in
 # TEST_WORKERS processes, more than the cores. Bytecode caches are kept for the tests (a worker that
-# compiled the suite afresh, as with PYTHONDONTWRITEBYTECODE set, spends seconds more of CPU).
+# compiled the suite afresh, as with PYTHONDONTWRITEBYTECODE set, spends seconds more of CPU). worksteal:
+# an idle worker takes queued tests from a busy one, so the long tests do not end the run on one worker.
 TEST_WORKERS ?= 4
-PYTEST := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -n $(TEST_WORKERS)
+PYTEST := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 unit: $(STAMP)
 	$(PYTEST)
