@@ -1,8 +1,9 @@
 """`python -m emulator.operating_demo`: what an operator sees, produced by the code on the CDF emulator.
 
 Prints the examples of docs/operating.md: the JSON log lines of a Cognite Function call (a retry, then
-a give-up), the extraction pipeline runs those calls reported (read back through cognite-sdk), and the
-log and metric (EMF) lines of a Lambda invocation.
+a give-up), the extraction pipeline runs those calls reported (read back through cognite-sdk), the
+log and metric (EMF) lines of a Lambda invocation, and the retry history the command line shows
+(``workflow-retry history``, and ``status`` of the execution given up on).
 """
 
 from __future__ import annotations
@@ -109,7 +110,29 @@ def main() -> int:
         lines = _lines(out.getvalue())
         _show("AWS Lambda: a retried execution", next(line for line in lines if line.get("event") == "execution"))
         _show("AWS Lambda: the invocation's metrics (EMF)", next(line for line in lines if "_aws" in line))
+
+        # The retry history: two more executions retried, one of which then completed and one failed
+        # again (cooling down before its next retry), beside the one given up on and the one running.
+        recovered = emu.seed_execution("daily-report", "2", "FAILED", reason="Task 'publish' failed: 503 from API")
+        cooling = emu.seed_execution("hourly-sync", "1", "FAILED", reason="Task 'transform' timed out")
+        with redirect_stdout(io.StringIO()):
+            handler.handle({"executionIds": [recovered["id"], cooling["id"]]}, client, secrets_, {"call_id": "4"})
+        emu.complete_execution(recovered["id"])
+        emu.fail_execution(cooling["id"], "Task 'transform' timed out")
+        _show("workflow-retry history", _command("history"))
+        os.environ["RETRY_MAX_ATTEMPTS"] = "1"  # the cap its calls gave it, so that "policy now" agrees
+        _show("workflow-retry status (the execution given up on)", _command("status", failed["id"]))
     return 0
+
+
+def _command(*args: str) -> str:
+    """What the command line prints (stdout) for these arguments, in this process's environment."""
+    from workflow_retry import cli
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        cli.main(list(args))
+    return out.getvalue().rstrip()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from emulator.errors import bad_request, not_found
 RAW_LIST_LIMIT_DEFAULT = 25
 RAW_ROWS_LIMIT_MAX = 10_000
 RAW_LIST_LIMIT_MAX = 1000
+RAW_DELETE_ROWS_MAX = 1000
+"""Row keys per delete request: cognite-sdk's ``raw.rows.delete`` sends at most this many at a time."""
 
 
 @dataclass
@@ -205,10 +207,10 @@ class RawStore:
 
     def delete_rows(self, db_name: str, table_name: str, body: Json) -> Json:
         """``POST /raw/dbs/{db}/tables/{t}/rows/delete`` (unknown keys are ignored)."""
-        items = expect_items(body)
+        items = expect_items(body, RAW_DELETE_ROWS_MAX, noun="row keys")
         table = self._table(db_name, table_name)
-        for item in items:
-            key = expect_str(expect_dict(item, "items[]"), "key", "items[]")
+        keys = [expect_str(expect_dict(item, "items[]"), "key", "items[]") for item in items]
+        for key in keys:
             table.rows.pop(key, None)
         return {}
 

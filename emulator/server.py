@@ -586,10 +586,23 @@ class CdfEmulator:
             raise KeyError(f"unknown execution {execution_id}")
         return execution
 
-    def fail_execution(self, execution_id: str, reason: str = "task failed", task_status: str = "FAILED") -> None:
-        """Make a RUNNING execution FAILED again; its unfinished tasks get ``task_status``."""
+    def fail_execution(
+        self,
+        execution_id: str,
+        reason: str = "task failed",
+        task_status: str = "FAILED",
+        engine_execution_id: str | None = None,
+    ) -> None:
+        """Make a RUNNING execution FAILED again; its unfinished tasks get ``task_status``.
+
+        ``engine_execution_id``: the engine run that failed had this ID (CDF does not document whether a
+        retry starts a run with a new one; the emulator keeps the ID unless a test sets it here).
+        """
         with self._lock:
-            self._state.executions.fail(self._execution(execution_id), reason, task_status)
+            execution = self._execution(execution_id)
+            self._state.executions.fail(execution, reason, task_status)
+            if engine_execution_id is not None:
+                execution.engine_execution_id = engine_execution_id
 
     def complete_execution(self, execution_id: str) -> None:
         """Make an execution COMPLETED (all unfinished tasks complete)."""
@@ -670,6 +683,12 @@ class CdfEmulator:
             if table is None:
                 return {}
             return {key: copy_json(row.columns) for key, row in table.rows.items()}
+
+    def age_raw_rows(self, db_name: str, table_name: str, by_ms: int) -> None:
+        """Move every row's ``lastUpdatedTime`` back by ``by_ms``, as if RAW had written them that long ago."""
+        with self._lock:
+            for row in self._state.raw.dbs[db_name].tables[table_name].rows.values():
+                row.last_updated_time -= by_ms
 
     # --- recording ------------------------------------------------------------------------------
 

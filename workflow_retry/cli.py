@@ -1,4 +1,6 @@
-"""The command line: ``workflow-retry retry|sweep|status|check-access|emulator`` (or ``python -m workflow_retry``).
+"""The command line: ``workflow-retry retry|sweep|status|history|prune|check-access|emulator``.
+
+(Or ``python -m workflow_retry``.)
 
 It reads the same environment as the Lambda (``CDF_PROJECT``, ``CDF_URL`` or ``CDF_CLUSTER``,
 ``IDP_CLIENT_ID``, ``IDP_TOKEN_URL``, ``IDP_SCOPES``, ``IDP_CLIENT_SECRET`` or
@@ -22,7 +24,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from workflow_retry.errors import IdentityProviderError, RetryToolError
@@ -50,6 +52,7 @@ STATUS_OUTCOMES = {
     Action.EXHAUSTED: Outcome.EXHAUSTED,
 }
 """What ``status`` says the policy would do now, in the words of a result (``retry --dry-run``'s outcome)."""
+HISTORY_LIMIT = 500
 _DURATION = re.compile(r"(\d+)\s*([smhd]?)")
 _MINUTES_PER_UNIT = {"s": 1 / 60, "m": 1, "": 1, "h": 60, "d": 1440}
 
@@ -127,6 +130,32 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("id", metavar="ID")
     status.add_argument("--json", action="store_true", help="print as JSON")
     status.set_defaults(run=_run_status)
+
+    history = commands.add_parser(
+        "history", parents=[verbose], help="list recent retries across executions, from the attempt ledger"
+    )
+    history.add_argument(
+        "--workflow", action="append", metavar="WF", help="only this workflow's executions (repeatable)"
+    )
+    history.add_argument(
+        "--since",
+        type=_minutes,
+        default=24 * 60,
+        metavar="DURATION",
+        help="executions retried or given up this recently, e.g. 30m, 24h, 7d (default: 24h)",
+    )
+    history.add_argument(
+        "--limit", type=int, default=HISTORY_LIMIT, metavar="N", help=f"executions shown at most ({HISTORY_LIMIT})"
+    )
+    history.add_argument("--json", action="store_true", help="print as JSON")
+    history.set_defaults(run=_run_history)
+
+    prune = commands.add_parser(
+        "prune",
+        parents=[verbose],
+        help="delete ledger records past their expiry plus RETRY_LEDGER_RETENTION_DAYS (each sweep does some)",
+    )
+    prune.set_defaults(run=_run_prune)
 
     check = commands.add_parser(
         "check-access",
@@ -255,7 +284,11 @@ def _run_status(args: argparse.Namespace) -> int:
     if args.json:
         out = {
             "execution": execution,
-            "ledger": {"kind": context.ledger.kind, "record": record.to_json() if record else None},
+            "ledger": {
+                "kind": context.ledger.kind,
+                "record": record.to_json() if record else None,
+                "history": [e.to_json() for e in shown_history(record, execution)] if record else [],
+            },
             "policy": {"outcome": STATUS_OUTCOMES[decision.action].value, "reason": decision.reason},
         }
         print(json.dumps(out, indent=2))
@@ -278,12 +311,189 @@ def _run_status(args: argparse.Namespace) -> int:
             ("last attempt", f"{format_time(record.last_attempt_at)} ({record.last_outcome})"),
             ("record expires", format_time(record.expires_at * 1000)),
         ]
+        rows += history_rows(shown_history(record, execution))
     else:
         rows.append((f"ledger ({context.ledger.kind})", "no attempts recorded"))
     rows.append(("policy now", f"{STATUS_OUTCOMES[decision.action].value}: {decision.reason}"))
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
+    return EXIT_OK
+
+
+def shown_history(record: Any, execution: Mapping[str, Any] | None) -> list[Any]:
+    """The record's history as it stands now: its open attempt as the execution read shows it."""
+    from workflow_retry.history import shown_outcome
+
+    entries = list(record.history)
+    if entries:
+        entries[-1] = shown_outcome(entries[-1], execution)
+    return entries
+
+
+def history_rows(entries: Sequence[Any]) -> list[tuple[str, str]]:
+    """One ``status`` row per history entry: attempt N (or the give-up), when, what came of it, engine run, reason."""
+    rows = []
+    number = 0
+    for entry in entries:
+        if entry.outcome == "gave_up":
+            rows.append(("gave up", f"{format_time(entry.at)}  {entry.reason or '-'}"))
+            continue
+        number += 1
+        engine = f"  engine run {entry.engine_execution_id}" if entry.engine_execution_id else ""
+        outcome = entry.outcome.replace("_", " ")
+        answered = entry.reason or "-"
+        rows.append((f"attempt {number}", f"{format_time(entry.at)}  {outcome}{engine}; answered: {answered}"))
+    return rows
+
+
+def _run_history(args: argparse.Namespace) -> int:
+    from workflow_retry import function
+    from workflow_retry.cdf import SdkCdfGateway, run_on_sdk_loop
+    from workflow_retry.history import execution_state
+    from workflow_retry.models import RetryRequest
+    from workflow_retry.service import now_ms
+
+    if args.limit < 1:
+        print("error: --limit must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    client, credentials, settings = _connect()
+    context = function.build_context(RetryRequest(ids=()), client, settings)
+    if not context.ledger.enforces_cap:
+        none = "the attempt ledger is none (RETRY_LEDGER=none): no attempts are recorded, so there is no history"
+        print(f"error: {none}", file=sys.stderr)
+        return EXIT_USAGE
+    now = now_ms()
+    since = now - args.since * 60_000
+    recent = run_on_sdk_loop(context.ledger.list_recent(since, now, args.limit))
+    wanted = set(args.workflow or ())
+    records = [r for r in recent.records if not wanted or r.workflow_external_id in wanted]
+    records.sort(key=lambda r: r.last_activity_at or 0, reverse=True)
+    open_records = [r for r in records if r.last_outcome != "gave_up"]  # a give-up is final: no need to ask CDF
+    executions = run_on_sdk_loop(_read_executions(open_records, SdkCdfGateway(client, credentials), settings))
+    listed = []
+    for record in records:
+        execution, error = executions.get(record.execution_id, (None, None))
+        state = execution_state(record, execution, context.policy, now, error)
+        listed.append(
+            {
+                "executionId": record.execution_id,
+                "workflowExternalId": record.workflow_external_id,
+                "attempts": record.attempts,
+                "state": state.state,
+                "summary": state.summary,
+                "lastActivityAt": record.last_activity_at,
+                "history": [e.to_json() for e in shown_history(record, execution)],
+            }
+        )
+    if args.json:
+        out = {"ledger": context.ledger.kind, "since": since, "complete": recent.complete, "executions": listed}
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    print(render_history(listed, context.ledger.kind, since, complete=recent.complete, limit=args.limit))
+    return EXIT_OK
+
+
+async def _read_executions(records: Sequence[Any], gateway: Any, settings: Any) -> dict[str, tuple[Any, str | None]]:
+    """Each record's execution as CDF shows it now (or why it could not be read), bounded in time and concurrency."""
+    import asyncio
+
+    from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError
+    from workflow_retry.ids import InvalidExecutionId, parse_execution_id
+
+    slots = asyncio.Semaphore(settings.concurrency)
+    read: dict[str, tuple[Any, str | None]] = {}
+
+    async def one(execution_id: str) -> None:
+        try:
+            parsed = parse_execution_id(execution_id)
+        except InvalidExecutionId:
+            read[execution_id] = (None, "not an execution ID")
+            return
+        async with slots:
+            try:
+                read[execution_id] = (await gateway.get_execution(parsed), None)
+            except ExecutionNotFoundError:
+                read[execution_id] = (None, "CDF does not know this execution")
+            except CdfRequestError as exc:
+                read[execution_id] = (None, exc.message)
+
+    try:
+        async with asyncio.timeout(settings.deadline_seconds):
+            await asyncio.gather(*(one(r.execution_id) for r in records))
+    except TimeoutError:
+        pass  # the executions not read by then are shown as unknown
+    return read
+
+
+def render_history(listed: Sequence[Mapping[str, Any]], ledger: str, since: int, *, complete: bool, limit: int) -> str:
+    """``history`` as text: one row per execution, newest first, then the counts of each state."""
+    from collections import Counter
+
+    from workflow_retry.history import STATES
+
+    lines = []
+    if listed:
+        rows = [
+            (
+                str(e["executionId"]),
+                str(e["workflowExternalId"] or "-"),
+                str(e["attempts"]),
+                str(e["state"]),
+                format_time(e["lastActivityAt"]),
+                str(e["summary"]),
+            )
+            for e in listed
+        ]
+        headers = ("EXECUTION", "WORKFLOW", "ATTEMPTS", "STATE", "LAST", "SUMMARY")
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers[:5])]
+        for row in [headers, *rows]:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
+        lines.append("")
+    counts = Counter(str(e["state"]) for e in listed)
+    summary = ", ".join(f"{counts[s]} {s.replace('_', ' ')}" for s in STATES if counts[s]) or "none"
+    lines.append(
+        f"{len(listed)} execution(s) retried or given up since {format_time(since)} ({ledger} ledger): {summary}"
+    )
+    if not complete:
+        lines.append(f"more executions than --limit {limit}: only the first {limit} read are shown")
+    return "\n".join(lines)
+
+
+def _run_prune(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
+    from workflow_retry import function
+    from workflow_retry.cdf import run_on_sdk_loop
+    from workflow_retry.models import RetryRequest
+    from workflow_retry.service import RetryContext
+    from workflow_retry.sweep import PRUNE_ROWS_PER_SWEEP, prune_ledger
+
+    client, _, settings = _connect()
+    context = function.build_context(RetryRequest(ids=()), client, settings)
+    kind = context.ledger.kind
+    if kind == "none":
+        print("nothing to prune: the attempt ledger is none (RETRY_LEDGER=none)")
+        return EXIT_OK
+    if kind == "dynamodb":
+        print("nothing to prune here: DynamoDB's TTL deletes each ledger item after its purgeAt")
+        return EXIT_OK
+
+    async def prune_all(ctx: RetryContext) -> tuple[int, bool]:
+        deadline = asyncio.get_running_loop().time() + settings.deadline_seconds
+        total = 0
+        while (pruned := await prune_ledger(ctx, deadline)) == PRUNE_ROWS_PER_SWEEP:
+            total += pruned
+        return total + (pruned or 0), pruned is not None
+
+    started = time.monotonic()
+    total, finished = run_on_sdk_loop(prune_all(context))
+    retention = f"RETRY_LEDGER_RETENTION_DAYS {settings.ledger_retention_days:g}"
+    print(f"deleted {total} ledger record(s) past their expiry plus {retention} in {time.monotonic() - started:.1f}s")
+    if not finished:
+        print("not finished (the deadline came, or RAW failed: see the warning above); run it again", file=sys.stderr)
+        return EXIT_FAILURES
     return EXIT_OK
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from workflow_retry.cdf import CdfGateway, Nonce
 from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError, IdentityProviderError, LedgerError
 from workflow_retry.giveup import Announcer, GiveUp
+from workflow_retry.history import with_attempt, with_give_up
 from workflow_retry.ids import ExecutionId
 from workflow_retry.ledger import OUTCOME_GAVE_UP, AttemptLedger, AttemptRecord, LedgerSnapshot, NoLedger
 from workflow_retry.models import ErrorInfo, ExecutionResult, Outcome, RequestedId, RetryReport, RetryRequest
@@ -361,7 +362,9 @@ async def _retry_counted(
     workflow = execution.get("workflowExternalId")
     workflow = workflow if isinstance(workflow, str) else None
     took, made = await asyncio.gather(
-        ctx.ledger.take_attempt(record, execution_id, workflow, now),
+        ctx.ledger.take_attempt(
+            record, execution_id, workflow, now, with_attempt(record, execution, now, ctx.policy.max_attempts)
+        ),
         gateway.create_nonce(workflow),  # the workflow's own credentials, where it is mapped to some
         return_exceptions=True,
     )
@@ -420,8 +423,10 @@ async def give_up_exhausted(
         return f"{decision.reason}; would give up"
     if record.last_outcome == OUTCOME_GAVE_UP:
         return f"{decision.reason}; gave up earlier (announced then)"
+    now = ctx.clock()
+    record = with_give_up(record, execution, now, decision.reason, ctx.policy.max_attempts)
     try:
-        first = await ctx.ledger.record_outcome(record, OUTCOME_GAVE_UP, ctx.clock())
+        first = await ctx.ledger.record_outcome(record, OUTCOME_GAVE_UP, now)
     except LedgerError as exc:
         logger.error("could not record the give-up of execution %s: %s", record.execution_id, exc)
         first = True  # better told twice than never
@@ -450,8 +455,10 @@ async def give_up_skipped(
     )
     if seen.last_outcome == OUTCOME_GAVE_UP:
         return f"{decision.reason}; gave up earlier (announced then)"
+    now = ctx.clock()
+    seen = with_give_up(seen, execution, now, decision.reason, ctx.policy.max_attempts)
     try:
-        first = await ctx.ledger.record_outcome(seen, OUTCOME_GAVE_UP, ctx.clock())
+        first = await ctx.ledger.record_outcome(seen, OUTCOME_GAVE_UP, now)
     except LedgerError as exc:
         logger.error("could not record the give-up of execution %s: %s", execution_id, exc)
         first = True  # better told twice than never

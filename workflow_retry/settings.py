@@ -117,6 +117,12 @@ class Settings(EnvironmentSettings):
     ledger_ttl_hours: float = Field(
         default=168.0, gt=0, le=24 * 366, description="A ledger record expires this long after its last write"
     )
+    ledger_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        le=3660,
+        description="An expired ledger record (its history) is kept this long, then deleted",
+    )
     give_up_topic_arn: str | None = Field(
         default=None,
         validation_alias=AliasChoices("GIVE_UP_TOPIC_ARN", "RETRY_GIVE_UP_TOPIC_ARN"),

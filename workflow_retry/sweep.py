@@ -16,7 +16,10 @@ CDF has no failure webhook, so a scheduled sweep is how most users find failures
    ``maxRestarts`` have been restarted (CDF runs at most 50 executions at once per project); the rest
    wait for the next sweep;
 4. stops listing early enough to leave a quarter of the deadline for retrying, and reports what it
-   did not reach.
+   did not reach;
+5. with the time left, deletes up to :data:`PRUNE_ROWS_PER_SWEEP` ledger records past their expiry
+   plus the retention (:meth:`AttemptLedger.prune`; not in a dry run), so the ledger does not grow
+   without bound.
 
 The report's ``results`` hold what a person acts on (retried, would retry, failed, newly exhausted);
 ``sweep`` counts everything the sweep saw.
@@ -34,7 +37,7 @@ from dataclasses import replace
 from typing import Any
 
 from workflow_retry.cdf import CdfGateway
-from workflow_retry.errors import CdfRequestError, IdentityProviderError
+from workflow_retry.errors import CdfRequestError, IdentityProviderError, LedgerError
 from workflow_retry.ids import ExecutionId, InvalidExecutionId, parse_execution_id
 from workflow_retry.models import (
     ErrorInfo,
@@ -63,6 +66,8 @@ the sweep's window was created at most this long before the window began."""
 _MS_PER_HOUR = 3_600_000
 LISTING_SHARE = 0.75
 """Share of the deadline that listing may use; the rest is kept for the retries."""
+PRUNE_ROWS_PER_SWEEP = 1000
+"""Old ledger records a sweep deletes at most (one delete request in RAW)."""
 
 
 class _Candidate:
@@ -179,6 +184,8 @@ async def sweep_executions(
     )
     if timed_out:
         stopped_early = stopped_early or f"the deadline came with {not_reached} selected execution(s) not handled"
+    elif not request.dry_run:
+        await prune_ledger(ctx, deadline)
     results = []
     for result in examined:
         outcomes[result.outcome.value] += 1
@@ -213,6 +220,22 @@ async def sweep_executions(
         extra={"sweep": report.sweep.model_dump(mode="json", by_alias=True) if report.sweep else None},
     )
     return report
+
+
+async def prune_ledger(ctx: RetryContext, deadline: float, max_rows: int = PRUNE_ROWS_PER_SWEEP) -> int | None:
+    """Delete old ledger records within the deadline; how many, or None when it failed (logged, never raised)."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            pruned = await ctx.ledger.prune(ctx.clock(), max_rows)
+    except TimeoutError:
+        logger.info("ledger records not pruned: the deadline came first")
+        return None
+    except LedgerError as exc:
+        logger.warning("ledger records not pruned: %s", exc)
+        return None
+    if pruned:
+        logger.info("pruned %d ledger record(s) past their expiry and retention", pruned, extra={"event": "pruned"})
+    return pruned
 
 
 def sweep_not_started(

@@ -178,7 +178,7 @@ def test_sam_event_wiring(sam):
 
 
 @pytest.mark.parametrize(
-    ("table", "key", "ttl"), [("IdempotencyTable", "id", "expiration"), ("LedgerTable", "executionId", "expiresAt")]
+    ("table", "key", "ttl"), [("IdempotencyTable", "id", "expiration"), ("LedgerTable", "executionId", "purgeAt")]
 )
 def test_sam_tables_have_the_schema_the_code_uses(sam, table, key, ttl):
     properties = _sam_resource(sam, table)["Properties"]

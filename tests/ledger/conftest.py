@@ -29,7 +29,5 @@ def ledger_table(moto_endpoint: str) -> str:
         KeySchema=[{"AttributeName": "executionId", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    dynamodb.update_time_to_live(
-        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
-    )
+    dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "purgeAt"})
     return name

@@ -41,7 +41,16 @@ def test_a_record_is_written_counted_and_read_back(ledger_table: str) -> None:
     assert second == AttemptRecord("exec-1", "wf", 2, now + 1, "retried", (now + 1) // 1000 + TTL)
     assert run(ledger.get("exec-1", now + 2)) == second
     item = boto3.client("dynamodb").get_item(TableName=ledger_table, Key={"executionId": {"S": "exec-1"}})["Item"]
-    assert set(item) == {"executionId", "workflowExternalId", "attempts", "lastAttemptAt", "lastOutcome", "expiresAt"}
+    assert set(item) == {
+        "executionId",
+        "workflowExternalId",
+        "attempts",
+        "lastAttemptAt",
+        "lastOutcome",
+        "expiresAt",
+        "history",
+        "purgeAt",
+    }
 
 
 def test_a_stale_read_cannot_take_an_attempt(ledger_table: str) -> None:

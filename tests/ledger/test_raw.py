@@ -38,6 +38,7 @@ def test_the_database_and_table_are_created_on_first_write(emu: CdfEmulator, cli
             "lastAttemptAt": now,
             "lastOutcome": "retried",
             "expiresAt": now // 1000 + TTL,
+            "history": [],
         }
     }
     assert run_on_sdk_loop(ledger.get("exec-1", now + 1)) == taken

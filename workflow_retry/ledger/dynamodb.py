@@ -1,27 +1,39 @@
 """The attempt ledger in a DynamoDB table, with conditional writes (imported only for ``RETRY_LEDGER=dynamodb``).
 
-Table: hash key ``executionId`` (S), TTL attribute ``expiresAt`` (epoch seconds). An item holds
-``executionId``, ``workflowExternalId``, ``attempts``, ``lastAttemptAt`` (epoch ms), ``lastOutcome``
-and ``expiresAt``.
+Table: hash key ``executionId`` (S), TTL attribute ``purgeAt`` (epoch seconds). An item holds
+``executionId``, ``workflowExternalId``, ``attempts``, ``lastAttemptAt`` (epoch ms), ``lastOutcome``,
+``expiresAt`` (epoch seconds: past it the record counts as absent), ``history`` (the recent attempts
+as JSON text: :mod:`workflow_retry.history`) and ``purgeAt`` (``expiresAt`` plus the retention: DynamoDB's
+TTL deletes the item after it, so :meth:`DynamoDbLedger.prune` has nothing to do).
 
 Every write is conditional on the item the caller read (its ``attempts`` and ``lastAttemptAt``), so
 of several invocations that read the same record, exactly one takes the next attempt: two can never
 both take the last one. IAM: ``dynamodb:GetItem``, ``PutItem``, ``UpdateItem`` and ``DeleteItem`` on
-the table.
+the table; ``workflow-retry history`` also needs ``dynamodb:Scan``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from workflow_retry.boto_clients import TimeBoundClient, bounded_client, no_time_limit, time_left_until
 from workflow_retry.errors import ConfigurationError, LedgerError
-from workflow_retry.ledger import AttemptRecord, LedgerKind, next_record
+from workflow_retry.ledger import (
+    DEFAULT_RETENTION_SECONDS,
+    AttemptRecord,
+    History,
+    LedgerKind,
+    RecentRecords,
+    first_records,
+    history_from_json,
+    history_to_text,
+    next_record,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient  # type: ignore[import-not-found]
@@ -37,14 +49,25 @@ class DynamoDbLedger:
     kind: LedgerKind = "dynamodb"
     enforces_cap = True
 
-    def __init__(self, dynamodb: DynamoDBClient, table_name: str, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        dynamodb: DynamoDBClient,
+        table_name: str,
+        ttl_seconds: int,
+        retention_seconds: int = DEFAULT_RETENTION_SECONDS,
+    ) -> None:
         self._db = dynamodb
         self.table_name = table_name
         self._ttl_seconds = ttl_seconds
+        self._retention_seconds = retention_seconds
 
     @classmethod
     def from_table_name(
-        cls, table_name: str, ttl_seconds: int, deadline_seconds: float | None = None
+        cls,
+        table_name: str,
+        ttl_seconds: int,
+        deadline_seconds: float | None = None,
+        retention_seconds: int = DEFAULT_RETENTION_SECONDS,
     ) -> DynamoDbLedger:
         """A ledger with a boto3 client from the environment (region, credentials, endpoint).
 
@@ -57,7 +80,7 @@ class DynamoDbLedger:
             bounded_client("dynamodb", time_left())  # made now, so that a missing region is told now
         except BotoCoreError as exc:
             raise ConfigurationError(f"RETRY_LEDGER=dynamodb: no DynamoDB client can be made: {exc}") from None
-        return cls(TimeBoundClient("dynamodb", time_left), table_name, ttl_seconds)
+        return cls(TimeBoundClient("dynamodb", time_left), table_name, ttl_seconds, retention_seconds)
 
     async def get(self, execution_id: str, now_ms: int) -> AttemptRecord | None:
         answer = await self._call(
@@ -73,12 +96,17 @@ class DynamoDbLedger:
         return None  # consistent single reads, one per execution (they run in threads, off the event loop)
 
     async def take_attempt(
-        self, seen: AttemptRecord | None, execution_id: str, workflow_external_id: str | None, now_ms: int
+        self,
+        seen: AttemptRecord | None,
+        execution_id: str,
+        workflow_external_id: str | None,
+        now_ms: int,
+        history: History = (),
     ) -> AttemptRecord | None:
-        record = next_record(seen, execution_id, workflow_external_id, now_ms, self._ttl_seconds)
+        record = next_record(seen, execution_id, workflow_external_id, now_ms, self._ttl_seconds, history)
         condition, values = _unchanged(seen, now_ms)
         written = await self._conditional(
-            "put_item", TableName=self.table_name, Item=_to_item(record), ConditionExpression=condition, **values
+            "put_item", TableName=self.table_name, Item=self._item(record), ConditionExpression=condition, **values
         )
         return record if written else None
 
@@ -93,17 +121,23 @@ class DynamoDbLedger:
                 **values,
             )
         else:
+            item = self._item(previous)
             await self._conditional(
-                "put_item", TableName=self.table_name, Item=_to_item(previous), ConditionExpression=condition, **values
+                "put_item", TableName=self.table_name, Item=item, ConditionExpression=condition, **values
             )
 
     async def record_outcome(self, record: AttemptRecord, outcome: str, now_ms: int) -> bool:
         updated = record.with_outcome(outcome, self._ttl_seconds, now_ms)
         # The item may not exist yet: an execution given up on before any retry (an access error).
-        update = "SET lastOutcome = :outcome, expiresAt = :expires, attempts = if_not_exists(attempts, :attempts)"
+        update = (
+            "SET lastOutcome = :outcome, expiresAt = :expires, purgeAt = :purge, history = :history,"
+            " attempts = if_not_exists(attempts, :attempts)"
+        )
         values: dict[str, Any] = {
             ":outcome": {"S": outcome},
             ":expires": {"N": str(updated.expires_at)},
+            ":purge": {"N": str(updated.expires_at + self._retention_seconds)},
+            ":history": {"S": history_to_text(record.history)},
             ":attempts": {"N": str(record.attempts)},
         }
         if record.workflow_external_id:
@@ -117,6 +151,33 @@ class DynamoDbLedger:
             ConditionExpression="attribute_not_exists(lastOutcome) OR lastOutcome <> :outcome",
             ExpressionAttributeValues=values,
         )
+
+    async def list_recent(self, since_ms: int, now_ms: int, limit: int) -> RecentRecords:
+        """A scan of the table (paginated), keeping the records active since ``since_ms``.
+
+        DynamoDB has no index by time here, so the whole table is read; TTL keeps it to the records of
+        the TTL plus the retention.
+        """
+        return await first_records(self._pages_since(since_ms), limit)
+
+    async def _pages_since(self, since_ms: int) -> AsyncIterator[list[AttemptRecord]]:
+        kwargs: dict[str, Any] = {"TableName": self.table_name}
+        while True:
+            answer = await self._call("reading", "scan", **kwargs)
+            records = (_from_item(item) for item in answer.get("Items") or ())
+            yield [record for record in records if (record.last_activity_at or 0) >= since_ms]
+            if not (start := answer.get("LastEvaluatedKey")):
+                return
+            kwargs["ExclusiveStartKey"] = start
+
+    async def prune(self, now_ms: int, max_rows: int) -> int:
+        return 0  # DynamoDB's TTL deletes each item after its purgeAt
+
+    def _item(self, record: AttemptRecord) -> dict[str, Any]:
+        item = _to_item(record)
+        item["purgeAt"] = {"N": str(record.expires_at + self._retention_seconds)}
+        item["history"] = {"S": history_to_text(record.history)}
+        return item
 
     async def _conditional(self, operation: str, **kwargs: Any) -> bool:
         """Run a conditional write; False when its condition did not hold."""
@@ -190,6 +251,7 @@ def _from_item(item: dict[str, Any]) -> AttemptRecord:
         last_attempt_at=number("lastAttemptAt"),
         last_outcome=text("lastOutcome"),
         expires_at=number("expiresAt") or 0,
+        history=history_from_json(text("history")),
     )
 
 

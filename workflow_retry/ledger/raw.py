@@ -1,9 +1,12 @@
 """The attempt ledger in a CDF RAW table, through cognite-sdk's HTTP client.
 
 One row per execution, keyed by the execution ID, with the columns ``workflowExternalId``,
-``attempts``, ``lastAttemptAt`` (epoch ms), ``lastOutcome`` and ``expiresAt`` (epoch seconds). The
-database and table are created on the first write (``ensureParent``). RAW keeps rows forever: a row
-past ``expiresAt`` is treated as absent and overwritten on the next attempt.
+``attempts``, ``lastAttemptAt`` (epoch ms), ``lastOutcome``, ``expiresAt`` (epoch seconds) and
+``history`` (a JSON list of the recent attempts: :mod:`workflow_retry.history`; a row is replaced
+whole on each write, so every read that precedes a write must read it too). The database and table
+are created on the first write (``ensureParent``). A row past ``expiresAt`` is treated as absent and
+overwritten on the next attempt; RAW keeps rows until they are deleted, so :meth:`RawLedger.prune`
+deletes those past ``expiresAt`` plus the retention (each sweep, and ``workflow-retry prune``).
 
 Capability: ``rawACL:READ`` and ``rawACL:WRITE``, scoped to the ledger database.
 
@@ -28,7 +31,7 @@ A row is live until its ``expiresAt``, or until the current TTL has passed since
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -36,7 +39,16 @@ from cognite.client import AsyncCogniteClient, CogniteClient
 from cognite.client.exceptions import CogniteAPIError, CogniteException, CogniteRequestError
 
 from workflow_retry.errors import LedgerError
-from workflow_retry.ledger import AttemptRecord, LedgerKind, next_record
+from workflow_retry.ledger import (
+    DEFAULT_RETENTION_SECONDS,
+    AttemptRecord,
+    History,
+    LedgerKind,
+    RecentRecords,
+    first_records,
+    history_from_json,
+    next_record,
+)
 
 WRITE_WINDOW_SECONDS = 0.002
 """How long a row write waits for others to join its insert request (it runs while the session is created)."""
@@ -50,6 +62,10 @@ LIST_PAGE_ROWS = 10_000
 """RAW's largest page."""
 CLOCK_SKEW_MS = 3_600_000
 """Slack between this machine's clock (``expiresAt``) and RAW's (``lastUpdatedTime``)."""
+MAX_KEYS_PER_DELETE = 1000
+"""RAW's row delete takes at most this many keys per request (cognite-sdk sends 1,000 at a time)."""
+PRUNE_PAGES = 5
+"""Listed pages one :meth:`RawLedger.prune` reads at most: a sweep's pruning costs a bounded few requests."""
 
 
 class RawLedger:
@@ -58,11 +74,19 @@ class RawLedger:
     kind: LedgerKind = "raw"
     enforces_cap = True
 
-    def __init__(self, client: CogniteClient | AsyncCogniteClient, database: str, table: str, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        client: CogniteClient | AsyncCogniteClient,
+        database: str,
+        table: str,
+        ttl_seconds: int,
+        retention_seconds: int = DEFAULT_RETENTION_SECONDS,
+    ) -> None:
         self._client = client.get_async_client() if isinstance(client, CogniteClient) else client
         self.database = database
         self.table = table
         self._ttl_seconds = ttl_seconds
+        self._retention_seconds = retention_seconds
         project = quote(self._client.config.project, safe="")
         self._rows_path = (
             f"/api/v1/projects/{project}/raw/dbs/{quote(database, safe='')}/tables/{quote(table, safe='')}/rows"
@@ -120,9 +144,14 @@ class RawLedger:
         return None if record is None or record.expires_at <= now_ms // 1000 else record
 
     async def take_attempt(
-        self, seen: AttemptRecord | None, execution_id: str, workflow_external_id: str | None, now_ms: int
+        self,
+        seen: AttemptRecord | None,
+        execution_id: str,
+        workflow_external_id: str | None,
+        now_ms: int,
+        history: History = (),
     ) -> AttemptRecord:
-        record = next_record(seen, execution_id, workflow_external_id, now_ms, self._ttl_seconds)
+        record = next_record(seen, execution_id, workflow_external_id, now_ms, self._ttl_seconds, history)
         await self._write(record)
         return record
 
@@ -140,6 +169,69 @@ class RawLedger:
             return False
         await self._write(record.with_outcome(outcome, self._ttl_seconds, now_ms))
         return True
+
+    async def list_recent(self, since_ms: int, now_ms: int, limit: int) -> RecentRecords:
+        return await first_records(self._pages_since(since_ms, min(limit + 1, LIST_PAGE_ROWS)), limit)
+
+    async def _pages_since(self, since_ms: int, page_rows: int) -> AsyncIterator[list[AttemptRecord]]:
+        """The records of the rows RAW wrote since ``since_ms``, page by page (none when the table does not exist)."""
+        params: dict[str, Any] = {"limit": page_rows, "minLastUpdatedTime": since_ms - 1}
+        while (body := await self._read(self._rows_path, params)) is not None:
+            page = []
+            for row in body.get("items") or ():
+                columns = row.get("columns") if isinstance(row, dict) else None
+                key = row.get("key") if isinstance(row, dict) else None
+                record = _from_columns(key, columns) if isinstance(key, str) and isinstance(columns, dict) else None
+                if record is not None:
+                    page.append(record)
+            yield page
+            if not (cursor := body.get("nextCursor")):
+                return
+            params["cursor"] = cursor
+
+    async def prune(self, now_ms: int, max_rows: int) -> int:
+        """Delete rows past ``expiresAt`` plus the retention.
+
+        Lists the rows RAW has not written for the TTL plus the retention (less :data:`CLOCK_SKEW_MS`),
+        only their ``expiresAt``: with an unchanged TTL nearly all of them are past it, so each page
+        listed is pages deleted. At most :data:`PRUNE_PAGES` pages; deletes up to ``max_rows`` of the rows
+        past their ``expiresAt`` plus the retention, :data:`MAX_KEYS_PER_DELETE` per request. A row this
+        ledger did not write (no ``expiresAt``) is left alone.
+        """
+        retention_ms = self._retention_seconds * 1000
+        params: dict[str, Any] = {
+            "limit": LIST_PAGE_ROWS,
+            "maxLastUpdatedTime": now_ms - self._ttl_seconds * 1000 - retention_ms + CLOCK_SKEW_MS,
+            "columns": "expiresAt",
+        }
+        dead: list[str] = []
+        for _ in range(PRUNE_PAGES):
+            body = await self._read(self._rows_path, params)
+            if body is None:
+                return 0
+            for row in body.get("items") or ():
+                if isinstance(row, dict) and self._prunable(row, now_ms, retention_ms):
+                    dead.append(row["key"])
+            cursor = body.get("nextCursor")
+            if not cursor or len(dead) >= max_rows:
+                break
+            params["cursor"] = cursor
+        dead = dead[:max_rows]
+        for start in range(0, len(dead), MAX_KEYS_PER_DELETE):
+            keys = dead[start : start + MAX_KEYS_PER_DELETE]
+            try:
+                await self._client.post(f"{self._rows_path}/delete", json={"items": [{"key": k} for k in keys]})
+            except CogniteException as exc:
+                raise _ledger_error("pruning", exc) from None
+        return len(dead)
+
+    @staticmethod
+    def _prunable(row: dict[str, Any], now_ms: int, retention_ms: int) -> bool:
+        columns, key = row.get("columns"), row.get("key")
+        expires_at = columns.get("expiresAt") if isinstance(columns, dict) else None
+        if not isinstance(key, str) or not isinstance(expires_at, int | float) or isinstance(expires_at, bool):
+            return False
+        return expires_at * 1000 + retention_ms <= now_ms
 
     async def _write(self, record: AttemptRecord) -> None:
         columns = {k: v for k, v in record.to_json().items() if k != "executionId"}
@@ -208,6 +300,7 @@ def _from_columns(execution_id: str, columns: dict[str, Any]) -> AttemptRecord |
         last_attempt_at=int(last_attempt_at) if isinstance(last_attempt_at, int | float) else None,
         last_outcome=outcome if isinstance(outcome, str) else None,
         expires_at=int(expires_at),
+        history=history_from_json(columns.get("history")),
     )
 
 
