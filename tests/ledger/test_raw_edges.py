@@ -126,36 +126,24 @@ def test_the_raw_ledger_counts_for_the_hours_set(emu: CdfEmulator, client: Cogni
 
 
 def test_a_dynamodb_ledger_from_settings_counts_for_the_hours_set_and_keeps_the_calls_deadline(
-    monkeypatch: pytest.MonkeyPatch,
+    ledger_table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import boto3
+    chosen = settings(
+        ledger="dynamodb",
+        ledger_table=ledger_table,
+        ledger_ttl_hours=2,
+        deadline_seconds=1.5,
+        request_timeout_seconds=1,
+    )
+    now = int(time.time() * 1000)
+    taken = run_on_sdk_loop(build_ledger(chosen, None).take_attempt(None, "exec-ttl", "wf", now))
+    assert taken is not None
+    assert taken.expires_at == now // 1000 + 2 * 3600
 
-    from tests.support.moto import moto_server
-
-    with moto_server() as endpoint:
-        dynamodb: Any = boto3.client("dynamodb", endpoint_url=endpoint)
-        dynamodb.create_table(
-            TableName="ledger-edges",
-            AttributeDefinitions=[{"AttributeName": "executionId", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "executionId", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        chosen = settings(
-            ledger="dynamodb",
-            ledger_table="ledger-edges",
-            ledger_ttl_hours=2,
-            deadline_seconds=1.5,
-            request_timeout_seconds=1,
-        )
-        now = int(time.time() * 1000)
-        taken = run_on_sdk_loop(build_ledger(chosen, None).take_attempt(None, "exec-ttl", "wf", now))
-        assert taken is not None
-        assert taken.expires_at == now // 1000 + 2 * 3600
-
-        with SilentServer() as silent:
-            monkeypatch.setenv("AWS_ENDPOINT_URL", silent.url)
-            hanging = build_ledger(chosen, None)
-            started = time.monotonic()
-            with pytest.raises(LedgerError):
-                run_on_sdk_loop(hanging.get("exec-ttl", now))
-            assert time.monotonic() - started < 1.5
+    with SilentServer() as silent:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", silent.url)  # put back after the test: moto's, for the next
+        hanging = build_ledger(chosen, None)
+        started = time.monotonic()
+        with pytest.raises(LedgerError):
+            run_on_sdk_loop(hanging.get("exec-ttl", now))
+        assert time.monotonic() - started < 1.5
