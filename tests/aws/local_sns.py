@@ -102,6 +102,7 @@ class LocalSns:
         ec_key: Any = ec.generate_private_key(ec.SECP256R1())
         self.ec_pem = _pem(_certificate("sns.amazonaws.com", ec_key, "local test CA", ca_key))
         self.fetched: list[str] = []
+        self.accept_encodings: list[str | None] = []
         self.confirmed_tokens: list[str] = []
         self._server = self._start(tls_cert, tls_key)
 
@@ -114,6 +115,7 @@ class LocalSns:
 
             def do_GET(self) -> None:
                 local.fetched.append(self.path)
+                local.accept_encodings.append(self.headers.get("Accept-Encoding"))
                 if self.path == CERT_PATH:
                     self._answer(200, local.signing_pem)
                 elif self.path.startswith("/confirm?Token="):

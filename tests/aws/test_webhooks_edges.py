@@ -44,7 +44,12 @@ from workflow_retry.aws.webhooks import (
     WebhookSecret,
     parse_webhook_secrets,
 )
-from workflow_retry.errors import ConfigurationError, SignatureCheckUnavailableError, SignatureError
+from workflow_retry.errors import (
+    ConfigurationError,
+    SenderNotAllowedError,
+    SignatureCheckUnavailableError,
+    SignatureError,
+)
 
 NOW = 1_760_000_000
 BODY = b'{"executionId": "059edaa4-a17a-4102-910e-2c3591500cce"}'
@@ -68,7 +73,7 @@ def test_each_malformed_secret_is_refused_with_its_own_reason() -> None:
     with pytest.raises(ConfigurationError) as no_prefix:
         WebhookSecret.parse("secret-without-prefix")
     with pytest.raises(ConfigurationError) as not_base64:
-        WebhookSecret.parse("whsec_" + "A" * 22 + "$$")  # base64 with characters that are not base64
+        WebhookSecret.parse("whsec_" + "A" * 24 + "$$")  # 18 bytes of base64, and characters that are not base64
     with pytest.raises(ConfigurationError) as empty:
         parse_webhook_secrets(" \t ")
 
@@ -365,3 +370,62 @@ def test_a_certificate_url_off_the_sns_host_is_refused_with_the_form_expected(sn
         "SigningCertURL is not an https URL on the SNS host of the topic's region "
         "(https://sns.<region>.amazonaws.com/..., no user info, port or fragment)"
     )
+
+
+def test_a_getter_nearly_out_of_time_waits_a_tenth_of_a_second_not_more(sns: LocalSns) -> None:
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="ReadTimeout"):
+        fetch(sns.getter(timeout_seconds=30, time_left=lambda: 0.01), sns.url(SLOW_PATH))
+
+    assert time.monotonic() - started < 0.8
+
+
+def test_the_getter_asks_for_the_body_uncompressed(sns: LocalSns) -> None:
+    before = len(sns.accept_encodings)
+
+    fetch(sns.getter(), sns.url(CERT_PATH))
+
+    assert sns.accept_encodings[before:] == ["identity"]
+
+
+# -- SNS: the words of each refusal --------------------------------------------------------------------------
+
+
+def refusal(sns: LocalSns, message: dict[str, Any], topics: frozenset[str] = frozenset({TOPIC_ARN})) -> str:
+    with pytest.raises((SignatureError, SenderNotAllowedError)) as caught:
+        sns.verifier(topics).verify(body_of(message))
+    return str(caught.value)
+
+
+def test_each_refused_sns_message_says_why_in_its_own_words(sns: LocalSns) -> None:
+    other_version = sns.message("{}")
+    other_version["SignatureVersion"] = "3"
+    not_base64 = sns.message("{}")
+    not_base64["Signature"] = "bm90IGJhc2U2NA==" + "$"  # base64 followed by a character outside it
+    tampered = sns.message("{}")
+    tampered["Message"] = '{"executionId": "another"}'
+    missing = sns.message("{}")
+    del missing["Signature"]
+
+    assert refusal(sns, other_version) == "unsupported SNS SignatureVersion (1 and 2 are accepted)"
+    assert refusal(sns, not_base64) == "the SNS Signature is not base64"
+    assert refusal(sns, tampered) == "the SNS signature does not match the message"
+    assert refusal(sns, missing) == "not a signed SNS message (a field is missing or not a string)"
+    assert refusal(sns, sns.message("{}"), frozenset({"arn:aws:sns:eu-west-1:123456789012:other"})) == (
+        "messages from this SNS topic are not accepted (see SNS_TOPIC_ARNS)"
+    )
+
+
+def test_an_expired_signing_certificate_says_so(sns: LocalSns) -> None:
+    certificate = x509.load_pem_x509_certificate(sns.signing_pem)
+    after = certificate.not_valid_after_utc + dt.timedelta(seconds=1)
+
+    refused = refusal_at(sns, after)
+
+    assert refused == "the SNS signing certificate is expired or not yet valid"
+
+
+def refusal_at(sns: LocalSns, when: dt.datetime) -> str:
+    with pytest.raises(SignatureError) as caught:
+        sns.verifier(clock=when.timestamp).verify(body_of(sns.message("{}", timestamp=when)))
+    return str(caught.value)
