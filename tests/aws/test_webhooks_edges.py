@@ -429,3 +429,14 @@ def refusal_at(sns: LocalSns, when: dt.datetime) -> str:
     with pytest.raises(SignatureError) as caught:
         sns.verifier(clock=when.timestamp).verify(body_of(sns.message("{}", timestamp=when)))
     return str(caught.value)
+
+
+def test_an_sns_url_of_2048_characters_parses_and_2049_does_not() -> None:
+    base = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-"
+    longest = base + "a" * (2048 - len(base) - 4) + ".pem"
+    too_long = base + "a" * (2049 - len(base) - 4) + ".pem"
+
+    parsed = SnsUrl.parse(longest)
+    assert parsed is not None
+    assert str(parsed) == longest
+    assert SnsUrl.parse(too_long) is None
