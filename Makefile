@@ -24,11 +24,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
+# The suite mostly waits (deadlines it waits out, servers, subprocesses): pytest-xdist runs it in
+# TEST_WORKERS processes, more than the cores. Bytecode caches are kept for the tests (a worker that
+# compiled the suite afresh, as with PYTHONDONTWRITEBYTECODE set, spends seconds more of CPU). worksteal:
+# an idle worker takes queued tests from a busy one, so the long tests do not end the run on one worker.
+TEST_WORKERS ?= 4
+PYTEST := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+
 unit: $(STAMP)
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-quick: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test: lint typecheck infra-check unit bench-smoke
 

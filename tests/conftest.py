@@ -31,6 +31,8 @@ FUNCTION_CLIENT_SECRET = secrets.token_urlsafe(32)
 _captured_logs = CapturingHandler()
 _known_secrets: set[str] = {FUNCTION_CLIENT_SECRET}
 _emulators: list[CdfEmulator] = []
+_leaks_from_workers: list[str] = []
+_WORKER_LEAKS_KEY = "workflow_retry_secret_leaks"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -40,13 +42,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """No token, client secret or nonce in any log record, result or error of ``handle`` in the whole suite."""
+    """No token, client secret or nonce in any log record, result or error of ``handle`` in the whole suite.
+
+    Under pytest-xdist each worker is its own process with its own logs and emulators: it scans them and
+    hands its leaks to the controller (``workeroutput``), which reports them all and fails the run.
+    """
     for emu in _emulators:
         _known_secrets.update(emu.issued_tokens, emu.issued_nonces)
     leaks = find_leaks(_captured_logs.texts, _known_secrets)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput[_WORKER_LEAKS_KEY] = json.dumps(leaks)
+        return
+    leaks += _leaks_from_workers
     if leaks:
         print(f"\nSECRET LEAK: {len(leaks)} log record(s) hold a token, secret or nonce, e.g. {leaks[:3]}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist's controller: keep the leaks a finished worker found (see ``pytest_sessionfinish``)."""
+    _leaks_from_workers.extend(json.loads(getattr(node, "workeroutput", {}).get(_WORKER_LEAKS_KEY, "[]")))
 
 
 def register_secret(value: str) -> None:

@@ -1,4 +1,6 @@
-"""The command line, run as a subprocess against the emulator, configured through the environment only."""
+"""The command line against the emulator, configured through the environment only: in this process (its
+``main``, tests/support/cli.py) and, for the entry point and its logging set-up, as
+``python -m workflow_retry``."""
 
 from __future__ import annotations
 
@@ -16,29 +18,35 @@ import pytest
 from emulator import CdfEmulator
 from emulator.faults import Fault
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
+from tests.support.cli import command_environment, run_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 UNKNOWN = "059edaa4-a17a-4102-910e-2c3591500cce"
 
 
+def _env(emu: CdfEmulator, extra_env: dict[str, str | None]) -> dict[str, str | None]:
+    env: dict[str, str | None] = {
+        "CDF_URL": emu.base_url,
+        "CDF_PROJECT": emu.project,
+        "IDP_CLIENT_ID": FUNCTION_CLIENT_ID,
+        "IDP_CLIENT_SECRET": FUNCTION_CLIENT_SECRET,
+        "IDP_TOKEN_URL": emu.token_url,
+        "RETRY_SDK_MAX_BACKOFF_SECONDS": "0",
+    }
+    return env | extra_env
+
+
 def cli(emu: CdfEmulator, *args: str, **extra_env: str | None) -> subprocess.CompletedProcess[str]:
-    """Run the command; an ``extra_env`` value of None unsets that variable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRY_", "CDF_", "IDP_"))}
-    env.update(
-        CDF_URL=emu.base_url,
-        CDF_PROJECT=emu.project,
-        IDP_CLIENT_ID=FUNCTION_CLIENT_ID,
-        IDP_CLIENT_SECRET=FUNCTION_CLIENT_SECRET,
-        IDP_TOKEN_URL=emu.token_url,
-        RETRY_SDK_MAX_BACKOFF_SECONDS="0",
-    )
-    env.update({name: value for name, value in extra_env.items() if value is not None})
-    for name in [name for name, value in extra_env.items() if value is None]:
-        env.pop(name, None)
+    """Run the command in this process (tests/support/cli.py); an ``extra_env`` value of None unsets that variable."""
+    return run_in_process(args, _env(emu, extra_env))
+
+
+def cli_process(emu: CdfEmulator, *args: str, **extra_env: str | None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m workflow_retry`` as a user would: the entry point, its imports, its logging set-up."""
     return subprocess.run(
         [sys.executable, "-m", "workflow_retry", *args],
         cwd=ROOT,
-        env=env,
+        env=command_environment(_env(emu, extra_env)),
         capture_output=True,
         text=True,
         timeout=120,
@@ -49,7 +57,7 @@ def cli(emu: CdfEmulator, *args: str, **extra_env: str | None) -> subprocess.Com
 def test_retry_prints_a_table_and_exits_0(emu: CdfEmulator) -> None:
     failed = emu.seed_execution("wf-a", "1", "FAILED")["id"]
 
-    run = cli(emu, "retry", failed)
+    run = cli_process(emu, "retry", failed)
 
     assert run.returncode == 0, run.stderr
     header, row = run.stdout.splitlines()[:2]
@@ -226,7 +234,7 @@ def test_an_invalid_setting_names_its_variable(emu: CdfEmulator) -> None:
 def test_verbose_is_accepted_after_the_subcommand_as_before(emu: CdfEmulator) -> None:
     failed = emu.seed_many(2, status="FAILED")
 
-    after = cli(emu, "sweep", "--dry-run", "-v")
+    after = cli_process(emu, "sweep", "--dry-run", "-v")
     before = cli(emu, "-v", "sweep", "--dry-run")
     quiet = cli(emu, "retry", failed[0], "--dry-run")
 
@@ -287,15 +295,8 @@ def test_the_progress_bar_says_would_retry_in_a_dry_run(emu: CdfEmulator, monkey
     failed = emu.seed_many(2, status="FAILED")
     for name in [n for n in os.environ if n.startswith(("RETRY_", "CDF_", "IDP_"))]:
         monkeypatch.delenv(name)
-    for name, value in {
-        "CDF_URL": emu.base_url,
-        "CDF_PROJECT": emu.project,
-        "IDP_CLIENT_ID": FUNCTION_CLIENT_ID,
-        "IDP_CLIENT_SECRET": FUNCTION_CLIENT_SECRET,
-        "IDP_TOKEN_URL": emu.token_url,
-        "RETRY_SDK_MAX_BACKOFF_SECONDS": "0",
-    }.items():
-        monkeypatch.setenv(name, value)
+    for name, value in _env(emu, {}).items():
+        monkeypatch.setenv(name, str(value))
     bars = {}
     for command in (["retry", *failed, "--dry-run"], ["sweep", "--dry-run"], ["retry", failed[0]]):
         terminal = Terminal()
@@ -359,19 +360,10 @@ def test_the_emulator_can_fail_retries_again_to_walk_through_the_policy_by_hand(
                 break
         exported = dict(pair.split("=", 1) for line in lines if line.startswith("export ") for pair in line.split()[1:])
         [execution] = [line.strip() for line in lines if re.fullmatch(r"\s+[0-9a-f-]{36}", line)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RETRY_", "CDF_", "IDP_"))}
-        env |= exported | {"RETRY_MAX_ATTEMPTS": "2", "RETRY_COOLDOWN_FACTOR": "1"}
+        env: dict[str, str | None] = {**exported, "RETRY_MAX_ATTEMPTS": "2", "RETRY_COOLDOWN_FACTOR": "1"}
 
         def retry(cooldown: str) -> str:
-            run = subprocess.run(
-                [sys.executable, "-m", "workflow_retry", "retry", execution, "--json"],
-                cwd=ROOT,
-                env=env | {"RETRY_COOLDOWN_SECONDS": cooldown},
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            run = run_in_process(["retry", execution, "--json"], env | {"RETRY_COOLDOWN_SECONDS": cooldown})
             [result] = json.loads(run.stdout)["results"]
             return str(result["outcome"])
 

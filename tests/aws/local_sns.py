@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import gzip
 import ipaddress
 import ssl
 import tempfile
@@ -21,7 +22,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from workflow_retry.aws.webhooks import RequestsHttpsGetter, SnsMessageVerifier
@@ -36,6 +37,19 @@ BIG_UNANNOUNCED_PATH = "/big-without-length.pem"
 BIG_BYTES = 64 * 1024 + 1
 SLOW_PATH = "/slow.pem"
 SLOW_SECONDS = 3.0
+EXACT_PATH = "/exactly-the-limit.pem"
+EXACT_UNANNOUNCED_PATH = "/exactly-the-limit-without-length.pem"
+LIMIT_BYTES = 64 * 1024
+OVERSTATED_PATH = "/announces-more-than-the-limit.pem"
+"""Announces a body over the limit, then sends nothing for :data:`SLOW_SECONDS`."""
+TRICKLE_PATH = "/trickle.pem"
+"""Sends the certificate a few bytes every 0.1 s: no single read waits long, the whole takes seconds."""
+GZIP_PATH = "/compressed.pem"
+"""Ignores ``Accept-Encoding: identity``: 1 MiB of zeros, gzip-compressed to about 1 KiB."""
+EC_CERT_PATH = "/SimpleNotificationService-ec.pem"
+"""A certificate signed by the local CA whose key is not RSA."""
+NUMBERED_CERT_PREFIX = "/SimpleNotificationService-"
+"""``/SimpleNotificationService-<n>.pem`` serves the signing certificate under as many URLs as wanted."""
 
 
 def _name(common_name: str) -> x509.Name:
@@ -85,7 +99,10 @@ class LocalSns:
         tls_cert = _certificate("127.0.0.1", tls_key, "local test CA", ca_key, ip="127.0.0.1")
         self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.signing_pem = _pem(_certificate("sns.amazonaws.com", self.signing_key, "local test CA", ca_key))
+        ec_key: Any = ec.generate_private_key(ec.SECP256R1())
+        self.ec_pem = _pem(_certificate("sns.amazonaws.com", ec_key, "local test CA", ca_key))
         self.fetched: list[str] = []
+        self.accept_encodings: list[str | None] = []
         self.confirmed_tokens: list[str] = []
         self._server = self._start(tls_cert, tls_key)
 
@@ -98,6 +115,7 @@ class LocalSns:
 
             def do_GET(self) -> None:
                 local.fetched.append(self.path)
+                local.accept_encodings.append(self.headers.get("Accept-Encoding"))
                 if self.path == CERT_PATH:
                     self._answer(200, local.signing_pem)
                 elif self.path.startswith("/confirm?Token="):
@@ -117,6 +135,39 @@ class LocalSns:
                     self.wfile.write(body)  # without a length, the body ends when the connection closes
                 elif self.path == SLOW_PATH:
                     time.sleep(SLOW_SECONDS)
+                    self._answer(200, local.signing_pem)
+                elif self.path in (EXACT_PATH, EXACT_UNANNOUNCED_PATH):
+                    self.send_response(200)
+                    if self.path == EXACT_PATH:
+                        self.send_header("Content-Length", str(LIMIT_BYTES))
+                    self.end_headers()
+                    self.wfile.write(b"x" * LIMIT_BYTES)
+                elif self.path == OVERSTATED_PATH:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(LIMIT_BYTES + 1))
+                    self.end_headers()
+                    self.wfile.flush()
+                    time.sleep(SLOW_SECONDS)
+                elif self.path == TRICKLE_PATH:
+                    self.send_response(200)
+                    self.end_headers()
+                    try:
+                        for start in range(0, len(local.signing_pem), 64):
+                            self.wfile.write(local.signing_pem[start : start + 64])
+                            self.wfile.flush()
+                            time.sleep(0.1)
+                    except (BrokenPipeError, ConnectionResetError):
+                        return  # the getter gave up, as it should
+                elif self.path == GZIP_PATH:
+                    body = gzip.compress(b"\0" * (1024 * 1024))
+                    self.send_response(200)
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                elif self.path == EC_CERT_PATH:
+                    self._answer(200, local.ec_pem)
+                elif self.path.startswith(NUMBERED_CERT_PREFIX) and self.path.endswith(".pem"):
                     self._answer(200, local.signing_pem)
                 else:
                     self._answer(404, b"not found")
@@ -151,9 +202,9 @@ class LocalSns:
     def url(self, path: str) -> str:
         return f"https://127.0.0.1:{self._server.server_address[1]}{path}"
 
-    def getter(self) -> RequestsHttpsGetter:
-        """The production getter, trusting only the local CA."""
-        return RequestsHttpsGetter(verify=self._ca_file.name)
+    def getter(self, **options: Any) -> RequestsHttpsGetter:
+        """The production getter, trusting only the local CA (``options``: its timeout, size, time left)."""
+        return RequestsHttpsGetter(verify=self._ca_file.name, **options)
 
     def verifier(self, topics: frozenset[str] = frozenset({TOPIC_ARN}), **kwargs: Any) -> SnsMessageVerifier:
         return SnsMessageVerifier(topics, self.getter(), max_age_seconds=3600, trusted_host=trust_loopback, **kwargs)

@@ -115,7 +115,11 @@ def test_a_key_held_by_an_invocation_whose_time_is_up_is_taken_by_the_next(new_g
         time.sleep(1.2)  # past the first invocation's end (Powertools keeps whole milliseconds)
         second = registered(new_guard()).run_once("sqs:m-9", Work({"second": True}), fingerprint=PAYLOAD)
         release.set()
-        first.result()
+        late = first.exception()
+
+    # The first's time is up, so its late write to the table gets the minimum timeout (0.1 s): on a loaded
+    # machine moto can miss it, and a store error naming the delivery is then its honest answer.
+    assert late is None or (isinstance(late, IdempotencyStoreError) and "sqs:m-9" in str(late)), late
 
     assert (second.result, second.replayed) == ({"second": True}, False)
 

@@ -250,6 +250,7 @@ def test_the_certificate_is_fetched_once_and_cached(sns: LocalSns) -> None:
         ("Timestamp", (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")),
         ("Subject", "another subject"),
     ],
+    ids=["Message", "MessageId", "Timestamp", "Subject"],  # one id in every xdist worker (the time is not)
 )
 def test_a_notification_changed_after_signing_is_refused(sns: LocalSns, field: str, changed: str) -> None:
     message = sns.message('{"executionId": "a"}')

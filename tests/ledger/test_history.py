@@ -1,9 +1,9 @@
 """Retry history: a three-attempt life cycle, then ``status`` and ``history`` on the command line.
 
-The retries are calls of the Cognite Function's ``handle`` (in this process); the commands run as
-subprocesses. Both against the emulator (real cognite-sdk over HTTP), with the RAW ledger and with the
-DynamoDB ledger on moto's server (real boto3). Between attempts the test fails the execution as CDF
-would, each time as a new engine run with its own reason.
+The retries are calls of the Cognite Function's ``handle`` and the commands calls of the CLI's ``main``
+(tests/support/cli.py), all in this process. Both against the emulator (real cognite-sdk over HTTP),
+with the RAW ledger and with the DynamoDB ledger on moto's server (real boto3). Between attempts the
+test fails the execution as CDF would, each time as a new engine run with its own reason.
 """
 
 from __future__ import annotations

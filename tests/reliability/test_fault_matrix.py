@@ -70,12 +70,15 @@ def run_case(harness: Harness, case: FaultCase, entrypoint: Entrypoint) -> list[
     control = failed_a_minute_ago(emu)
     invalid = f"../{control}/retry"
     case.arrange(harness, target)
+    deadline = case.deadline_seconds or DEADLINE_SECONDS
+    if case.deadline_seconds:
+        harness.setenv({"RETRY_DEADLINE_SECONDS": f"{deadline:g}"})
 
     # One SQS batch, one deadline: the records of a standard queue run at the same time within it.
     first = harness.deliver(entrypoint, [control, invalid, target])
     time.sleep(case.settle_seconds)  # a slow request still asleep in the emulator lands before counting
 
-    assert first.elapsed < DEADLINE_SECONDS + DEADLINE_SLACK_SECONDS, f"took {first.elapsed:.1f} s"
+    assert first.elapsed < deadline + DEADLINE_SLACK_SECONDS, f"took {first.elapsed:.1f} s"
     expects = {target: case.target, control: case.expect_control()}
     assert set(first.results) == {target, control, invalid}, "every ID, and only those, has a result"
     for execution_id, expect in expects.items():
@@ -101,7 +104,7 @@ def run_case(harness: Harness, case: FaultCase, entrypoint: Entrypoint) -> list[
     assert_nothing_lost_or_doubled(emu, seeded, first, second)
     if second is None:
         return [first]
-    assert second.elapsed < DEADLINE_SECONDS + DEADLINE_SLACK_SECONDS, f"took {second.elapsed:.1f} s"
+    assert second.elapsed < deadline + DEADLINE_SLACK_SECONDS, f"took {second.elapsed:.1f} s"
     return [first, second]
 
 

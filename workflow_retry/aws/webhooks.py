@@ -306,7 +306,10 @@ class RequestsHttpsGetter:
         if declared.isdigit() and int(declared) > self._max_bytes:
             raise FetchError(f"the answer is larger than {self._max_bytes} bytes")
         body = bytearray()
-        while chunk := response.raw.read(16 * 1024, decode_content=False):
+        # read1: what one read of the socket gives (at most 16 KiB). read(16 KiB) would wait for all 16 KiB,
+        # so a server that trickles a few bytes at a time, each within the socket's timeout, would hold
+        # the GET far past ``ends_at`` (checked only between reads).
+        while chunk := response.raw.read1(16 * 1024, decode_content=False):
             body += chunk
             if len(body) > self._max_bytes:
                 raise FetchError(f"the answer is larger than {self._max_bytes} bytes")
