@@ -50,13 +50,26 @@ TARGETS: dict[str, Target] = {
     "webhooks": Target(
         ("workflow_retry/*webhooks.py",), ("tests/aws/test_webhooks.py", "tests/aws/test_webhooks_edges.py")
     ),
+    # Broad: most of service.py runs only under the whole call (handle, Lambda, the fault matrix), and
+    # mutmut runs for each mutant only the tests that ran its function, stopping at the first failure.
     "service": Target(
         ("workflow_retry/service.py",),
         (
             "tests/test_service.py",
             "tests/test_policy.py",
             "tests/test_giveup.py",
+            "tests/test_function.py",
+            "tests/test_sweep.py",
+            "tests/test_identity.py",
+            "tests/test_access.py",
+            "tests/test_results_size.py",
             "tests/ledger/test_raw_read_ahead.py",
+            "tests/aws/test_same_execution_in_one_batch.py",
+            "tests/aws/test_policy_limits.py",
+            "tests/aws/test_duplicate_deliveries.py",
+            "tests/reliability/test_duplicates.py",
+            "tests/reliability/test_fault_matrix.py",
+            "tests/reliability/test_idp_failures.py",
         ),
     ),
     # Not tests/ledger/test_raw_across_processes.py: it starts containers as processes (11 s a mutant);
