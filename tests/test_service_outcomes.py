@@ -1,0 +1,167 @@
+"""What a user sees of each outcome, whole: the result, its log line, the give-up announcement, the ledger row.
+
+Each test runs a real call (``function.execute``, RAW ledger unless it says otherwise) against the emulator
+and compares what comes out whole, not by a word it contains: the words of a reason, the fields of a log
+line and of an announcement, and the row the ledger keeps are what operators and alerts read.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from cognite.client import CogniteClient
+
+from emulator import CdfEmulator
+from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
+from workflow_retry import function
+from workflow_retry.cdf import ClientCredentials
+from workflow_retry.giveup import Announcer, GiveUp
+from workflow_retry.models import compact_execution
+from workflow_retry.payloads import parse_payload
+from workflow_retry.settings import Settings
+
+CREDENTIALS = ClientCredentials(FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET)
+TTL_SECONDS = 168 * 3600  # RETRY_LEDGER_TTL_HOURS' default
+ROWS = r"/raw/dbs/[^/]+/tables/[^/]+/rows$"
+ACCESS_REASON = "Forbidden (403): missing capability functionsAcl:WRITE"
+ACCESS_WHY = (
+    "reasonForIncompletion of task 'publish' is an access error (missing capability functionsAcl:WRITE): a retry "
+    "runs as this tool's principal and would fail the same way; not retried (give the principal the access, then "
+    "retry by ID; RETRY_SKIP_ACCESS_ERRORS=false turns this check off)"
+)
+EXECUTION_LOG_FIELDS = ("event", "execution_id", "workflow", "version", "outcome", "attempt", "reason", "retryable")
+
+pytestmark = pytest.mark.usefixtures("fast_env")
+
+
+@pytest.fixture(autouse=True)
+def _no_cooldown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETRY_COOLDOWN_SECONDS", "0")
+    monkeypatch.setenv("RETRY_COOLDOWN_MAX_SECONDS", "0")
+
+
+def call(client: CogniteClient, payload: dict[str, Any], announcer: Announcer) -> dict[str, Any]:
+    """The one result of a call, as the caller receives it."""
+    report = function.execute(parse_payload(payload), client, CREDENTIALS, Settings(), announcer=announcer)
+    [result] = report.to_dict()["results"]
+    return dict(result)
+
+
+def seed_access_error(emu: CdfEmulator) -> str:
+    tasks = [
+        {"externalId": "build", "status": "COMPLETED"},
+        {"externalId": "publish", "status": "FAILED", "reasonForIncompletion": ACCESS_REASON},
+    ]
+    execution_id: str = emu.seed_execution("wf-deploy", "2", "FAILED", tasks=tasks, reason=ACCESS_REASON)["id"]
+    return execution_id
+
+
+def as_reported(emu: CdfEmulator, execution_id: str) -> dict[str, Any]:
+    """The execution as a result shows it: compact, as CDF answers it now."""
+    execution = emu.get_execution(execution_id)
+    assert execution is not None
+    return compact_execution(execution)
+
+
+def ledger_row(emu: CdfEmulator, execution_id: str) -> dict[str, Any] | None:
+    return emu.raw_rows("workflow_retry", "attempts").get(execution_id)
+
+
+def lines(caplog: pytest.LogCaptureFixture, logger: str) -> list[tuple[str, str]]:
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == logger]
+
+
+def execution_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, dict[str, Any]]]:
+    """The per-execution log lines: level, message and their structured fields."""
+    return [
+        (r.levelname, r.getMessage(), {k: getattr(r, k) for k in EXECUTION_LOG_FIELDS})
+        for r in caplog.records
+        if r.name == "workflow_retry.service" and getattr(r, "event", None) == "execution"
+    ]
+
+
+def give_up_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(r.levelname, r.getMessage(), r.__dict__) for r in caplog.records if r.name == "workflow_retry.giveup"]
+
+
+def within(value: int, low: int, high: int) -> int:
+    assert low <= value <= high
+    return value
+
+
+# --- an access error: skipped and given up on at first sight ------------------------------------------------
+
+
+def test_an_access_error_is_given_up_once_whole_result_log_announcement_and_ledger_row(
+    emu: CdfEmulator, client: CogniteClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    failed = seed_access_error(emu)
+    announcer = Announcer()
+    before = int(time.time() * 1000)
+
+    first = call(client, {"executionId": failed}, announcer)
+
+    after = int(time.time() * 1000)
+    assert first == {
+        "executionId": failed,
+        "outcome": "skipped",
+        "reason": f"{ACCESS_WHY}; gave up (announced)",
+        "execution": as_reported(emu, failed),
+        "error": None,
+        "attempts": None,  # no ledger record was read: never retried
+        "capEnforced": True,
+    }
+    assert announcer.announced == [
+        GiveUp(
+            execution_id=failed,
+            workflow_external_id="wf-deploy",
+            version="2",
+            attempts=0,
+            max_attempts=3,
+            outcome="skipped",
+            last_reason=ACCESS_REASON,
+            why=ACCESS_WHY,
+        )
+    ]
+    [(level, message, fields)] = give_up_lines(caplog)
+    assert level == "WARNING"
+    assert message == f"gave up on execution {failed} of workflow wf-deploy after 0 attempt(s): {ACCESS_WHY}"
+    assert (fields["attempt"], fields["workflow"]) == (0, "wf-deploy")
+    assert execution_lines(caplog) == [
+        (
+            "INFO",
+            f"execution {failed}: skipped ({ACCESS_WHY}; gave up (announced))",
+            {
+                "event": "execution",
+                "execution_id": failed,
+                "workflow": "wf-deploy",
+                "version": "2",
+                "outcome": "skipped",
+                "attempt": None,
+                "reason": f"{ACCESS_WHY}; gave up (announced)",
+                "retryable": None,
+            },
+        )
+    ]
+    row = ledger_row(emu, failed)
+    assert row is not None
+    at = within(row["history"][0]["at"], before, after)
+    assert row == {
+        "workflowExternalId": "wf-deploy",
+        "attempts": 0,
+        "lastAttemptAt": None,
+        "lastOutcome": "gave_up",
+        "expiresAt": at // 1000 + TTL_SECONDS,
+        "history": [{"at": at, "outcome": "gave_up", "engineExecutionId": None, "reason": ACCESS_WHY}],
+    }
+
+    caplog.clear()
+    again = call(client, {"executionId": failed}, announcer)  # a redelivered event
+
+    assert again == {**first, "reason": f"{ACCESS_WHY}; gave up earlier (announced then)", "attempts": 0}
+    assert len(announcer.announced) == 1
+    assert give_up_lines(caplog) == []
+    assert ledger_row(emu, failed) == row
+    assert emu.requests_matching("POST", r"/sessions$|/retry$") == []
