@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from cognite.client import CogniteClient
 
-from emulator import CdfEmulator
+from emulator import CdfEmulator, Fault
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
 from workflow_retry import function
 from workflow_retry.cdf import ClientCredentials
 from workflow_retry.giveup import Announcer, GiveUp
 from workflow_retry.models import compact_execution
 from workflow_retry.payloads import parse_payload
+from workflow_retry.policy import format_time
 from workflow_retry.settings import Settings
 
 CREDENTIALS = ClientCredentials(FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET)
@@ -31,6 +32,7 @@ ACCESS_WHY = (
     "runs as this tool's principal and would fail the same way; not retried (give the principal the access, then "
     "retry by ID; RETRY_SKIP_ACCESS_ERRORS=false turns this check off)"
 )
+INJECTED_400 = "Bad Request (injected fault)"
 EXECUTION_LOG_FIELDS = ("event", "execution_id", "workflow", "version", "outcome", "attempt", "reason", "retryable")
 
 pytestmark = pytest.mark.usefixtures("fast_env")
@@ -165,3 +167,153 @@ def test_an_access_error_is_given_up_once_whole_result_log_announcement_and_ledg
     assert give_up_lines(caplog) == []
     assert ledger_row(emu, failed) == row
     assert emu.requests_matching("POST", r"/sessions$|/retry$") == []
+
+
+# --- exhausted: the give-up settles the last attempt in the ledger's history ---------------------------------
+
+
+def test_an_exhausted_execution_is_given_up_with_its_last_attempt_settled_in_the_ledger(
+    emu: CdfEmulator, client: CogniteClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu.auto_fail_after_retry = True  # the retry's run fails again at once
+    failed = emu.seed_execution("wf-night", "4", "FAILED", reason="disk full")["id"]
+    announcer = Announcer()
+    payload = {"executionId": failed, "policy": {"maxAttempts": 1}}
+    assert call(client, payload, announcer)["outcome"] == "retried"
+    retried_row = ledger_row(emu, failed)
+    assert retried_row is not None
+    engine = as_reported(emu, failed)["engineExecutionId"]
+    time.sleep(0.002)
+    before = int(time.time() * 1000)
+    caplog.clear()
+
+    exhausted = call(client, payload, announcer)
+
+    after = int(time.time() * 1000)
+    why = f"retried 1 time(s), maxAttempts is 1; last at {format_time(retried_row['lastAttemptAt'])}"
+    assert exhausted == {
+        "executionId": failed,
+        "outcome": "exhausted",
+        "reason": f"{why}; gave up (announced)",
+        "execution": as_reported(emu, failed),
+        "error": None,
+        "attempts": 1,
+        "capEnforced": True,
+    }
+    assert announcer.announced == [
+        GiveUp(failed, "wf-night", "4", 1, 1, "exhausted", "task failed again after retry", why)
+    ]
+    row = ledger_row(emu, failed)
+    assert row is not None
+    at = within(row["history"][-1]["at"], before, after)
+    [attempt] = retried_row["history"]
+    assert row == {
+        **retried_row,
+        "lastOutcome": "gave_up",
+        "expiresAt": at // 1000 + TTL_SECONDS,
+        "history": [
+            {**attempt, "outcome": "failed_again", "engineExecutionId": engine},
+            {"at": at, "outcome": "gave_up", "engineExecutionId": None, "reason": why},
+        ],
+    }
+    assert execution_lines(caplog)[0][:2] == ("INFO", f"execution {failed}: exhausted ({why}; gave up (announced))")
+
+
+# --- the ledger cannot record the give-up: it is announced all the same -------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["access-error", "exhausted"])
+def test_a_give_up_the_ledger_could_not_record_is_announced_and_the_failure_logged(
+    emu: CdfEmulator, client: CogniteClient, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    announcer = Announcer()
+    if kind == "access-error":
+        failed = seed_access_error(emu)
+        payload: dict[str, Any] = {"executionId": failed}
+    else:
+        emu.auto_fail_after_retry = True
+        failed = emu.seed_execution("wf-deploy", "2", "FAILED")["id"]
+        payload = {"executionId": failed, "policy": {"maxAttempts": 1}}
+        assert call(client, payload, announcer)["outcome"] == "retried"
+        time.sleep(0.002)
+    row_before = ledger_row(emu, failed)
+    emu.add_fault(Fault(method="POST", path_regex=ROWS, statuses=[400]))
+    caplog.clear()
+
+    result = call(client, payload, announcer)
+
+    assert result["reason"].endswith("; gave up (announced)")  # better told twice than never
+    assert [g.execution_id for g in announcer.announced] == [failed]
+    assert lines(caplog, "workflow_retry.service")[0] == (
+        "ERROR",
+        f"could not record the give-up of execution {failed}: writing the RAW attempt ledger failed (400: "
+        f"{INJECTED_400})",
+    )
+    assert ledger_row(emu, failed) == row_before
+
+
+# --- no ledger: a refused retry is announced without a cap ----------------------------------------------------
+
+
+def test_without_a_ledger_a_refused_retry_is_failed_and_announced_without_a_cap(
+    emu: CdfEmulator, client: CogniteClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRY_LEDGER", "none")
+    failed = emu.seed_execution("wf", "1", "FAILED", reason="boom")["id"]
+    emu.add_fault(Fault(method="POST", path_regex=r"/retry$", statuses=[409]))
+    announcer = Announcer()
+
+    result = call(client, {"executionId": failed}, announcer)
+
+    message = result["error"]["message"]
+    assert message.startswith("Conflict (injected fault) (x-request-id: ")
+    why = f"the retry request failed: {message}"
+    assert result == {
+        "executionId": failed,
+        "outcome": "failed",
+        "reason": f"{why} (attempt cap not enforced (ledger: none))",
+        "execution": as_reported(emu, failed),
+        "error": {"code": 409, "message": message, "retryable": False},
+        "attempts": 0,
+        "capEnforced": False,
+    }
+    assert announcer.announced == [GiveUp(failed, "wf", "1", 0, None, "failed", "boom", why)]
+    assert execution_lines(caplog) == [
+        (
+            "WARNING",
+            f"execution {failed}: failed ({why} (attempt cap not enforced (ledger: none)))",
+            {
+                "event": "execution",
+                "execution_id": failed,
+                "workflow": "wf",
+                "version": "1",
+                "outcome": "failed",
+                "attempt": 0,
+                "reason": f"{why} (attempt cap not enforced (ledger: none))",
+                "retryable": False,
+            },
+        )
+    ]
+
+
+# --- an attempt that cannot be given back stays counted, and says so ----------------------------------------
+
+
+def test_a_refused_retry_whose_attempt_cannot_be_given_back_logs_it(
+    emu: CdfEmulator, client: CogniteClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    emu.add_fault(Fault(method="POST", path_regex=r"/retry$", statuses=[409]))
+    emu.add_fault(Fault(method="POST", path_regex=r"/rows/delete$", statuses=[400]))
+
+    result = call(client, {"executionId": failed}, Announcer())
+
+    assert (result["outcome"], result["attempts"]) == ("failed", 0)
+    assert lines(caplog, "workflow_retry.service")[0] == (
+        "WARNING",
+        f"could not release attempt 1 of execution {failed}: writing the RAW attempt ledger failed (400: "
+        f"{INJECTED_400})",
+    )
+    row = ledger_row(emu, failed)
+    assert row is not None
+    assert row["attempts"] == 1  # counted: one retry fewer later, never one too many
