@@ -317,3 +317,26 @@ def test_a_refused_retry_whose_attempt_cannot_be_given_back_logs_it(
     row = ledger_row(emu, failed)
     assert row is not None
     assert row["attempts"] == 1  # counted: one retry fewer later, never one too many
+
+
+def test_an_access_error_after_a_retry_settles_that_retry_in_the_ledger(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    failed = emu.seed_execution("wf-deploy", "2", "FAILED", reason="disk full")["id"]
+    announcer = Announcer()
+    assert call(client, {"executionId": failed}, announcer)["outcome"] == "retried"
+    retried_row = ledger_row(emu, failed)
+    assert retried_row is not None
+    time.sleep(0.002)
+    emu.fail_execution(failed, reason=ACCESS_REASON, engine_execution_id="engine-run-2")
+
+    skipped = call(client, {"executionId": failed}, announcer)
+
+    assert (skipped["outcome"], skipped["attempts"]) == ("skipped", 1)
+    [give_up] = announcer.announced
+    assert (give_up.attempts, give_up.max_attempts, give_up.last_reason) == (1, 3, ACCESS_REASON)
+    row = ledger_row(emu, failed)
+    assert row is not None
+    [attempt, gave_up] = row["history"]
+    assert attempt == {**retried_row["history"][0], "outcome": "failed_again", "engineExecutionId": "engine-run-2"}
+    assert (gave_up["outcome"], row["attempts"], row["lastOutcome"]) == ("gave_up", 1, "gave_up")
