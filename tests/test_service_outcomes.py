@@ -340,3 +340,26 @@ def test_an_access_error_after_a_retry_settles_that_retry_in_the_ledger(
     [attempt, gave_up] = row["history"]
     assert attempt == {**retried_row["history"][0], "outcome": "failed_again", "engineExecutionId": "engine-run-2"}
     assert (gave_up["outcome"], row["attempts"], row["lastOutcome"]) == ("gave_up", 1, "gave_up")
+
+
+def test_a_lost_retry_answer_that_cannot_be_checked_is_a_retryable_failure_on_the_execution_read_before(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    emu.add_fault(Fault(method="POST", path_regex=r"/retry$", statuses=[503] * 20))
+    emu.add_fault(Fault(method="GET", path_regex=rf"/executions/{failed}$", statuses=[200] + [503] * 20))
+    before = as_reported(emu, failed)
+
+    result = call(client, {"executionId": failed}, Announcer())
+
+    message = result["error"]["message"]
+    assert result == {
+        "executionId": failed,
+        "outcome": "failed",
+        "reason": f"the retry request failed: {message}",
+        "execution": before,
+        "error": {"code": 503, "message": message, "retryable": True},
+        "attempts": 1,
+        "capEnforced": True,
+    }
+    assert emu.retry_count(failed) == 0
