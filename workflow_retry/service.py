@@ -303,21 +303,25 @@ async def _retry_one(
 ) -> ExecutionResult:
     ctx = context
     now = ctx.clock()
-    read_execution, read_record = await asyncio.gather(
-        gateway.get_execution(execution_id), _read_record(execution_id, ctx, now), return_exceptions=True
-    )
-    if isinstance(read_execution, ExecutionNotFoundError):
-        return _result(execution_id, Outcome.NOT_FOUND, f"CDF does not know this execution ({read_execution.code})")
-    if isinstance(read_execution, CdfRequestError):
-        return _failed(execution_id, read_execution, "reading the execution failed")
-    if isinstance(read_execution, BaseException):
-        raise read_execution
-    execution = read_execution
-    if isinstance(read_record, LedgerError):
-        return _failed(execution_id, ledger_failure(read_record), "", execution)
-    if isinstance(read_record, BaseException):
-        raise read_record
-    record = read_record
+    # The execution is read in this task and the record beside it in another: the execution's answer
+    # goes on in this task without a hop through the event loop's queue (on a busy loop each hop keeps
+    # a connection idle in the SDK's pool, where every request probes it: docs/benchmarks.md).
+    read_record = asyncio.ensure_future(_read_record(execution_id, ctx, now))
+    try:
+        execution = await gateway.get_execution(execution_id)
+    except ExecutionNotFoundError as exc:
+        await _discard(read_record)
+        return _result(execution_id, Outcome.NOT_FOUND, f"CDF does not know this execution ({exc.code})")
+    except CdfRequestError as exc:
+        await _discard(read_record)
+        return _failed(execution_id, exc, "reading the execution failed")
+    except BaseException:
+        await _discard(read_record)
+        raise
+    try:
+        record = await read_record
+    except LedgerError as exc:
+        return _failed(execution_id, ledger_failure(exc), "", execution)
 
     decision = decide_with_record(execution, record, ctx.policy, dry_run=dry_run, now_ms=now)
     attempts = record.attempts if record else None
@@ -335,6 +339,14 @@ async def _retry_one(
     if decision.action is Action.REPORT_ONLY:
         return _result(execution_id, Outcome.DRY_RUN, decision.reason, execution, attempts)
     return await _retry_counted(execution_id, execution, record, decision, gateway, ctx)
+
+
+async def _discard(task: asyncio.Future[Any]) -> None:
+    """Cancel a task beside this one whose result is no longer wanted, and wait until it has ended."""
+    task.cancel()
+    await asyncio.wait([task])  # unlike awaiting it, never raises its error; this task's own cancellation still does
+    if not task.cancelled():
+        task.exception()  # retrieved: an error it ended with before the cancel is not logged as unhandled
 
 
 async def _read_record(execution_id: ExecutionId, ctx: RetryContext, now: int) -> AttemptRecord | None:
@@ -375,13 +387,25 @@ async def _retry_counted(
     now = ctx.clock()
     workflow = execution.get("workflowExternalId")
     workflow = workflow if isinstance(workflow, str) else None
-    took, made = await asyncio.gather(
+    # The attempt is counted in another task while the session is created in this one (see _retry_one).
+    taking = asyncio.ensure_future(
         ctx.ledger.take_attempt(
             record, execution_id, workflow, now, with_attempt(record, execution, now, ctx.policy.max_attempts)
-        ),
-        gateway.create_nonce(workflow),  # the workflow's own credentials, where it is mapped to some
-        return_exceptions=True,
+        )
     )
+    made: Nonce | BaseException
+    try:
+        made = await gateway.create_nonce(workflow)  # the workflow's own credentials, where it is mapped to some
+    except CdfRequestError as exc:
+        made = exc
+    except BaseException:
+        await _discard(taking)
+        raise
+    took: AttemptRecord | BaseException | None
+    try:
+        took = await taking
+    except Exception as exc:
+        took = exc
     if isinstance(took, LedgerError):
         return _failed(execution_id, ledger_failure(took), "", execution, record.attempts if record else None)
     if isinstance(took, BaseException):
