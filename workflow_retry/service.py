@@ -62,7 +62,7 @@ class RetryContext:
     ledger: AttemptLedger = field(default_factory=NoLedger)
     announcer: Announcer = field(default_factory=Announcer)
     clock: Callable[[], int] = now_ms
-    ledger_snapshot: asyncio.Future[LedgerSnapshot | None] | None = None
+    read_ahead: ReadAhead | None = None
     """Records being read ahead for a batch (:func:`reading_ahead`); an ID it does not answer for is read alone."""
 
 
@@ -79,19 +79,51 @@ async def _read_snapshot(execution_ids: list[ExecutionId], context: RetryContext
     return LedgerSnapshot(records, frozenset(execution_ids), now, whole=context.ledger.bulk_records_whole)
 
 
+class ReadAhead:
+    """The ledger records of a batch read in bulk, and read in bulk again once that read has gone stale.
+
+    A snapshot answers for ``READ_AHEAD_FRESH_MS`` (a long batch must not decide on an old record). The
+    first ID that finds it stale starts one bulk read of the IDs not yet served, which every later ID
+    waits for, instead of each reading its own record: a batch of 1,000 IDs that outlives one snapshot
+    then costs a request or a few more, not one per late ID. The ledger still declines a bulk read that
+    would cost more than single reads (too few IDs left, too many pages): those IDs read alone.
+    """
+
+    def __init__(self, execution_ids: list[ExecutionId], context: RetryContext) -> None:
+        self._context = context
+        self._unserved = set(execution_ids)
+        self._pending = asyncio.ensure_future(_read_snapshot(execution_ids, context))
+
+    async def snapshot_for(self, execution_id: ExecutionId, now_ms: int) -> LedgerSnapshot | None:
+        """The snapshot to decide this ID on (None: read its record alone); read again in bulk when stale."""
+        pending = self._pending
+        # Shielded: this ID's deadline or cancellation must not cancel the read the others wait for.
+        snapshot = await asyncio.shield(pending)
+        if snapshot is not None and execution_id in snapshot.covers and not snapshot.knows(execution_id, now_ms):
+            if self._pending is pending:  # the first to find it stale reads again for all that are left
+                self._pending = asyncio.ensure_future(_read_snapshot(sorted(self._unserved), self._context))
+            snapshot = await asyncio.shield(self._pending)
+        self._unserved.discard(execution_id)
+        return snapshot
+
+    def close(self) -> None:
+        self._pending.cancel()
+
+
 @asynccontextmanager
 async def reading_ahead(execution_ids: list[ExecutionId], context: RetryContext) -> AsyncIterator[RetryContext]:
     """The context whose ledger records are being read in bulk while the executions are read.
 
     The bulk read runs beside the first executions' reads instead of before them: an ID waits for it only
-    once its execution is read, when the decision needs the record. Best effort: when the bulk read fails
-    or the ledger cannot do it cheaply, each ID reads its own record. The read ends with the block.
+    once its execution is read, when the decision needs the record; it is read again when it has gone
+    stale (:class:`ReadAhead`). Best effort: when the bulk read fails or the ledger cannot do it cheaply,
+    each ID reads its own record. The read ends with the block.
     """
-    pending = asyncio.ensure_future(_read_snapshot(execution_ids, context))
+    read_ahead = ReadAhead(execution_ids, context)
     try:
-        yield replace(context, ledger_snapshot=pending)
+        yield replace(context, read_ahead=read_ahead)
     finally:
-        pending.cancel()
+        read_ahead.close()
 
 
 Progress = Callable[[int, int], None]
@@ -350,9 +382,8 @@ async def _discard(task: asyncio.Future[Any]) -> None:
 
 
 async def _read_record(execution_id: ExecutionId, ctx: RetryContext, now: int) -> AttemptRecord | None:
-    if ctx.ledger_snapshot is not None:
-        # Shielded: this ID's deadline or cancellation must not cancel the read the others wait for.
-        snapshot = await asyncio.shield(ctx.ledger_snapshot)
+    if ctx.read_ahead is not None:
+        snapshot = await ctx.read_ahead.snapshot_for(execution_id, now)
         if snapshot is not None and snapshot.knows(execution_id, now):
             record = snapshot.records.get(execution_id)
             if record is None or snapshot.whole:
