@@ -180,9 +180,10 @@ def run(name: str, max_children: int, *, again: bool = False) -> dict[str, objec
     check_test_ids_are_stable(target, environment)
     work = WORK / name
     if again and (work / "mutants").exists():
-        # The survivors and timeouts of the last run, against the tests as they are now: mutmut copies
-        # tests/ again, and runs its coverage pass for tests it has not seen, so new tests are linked.
-        names = _not_killed(work, environment) + _timed_out(work, environment)
+        # The survivors, timeouts and unchecked mutants (of a function changed since) of the last run,
+        # against the tests as they are now: mutmut copies tests/ again, and runs its coverage pass for
+        # tests it has not seen, so new tests are linked.
+        names = _not_killed(work, environment) + _with_verdict(work, environment, "timeout", "not checked")
         print(f"== {name}: {len(names)} survivors of the last run, again", flush=True)
     else:
         work, names = _prepare(name, target), []
