@@ -88,7 +88,14 @@ $(INFRA_TOOLKIT)/.installed: infra/requirements-toolkit.txt
 	touch $@
 
 # dist/lambda.zip: requirements.txt for Lambda (Linux x86_64, CPython 3.11) + handler.py + workflow_retry/.
-package:
+# Rebuilt when one of those (or the script) changed: building it takes a minute or more (pip asks the index,
+# compiles and zips 6,000 files), and the same inputs give the same zip.
+LAMBDA_SOURCES := handler.py requirements.txt infra/scripts/package_lambda.py \
+	$(shell find workflow_retry -type f -not -path '*/__pycache__/*' -not -name '*.pyc')
+
+package: dist/lambda.zip
+
+dist/lambda.zip: $(LAMBDA_SOURCES)
 	$(INFRA_PIP_ENV) $(PYTHON) infra/scripts/package_lambda.py --out dist/lambda.zip
 
 # The Toolkit module's code folder, copied from handler.py, workflow_retry/ and requirements.txt.
