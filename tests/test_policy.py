@@ -23,6 +23,7 @@ from workflow_retry.policy import (
     RetryPolicy,
     WorkflowSelector,
     decide,
+    format_time,
     policy_overrides,
     resolve_policy,
     retry_was_applied,
@@ -714,42 +715,106 @@ OPERATOR = {
         {"maxAttempts": 1},
         {"maxAgeHours": 0.5},
         {"cooldownSeconds": 900, "cooldownFactor": 3, "cooldownMaxSeconds": 7200},
+        # Equal to the operator's is not a loosening (the bounds are "no higher" and "no lower").
+        {"maxAttempts": 2, "maxAgeHours": 24, "cooldownSeconds": 300, "cooldownFactor": 2, "cooldownMaxSeconds": 3600},
         {"includeWorkflows": ["wf-a:2", "wf-b:2"]},
         {"excludeWorkflows": ["wf-a:1", "wf-c"]},
         {"includeWorkflows": ["wf-b:2"], "excludeWorkflows": ["wf-a"]},  # wf-a covers the operator's wf-a:1
         {"skipReasonPatterns": ["quota", "forbidden"]},
         {"retryTerminalErrors": False},
+        {"skipAccessErrors": True},
     ],
 )
 def test_a_call_may_tighten_every_field(call: dict[str, Any]) -> None:
     policy = resolve_policy(policy_overrides(call), OPERATOR)
     assert policy.max_attempts <= 2
+    assert all(getattr(policy, field) == value for field, value in policy_overrides(call).items())
+
+
+HOW_TO_ALLOW = (
+    ". A payload may tighten the operator's limits, never loosen them "
+    "(set RETRY_ALLOW_PAYLOAD_LOOSENING=true to allow that)"
+)
 
 
 @pytest.mark.parametrize(
-    ("call", "message"),
+    ("call", "problem"),
     [
-        ({"maxAttempts": 3}, "maxAttempts 3 is above the operator's limit 2 (RETRY_MAX_ATTEMPTS"),
-        ({"maxAgeHours": 25}, "maxAgeHours 25 is above the operator's limit 24 (RETRY_MAX_AGE_HOURS"),
-        ({"cooldownSeconds": 299}, "cooldownSeconds 299 is below the operator's 300"),
-        ({"cooldownFactor": 1.5}, "cooldownFactor 1.5 is below the operator's 2"),
-        ({"cooldownMaxSeconds": 1800}, "cooldownMaxSeconds 1800 is below the operator's 3600"),
-        ({"includeWorkflows": ["wf-b"]}, "includeWorkflows ['wf-b'] reaches ['wf-b']"),
-        ({"includeWorkflows": []}, "means every workflow"),
-        ({"excludeWorkflows": ["wf-c"]}, "leaves out ['wf-a:1'], which the operator excludes"),
-        ({"skipReasonPatterns": ["forbidden"]}, "leaves out ['quota'], which the operator skips on"),
-        ({"retryTerminalErrors": True}, "retryTerminalErrors true retries what the operator does not"),
+        ({"maxAttempts": 3}, "maxAttempts 3 is above the operator's limit 2 (RETRY_MAX_ATTEMPTS or its default)"),
+        ({"maxAgeHours": 25}, "maxAgeHours 25 is above the operator's limit 24 (RETRY_MAX_AGE_HOURS or its default)"),
+        (
+            {"cooldownSeconds": 299},
+            "cooldownSeconds 299 is below the operator's 300 (RETRY_COOLDOWN_SECONDS or its default)",
+        ),
+        (
+            {"cooldownFactor": 1.5},
+            "cooldownFactor 1.5 is below the operator's 2 (RETRY_COOLDOWN_FACTOR or its default)",
+        ),
+        (
+            {"cooldownMaxSeconds": 1800},
+            "cooldownMaxSeconds 1800 is below the operator's 3600 (RETRY_COOLDOWN_MAX_SECONDS or its default)",
+        ),
+        (
+            {"includeWorkflows": ["wf-b"]},
+            "includeWorkflows ['wf-b'] reaches ['wf-b'], beyond the operator's ['wf-a', 'wf-b:2'] "
+            "(RETRY_INCLUDE_WORKFLOWS or its default)",
+        ),
+        (
+            {"includeWorkflows": []},
+            "includeWorkflows [] means every workflow, beyond the operator's ['wf-a', 'wf-b:2'] "
+            "(RETRY_INCLUDE_WORKFLOWS or its default)",
+        ),
+        (
+            {"excludeWorkflows": ["wf-c"]},
+            "excludeWorkflows ['wf-c'] leaves out ['wf-a:1'], which the operator excludes "
+            "(RETRY_EXCLUDE_WORKFLOWS or its default)",
+        ),
+        (
+            {"skipReasonPatterns": ["forbidden"]},
+            "skipReasonPatterns ['forbidden'] leaves out ['quota'], which the operator skips on "
+            "(RETRY_SKIP_REASON_PATTERNS or its default)",
+        ),
+        (
+            {"retryTerminalErrors": True},
+            "retryTerminalErrors true retries what the operator does not (false) "
+            "(RETRY_TERMINAL_ERRORS or its default)",
+        ),
+        (
+            {"skipAccessErrors": False},
+            "skipAccessErrors false retries what the operator skips (true) (RETRY_SKIP_ACCESS_ERRORS or its default)",
+        ),
+        (
+            {"maxAttempts": 3, "cooldownSeconds": 1},
+            "maxAttempts 3 is above the operator's limit 2 (RETRY_MAX_ATTEMPTS or its default); "
+            "cooldownSeconds 1 is below the operator's 300 (RETRY_COOLDOWN_SECONDS or its default)",
+        ),
     ],
 )
 def test_a_call_that_loosens_a_field_is_refused_naming_field_value_and_limit(
-    call: dict[str, Any], message: str
+    call: dict[str, Any], problem: str
 ) -> None:
-    with pytest.raises(PolicyOverrideError, match="override refused") as caught:
+    with pytest.raises(PolicyOverrideError) as caught:
         resolve_policy(policy_overrides(call), OPERATOR)
-    assert message in str(caught.value)
-    assert "RETRY_ALLOW_PAYLOAD_LOOSENING=true" in str(caught.value)
+    assert str(caught.value) == "override refused: " + problem + HOW_TO_ALLOW
     allowed = resolve_policy(policy_overrides(call), {**OPERATOR, "RETRY_ALLOW_PAYLOAD_LOOSENING": "true"})
     assert allowed.model_fields_set >= set(policy_overrides(call))
+
+
+def test_a_long_value_in_a_refusal_is_cut_to_120_characters() -> None:
+    names = [f"workflow-number-{i}" for i in range(12)]
+    with pytest.raises(PolicyOverrideError) as caught:
+        resolve_policy(policy_overrides({"includeWorkflows": names}), OPERATOR)
+    shown = repr(names)[:117] + "..."
+    assert str(caught.value) == (
+        f"override refused: includeWorkflows {shown} reaches {shown}, beyond the operator's ['wf-a', 'wf-b:2'] "
+        "(RETRY_INCLUDE_WORKFLOWS or its default)" + HOW_TO_ALLOW
+    )
+    # 120 characters exactly are shown whole.
+    exact = ["x" * 116]  # repr: ['xxx...'] is 120 characters
+    assert len(repr(exact)) == 120
+    with pytest.raises(PolicyOverrideError) as whole:
+        resolve_policy(policy_overrides({"skipReasonPatterns": exact}), OPERATOR)
+    assert f"skipReasonPatterns {exact!r} leaves out" in str(whole.value)
 
 
 def test_the_loosening_opt_in_must_be_a_boolean() -> None:
@@ -816,3 +881,50 @@ def test_the_access_error_skip_can_be_turned_off_by_the_operator_only() -> None:
     assert resolve_policy(
         policy_overrides({"skipAccessErrors": True}), {"RETRY_SKIP_ACCESS_ERRORS": "false"}
     ).skip_access_errors
+
+
+def test_an_access_error_reads_in_full_and_names_the_failed_tasks_reason_before_the_executions() -> None:
+    refused = "Forbidden: missing timeSeriesAcl:WRITE"
+    tasks = [{"externalId": "load", "status": "FAILED", "reasonForIncompletion": refused}]
+    both = execution(reasonForIncompletion="403 Forbidden: missing functionsAcl:WRITE", executedTasks=tasks)
+    decision = decide(both, dry_run=False, now_ms=NOW)
+    assert decision.reason == (
+        "reasonForIncompletion of task 'load' is an access error (missing capability timeSeriesAcl:WRITE): a retry "
+        "runs as this tool's principal and would fail the same way; not retried (give the principal the access, "
+        "then retry by ID; RETRY_SKIP_ACCESS_ERRORS=false turns this check off)"
+    )
+    unnamed = decide(execution(reasonForIncompletion="Permission denied"), dry_run=False, now_ms=NOW)
+    assert unnamed.reason is not None
+    assert unnamed.reason.startswith("reasonForIncompletion of the execution is an access error: a retry runs")
+
+
+def test_an_access_error_names_at_most_five_capabilities() -> None:
+    acls = ", ".join(f"source{i}Acl:READ" for i in range(7))
+    decision = decide(execution(reasonForIncompletion=f"Forbidden: missing {acls}"), dry_run=False, now_ms=NOW)
+    named = ", ".join(f"source{i}Acl:READ" for i in range(5))
+    assert decision.reason is not None
+    assert f"an access error (missing capability {named}):" in decision.reason
+
+
+def test_a_snake_case_key_in_a_call_policy_is_named_as_the_documented_camel_case_one() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        policy_overrides({"max_attempts": "three"})
+    assert str(refused.value) == (
+        "invalid policy: maxAttempts: Input should be a valid integer, unable to parse string as an integer"
+    )
+
+
+def test_a_tightening_call_that_clashes_with_the_operators_other_fields_is_refused_in_full_words() -> None:
+    # Alone each layer is valid, and 250 s is a longer wait than the operator's 100 s: the clash is the
+    # operator's cooldownMaxSeconds of 200 against the call's cooldownSeconds.
+    operator = {"RETRY_COOLDOWN_SECONDS": "100", "RETRY_COOLDOWN_MAX_SECONDS": "200"}
+    with pytest.raises(PolicyOverrideError) as refused:
+        resolve_policy(policy_overrides({"cooldownSeconds": 250}), operator)
+    assert str(refused.value) == (
+        "invalid policy: policy: Value error, cooldownMaxSeconds must not be smaller than cooldownSeconds"
+    )
+
+
+def test_a_time_that_is_not_known_is_shown_as_a_dash() -> None:
+    assert format_time(None) == "-"
+    assert format_time(0) == "1970-01-01T00:00:00Z"

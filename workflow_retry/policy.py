@@ -255,7 +255,8 @@ def policy_overrides(data: object) -> dict[str, Any]:
         partial = RetryPolicy.model_validate(data)
     except ValidationError as exc:
         raise ConfigurationError(_describe(exc, "policy")) from None
-    return {name: getattr(partial, name) for name in partial.model_fields_set}
+    # In the fields' declared order, not the set's: a refusal names its fields in the same order every run.
+    return {name: getattr(partial, name) for name in RetryPolicy.model_fields if name in partial.model_fields_set}
 
 
 LOOSENING_VARIABLE = "RETRY_ALLOW_PAYLOAD_LOOSENING"
