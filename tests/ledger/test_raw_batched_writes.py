@@ -101,7 +101,10 @@ def test_without_throttling_a_row_waits_only_the_short_window(
     _take_spaced(ledger, ["warm"], 0)
     emu.clear_requests()
 
-    _take_spaced(ledger, [f"exec-{i}" for i in range(4)], gap_seconds=0.03)
+    # 0.2 s apart: inside the throttled window (0.5 s), which would batch them, and far outside the short
+    # one (2 ms). At 0.03 s apart, a loaded machine that stalled the event loop or the emulator for 30 ms
+    # let two rows meet in one short window (2 requests of 4, once in a full run at load 10).
+    _take_spaced(ledger, [f"exec-{i}" for i in range(4)], gap_seconds=0.2)
 
     assert len(emu.requests_matching("POST", ROWS)) == 4  # none waited for the next: the retry is not held up
 
