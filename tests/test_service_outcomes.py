@@ -363,3 +363,26 @@ def test_a_lost_retry_answer_that_cannot_be_checked_is_a_retryable_failure_on_th
         "capEnforced": True,
     }
     assert emu.retry_count(failed) == 0
+
+
+def test_an_execution_not_reached_before_the_deadline_is_a_retryable_failure_in_those_words(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRY_DEADLINE_SECONDS", "5")
+    monkeypatch.setenv("RETRY_REQUEST_TIMEOUT_SECONDS", "4")
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    # Every read of it outlasts the deadline: the first times out at 4 s, the SDK's second is cut at 5 s.
+    emu.add_fault(Fault(method="GET", path_regex=rf"/executions/{failed}$", latency=20.0))
+
+    result = call(client, {"executionId": failed}, Announcer())
+
+    message = "not reached before the call's deadline"
+    assert result == {
+        "executionId": failed,
+        "outcome": "failed",
+        "reason": message,
+        "execution": None,
+        "error": {"code": None, "message": message, "retryable": True},
+        "attempts": None,
+        "capEnforced": True,
+    }
