@@ -8,6 +8,7 @@ execution (which waiting calls take the handling task's result, and how that res
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -16,11 +17,20 @@ from cognite.client import CogniteClient
 
 from emulator import CdfEmulator, Fault
 from workflow_retry.cdf import SdkCdfGateway, run_on_sdk_loop
+from workflow_retry.errors import IdentityProviderError
 from workflow_retry.ids import ExecutionId
+from workflow_retry.ledger.raw import RawLedger
 from workflow_retry.models import Outcome, RetryReport
 from workflow_retry.payloads import parse_payload
 from workflow_retry.policy import RetryPolicy
-from workflow_retry.service import SHARED_PREFIX, RetryContext, retry_executions, retry_one
+from workflow_retry.service import (
+    CAP_NOT_ENFORCED,
+    SHARED_PREFIX,
+    RetryContext,
+    report_not_started,
+    retry_executions,
+    retry_one,
+)
 from workflow_retry.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("fast_env")
@@ -160,3 +170,158 @@ def test_one_execution_met_by_calls_that_decide_differently_is_decided_by_each(
     assert (dry.outcome, excluded.outcome, real.outcome) == (Outcome.DRY_RUN, Outcome.SKIPPED, Outcome.RETRIED)
     assert all(SHARED_PREFIX not in r.reason for r in (dry, excluded, real))
     assert emu.retry_count(failed) == 1
+
+
+# --- what each result carries -----------------------------------------------------------------------------------
+
+LEDGER = ("workflow_retry", "attempts")
+ROW = r"/raw/dbs/[^/]+/tables/[^/]+/rows/[^/]+$"
+ROWS = r"/raw/dbs/[^/]+/tables/[^/]+/rows$"
+HOUR_MS = 3_600_000
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _counted(client: CogniteClient, execution_id: str, attempts: int, ago_ms: int) -> None:
+    """A ledger row: ``attempts`` taken, the last one ``ago_ms`` ago."""
+    now = _now_ms()
+    row = {
+        "workflowExternalId": "wf",
+        "attempts": attempts,
+        "lastAttemptAt": now - ago_ms,
+        "lastOutcome": "retried",
+        "expiresAt": now // 1000 + 86_400,
+    }
+    client.raw.rows.insert(*LEDGER, {execution_id: row}, ensure_parent=True)
+
+
+def _raw_context(client: CogniteClient) -> RetryContext:
+    return RetryContext(ledger=RawLedger(client, *LEDGER, 86_400))
+
+
+def test_every_decided_result_carries_its_execution_and_attempt_count(emu: CdfEmulator, client: CogniteClient) -> None:
+    capped = emu.seed_execution("wf", "1", "FAILED")["id"]
+    cooling = emu.seed_execution("wf", "1", "FAILED")["id"]
+    running = emu.seed_execution("wf", "1", "RUNNING")["id"]
+    _counted(client, capped, 3, HOUR_MS)
+    _counted(client, cooling, 1, 1_000)
+    _counted(client, running, 2, HOUR_MS)
+    gateway = SdkCdfGateway(client, None)
+
+    report = run(
+        retry_executions(
+            parse_payload({"executionIds": [capped, cooling, running]}), gateway, Settings(), _raw_context(client)
+        )
+    )
+    dry = run(
+        retry_executions(
+            parse_payload({"executionId": capped, "dryRun": True}),
+            gateway,
+            Settings(),
+            RetryContext(ledger=RawLedger(client, *LEDGER, 86_400), policy=RetryPolicy(max_attempts=5)),
+        )
+    )
+
+    seen = [(r.execution_id, r.outcome, r.attempts, (r.execution or {}).get("id")) for r in report.results]
+    assert seen == [
+        (capped, Outcome.EXHAUSTED, 3, capped),
+        (cooling, Outcome.DEFERRED, 1, cooling),
+        (running, Outcome.SKIPPED, 2, running),
+    ]
+    [would] = dry.results
+    assert (would.outcome, would.attempts, (would.execution or {}).get("id")) == (Outcome.DRY_RUN, 3, capped)
+    assert emu.retry_count(capped) == emu.retry_count(cooling) == 0
+
+
+def test_a_failed_read_of_the_execution_says_what_failed(emu: CdfEmulator, client: CogniteClient) -> None:
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    emu.add_fault(Fault(method="GET", path_regex=EXECUTION_READ, statuses=[500] * 50))
+
+    [result] = run(
+        retry_executions(
+            parse_payload({"executionId": failed}), SdkCdfGateway(client, None), Settings(), _raw_context(client)
+        )
+    ).results
+
+    assert result.outcome is Outcome.FAILED
+    assert result.error is not None
+    assert result.error.retryable
+    assert result.reason == f"reading the execution failed: {result.error.message}"
+    assert emu.retry_count(failed) == 0
+
+
+@pytest.mark.parametrize(
+    ("step", "counted"), [("read", 1), ("write", 1), ("write", 0)], ids=["read", "write", "first-write"]
+)
+def test_a_ledger_failure_fails_the_id_with_its_execution_and_sends_no_retry(
+    emu: CdfEmulator, client: CogniteClient, step: str, counted: int
+) -> None:
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    if counted:
+        _counted(client, failed, counted, HOUR_MS)
+    method, path = ("GET", ROW) if step == "read" else ("POST", ROWS)
+    emu.add_fault(Fault(method=method, path_regex=path, statuses=[500] * 50))
+
+    report = run(
+        retry_executions(
+            parse_payload({"executionId": failed}), SdkCdfGateway(client, None), Settings(), _raw_context(client)
+        )
+    )
+
+    [result] = report.results
+    assert result.outcome is Outcome.FAILED
+    assert result.error is not None
+    assert result.reason == result.error.message
+    assert result.reason.endswith("; not retried, as the attempt could not be counted")
+    assert (result.execution or {}).get("id") == failed
+    assert result.attempts == (counted if step == "write" and counted else None)
+    assert emu.retry_count(failed) == 0
+
+
+def test_a_refused_session_fails_the_id_with_its_execution_and_the_earlier_count(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    _counted(client, failed, 1, HOUR_MS)
+    emu.add_fault(Fault(method="POST", path_regex=r"/sessions$", statuses=[403]))
+
+    report = run(
+        retry_executions(
+            parse_payload({"executionId": failed}), SdkCdfGateway(client, None), Settings(), _raw_context(client)
+        )
+    )
+
+    [result] = report.results
+    assert result.outcome is Outcome.FAILED
+    assert result.error is not None
+    assert result.error.code == 403
+    assert result.reason == result.error.message
+    assert ((result.execution or {}).get("id"), result.attempts) == (failed, 1)
+    assert emu.raw_rows(*LEDGER)[failed]["attempts"] == 1
+
+
+# --- a call that could not start ------------------------------------------------------------------------------
+
+
+def test_a_call_that_could_not_start_fails_each_valid_id_and_keeps_each_invalid_ones_problem(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    request = parse_payload({"executionIds": [failed, "not an id!"]})
+    [invalid] = [r for r in request.ids if r.execution_id is None]
+    error = IdentityProviderError("the identity provider did not answer", retryable=True)
+
+    with_ledger = report_not_started(request, error, _raw_context(client))
+    without = report_not_started(request, error)
+
+    assert [(r.outcome, r.reason, r.cap_enforced) for r in with_ledger.results] == [
+        (Outcome.FAILED, error.message, True),
+        (Outcome.INVALID, invalid.problem, True),
+    ]
+    assert [(r.outcome, r.reason, r.cap_enforced) for r in without.results] == [
+        (Outcome.FAILED, f"{error.message} ({CAP_NOT_ENFORCED})", False),
+        (Outcome.INVALID, invalid.problem, False),
+    ]
+    assert emu.requests_matching("GET", EXECUTION_READ) == []
