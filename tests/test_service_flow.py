@@ -325,3 +325,18 @@ def test_a_call_that_could_not_start_fails_each_valid_id_and_keeps_each_invalid_
         (Outcome.INVALID, invalid.problem, False),
     ]
     assert emu.requests_matching("GET", EXECUTION_READ) == []
+
+
+@pytest.mark.parametrize("full_execution", [False, True])
+def test_retry_one_returns_the_whole_execution_only_when_asked(
+    emu: CdfEmulator, client: CogniteClient, full_execution: bool
+) -> None:
+    """A sweep's candidates: ``fullExecution`` keeps the executed tasks, the default keeps the compact fields."""
+    running = emu.seed_execution("wf", "1", "RUNNING")["id"]
+    gateway = SdkCdfGateway(client, None)
+
+    result = run(retry_one(running, gateway, dry_run=False, context=RetryContext(), full_execution=full_execution))
+
+    assert result.execution is not None
+    assert ("executedTasks" in result.execution) is full_execution
+    assert result.execution["id"] == running
