@@ -8,6 +8,7 @@ execution (which waiting calls take the handling task's result, and how that res
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ from emulator import CdfEmulator, Fault
 from workflow_retry.cdf import SdkCdfGateway, run_on_sdk_loop
 from workflow_retry.errors import IdentityProviderError
 from workflow_retry.ids import ExecutionId
-from workflow_retry.ledger.raw import RawLedger
+from workflow_retry.ledger.raw import READ_AHEAD_MIN_IDS, RawLedger
 from workflow_retry.models import Outcome, RetryReport
 from workflow_retry.payloads import parse_payload
 from workflow_retry.policy import RetryPolicy
@@ -340,3 +341,24 @@ def test_retry_one_returns_the_whole_execution_only_when_asked(
     assert result.execution is not None
     assert ("executedTasks" in result.execution) is full_execution
     assert result.execution["id"] == running
+
+
+def test_a_failed_bulk_read_of_the_ledger_is_logged_and_each_id_reads_its_own_record(
+    emu: CdfEmulator, client: CogniteClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids = [emu.seed_execution("wf", "1", "FAILED")["id"] for _ in range(READ_AHEAD_MIN_IDS)]
+    emu.add_fault(Fault(method="GET", path_regex=ROWS, statuses=[500] * 50))
+    emu.clear_requests()
+
+    with caplog.at_level(logging.WARNING, logger="workflow_retry.service"):
+        report = run(
+            retry_executions(
+                parse_payload({"executionIds": ids}), SdkCdfGateway(client, None), Settings(), _raw_context(client)
+            )
+        )
+
+    assert [r.outcome for r in report.results] == [Outcome.RETRIED] * len(ids)
+    assert len(emu.requests_matching("GET", ROW)) == len(ids)
+    [warning] = [r.getMessage() for r in caplog.records if "in bulk" in r.getMessage()]
+    assert warning.startswith("reading the attempt ledger in bulk failed, reading it per execution: ")
+    assert "500" in warning
