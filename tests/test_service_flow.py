@@ -26,11 +26,13 @@ from workflow_retry.payloads import parse_payload
 from workflow_retry.policy import RetryPolicy
 from workflow_retry.service import (
     CAP_NOT_ENFORCED,
+    DEADLINE_MESSAGE,
     SHARED_PREFIX,
     RetryContext,
     report_not_started,
     retry_executions,
     retry_one,
+    shared_slots,
 )
 from workflow_retry.settings import Settings
 
@@ -362,3 +364,24 @@ def test_a_failed_bulk_read_of_the_ledger_is_logged_and_each_id_reads_its_own_re
     [warning] = [r.getMessage() for r in caplog.records if "in bulk" in r.getMessage()]
     assert warning.startswith("reading the attempt ledger in bulk failed, reading it per execution: ")
     assert "500" in warning
+
+
+def test_an_id_the_deadline_cuts_before_its_retry_request_is_not_reached(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    """Other calls of the process hold every slot until the deadline: the ID never starts, and says so."""
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+    settings = Settings(concurrency=1, deadline_seconds=1.5, request_timeout_seconds=1)
+
+    async def while_the_slots_are_taken() -> RetryReport:
+        async with shared_slots(settings.concurrency):
+            return await retry_executions(parse_payload({"executionId": failed}), SdkCdfGateway(client, None), settings)
+
+    [result] = run(while_the_slots_are_taken()).results
+
+    assert result.outcome is Outcome.FAILED
+    assert result.error is not None
+    assert (result.error.code, result.error.retryable) == (None, True)
+    assert result.reason == f"{DEADLINE_MESSAGE} ({CAP_NOT_ENFORCED})"
+    assert emu.requests_matching("GET", EXECUTION_READ) == []
+    assert emu.retry_count(failed) == 0
