@@ -27,6 +27,7 @@ SPEEDUP_TARGET = 12.0
 FLOOR_TARGET = 1.3
 SLOW_SPEEDUP_TARGET = 15.0
 ROUND_TRIPS_PER_ID = 3
+SLOW_SIDES = ("loop", "batch", "chain")
 """The requests of one ID that must follow each other: its execution, then a session, then the retry."""
 STORM_TARGET = 1.3
 """Requests under 20% 429s / requests without: 1 / (1 - 0.2) = 1.25 is the least possible."""
@@ -50,7 +51,7 @@ class BacklogRun:
     answer: dict[str, Any]
 
 
-def _run(cdf: EmulatedCdf, worker: Worker, side: str, size: int, tag: str) -> BacklogRun:
+def _run(cdf: EmulatedCdf, worker: Worker, side: str, size: int, tag: str, concurrency: int = 0) -> BacklogRun:
     workflow = f"bench-backlog-{side}-{tag}"
     ids = cdf.seed_failed(size, workflow)
     cdf.start_counting()
@@ -59,6 +60,8 @@ def _run(cdf: EmulatedCdf, worker: Worker, side: str, size: int, tag: str) -> Ba
         answer = worker.call("script", ids=ids, timeout=60 + size)
         if answer["errors"]:
             raise RuntimeError(f"the script loop failed: {answer['first_errors']}")
+    elif side == "chain":
+        answer = worker.call("chain", ids=ids, concurrency=concurrency, timeout=60 + size)
     else:
         payload: dict[str, Any] = (
             {"executionIds": ids}
@@ -92,6 +95,7 @@ def compare_backlog(
     runs: dict[str, list[BacklogRun]] = {side: [] for side in sides}
     slow: dict[str, BacklogRun] = {}
     bare: list[BacklogRun] = []
+    chain: list[BacklogRun] = []
     # The sweep side asks for maxRestarts = the backlog size: the operator's limit must allow it.
     with Worker(cdf.child_env(RETRY_SWEEP_MAX_RESTARTS="1000")) as worker:
         warm_up(cdf, worker)
@@ -102,9 +106,10 @@ def compare_backlog(
                 runs[side].append(_run(cdf, worker, side, size, f"r{i}"))
             if i < LOOP_ROUNDS:
                 bare.append(_bare(cdf, worker, runs["batch"][-1].requests, concurrency))
+                chain.append(_run(cdf, worker, "chain", size, f"r{i}", concurrency))
         if slow_network is not None:
             cdf.emu.latency = slow_network[1]
-            slow = {side: _run(cdf, worker, side, slow_network[0], "slow") for side in ("loop", "batch")}
+            slow = {side: _run(cdf, worker, side, slow_network[0], "slow", concurrency) for side in SLOW_SIDES}
             cdf.emu.latency = LATENCY_SECONDS
     loop = [r.seconds for r in runs["loop"]]
     rows: list[Row] = []
@@ -156,6 +161,7 @@ def compare_backlog(
         if side == "batch":
             rows.append(_cpu_bound_row(size, label, runs[side], median(loop)))
             rows.append(_sdk_floor_row(size, bare, median(loop), concurrency))
+            rows.append(_least_client_row(f"backlog {size}", chain, median(loop), concurrency))
     if slow_network is not None:
         n, latency = slow_network
         speed_up = slow["loop"].seconds / slow["batch"].seconds
@@ -172,6 +178,8 @@ def compare_backlog(
                 round_trip_floor_seconds=round(ROUND_TRIPS_PER_ID * latency * n / concurrency, 3),
             )
         )
+        slow_label = f"backlog {n} at {latency * 1000:.0f} ms latency"
+        rows.append(_least_client_row(slow_label, [slow["chain"]], slow["loop"].seconds, concurrency))
     return rows
 
 
@@ -200,6 +208,26 @@ def _sdk_floor_row(size: int, bare: list[BacklogRun], loop_seconds: float, concu
         seconds=rounded([r.seconds for r in bare]),
         cpu_seconds=rounded([r.cpu_seconds for r in bare]),
         requests=requests,
+        speed_up=round(loop_seconds / seconds, 2),
+    )
+
+
+def _least_client_row(label: str, chain: list[BacklogRun], loop_seconds: float, concurrency: int) -> Row:
+    """The least client of this design on the SDK: per ID its execution, a session and the retry, in a row.
+
+    No decision, ledger, deadline or results: what any client that keeps the contracts (the execution
+    read before the session, one session per retry) can reach on this SDK and machine, at this concurrency.
+    """
+    seconds = median([r.seconds for r in chain])
+    cpu_ms = 1000 * median([r.cpu_seconds / r.requests for r in chain])
+    return info(
+        f"{label}: the least client on the SDK (execution, session, retry in a row, {concurrency} IDs at a time)",
+        f"{loop_seconds / seconds:.1f}x the loop ({cpu_ms:.1f} ms CPU/request)",
+        loop_seconds / seconds,
+        seconds=rounded([r.seconds for r in chain]),
+        cpu_seconds=rounded([r.cpu_seconds for r in chain]),
+        requests=median([r.requests for r in chain]),
+        cpu_ms_per_request=round(cpu_ms, 2),
         speed_up=round(loop_seconds / seconds, 2),
     )
 

@@ -67,7 +67,7 @@ class Plan:
             loop_under_throttling=True,
             sweep_sizes=(1_000, 50_000),
             sweep_runs=1,
-            time_limit_seconds=600.0,
+            time_limit_seconds=1200.0,  # 5-6 minutes at a load of 3-7; twice that at 10 on 2 cores
             wait_for_deferred=True,
             slow_network=(200, 0.100),
             rate_limiter=RATE_LIMITER,

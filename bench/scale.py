@@ -49,10 +49,13 @@ def compare_scale(cdf: EmulatedCdf, small: int, large: int, runs: int) -> list[R
     cdf.emu.latency = LATENCY_SECONDS
     env = cdf.child_env()
     measured: dict[int, list[ChildRun]] = {small: [], large: []}
+    requests: dict[int, list[int]] = {small: [], large: []}
     for i in range(runs):
         for n in (small, large) if i % 2 == 0 else (large, small):
             ids = cdf.seed_failed(n, f"bench-scale-{n}-{i}")
+            cdf.start_counting()
             measured[n].append(_batch(cdf, ids, env, timeout=60 + n))
+            requests[n].append(len(cdf.api_requests()))
     per_id = {n: median([r.output["seconds"] for r in runs_]) / n for n, runs_ in measured.items()}
     return [
         at_most(
@@ -64,6 +67,8 @@ def compare_scale(cdf: EmulatedCdf, small: int, large: int, runs: int) -> list[R
             large_seconds=rounded([r.output["seconds"] for r in measured[large]]),
             small_ms_per_id=round(1000 * per_id[small], 2),
             large_ms_per_id=round(1000 * per_id[large], 2),
+            small_requests_per_id=round(median(requests[small]) / small, 2),
+            large_requests_per_id=round(median(requests[large]) / large, 2),
         ),
         at_most(
             f"scale: batch of {large:,} vs {small:,}, peak RSS growth",

@@ -158,3 +158,19 @@ def test_in_a_batch_each_attempt_is_written_before_its_retry_request_is_sent(
     retried_at = {r.path.split("/")[-2]: r.time for r in emu.requests_matching("POST", r"/retry$")}
     assert sorted(retried_at) == sorted(failed)
     assert all(retried_at[i] >= written_at[i] for i in failed)
+
+
+def test_an_execution_cdf_does_not_know_is_answered_without_waiting_for_its_ledger_row(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    unknown = "059edaa4-a17a-4102-910e-2c3591500cce"
+    # The row read hangs past the request timeout (5 s in these tests): once the execution's read has
+    # answered "not found", nothing the row could say changes the result.
+    emu.add_fault(Fault(method="GET", path_regex=r"/rows/[^/]+$", latency=30))
+
+    started = time.monotonic()
+    result = only(handler.handle({"executionId": unknown}, client, SECRETS))
+
+    assert result["outcome"] == "not_found"
+    assert time.monotonic() - started < 4  # not the row read's 5 s timeout
+    assert emu.requests_matching("POST", r"/sessions$") == []

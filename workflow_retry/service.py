@@ -5,9 +5,10 @@ each execution and acts through a :class:`CdfGateway`. It does not know which pl
 
 A :class:`RetryContext` carries the policy, the attempt ledger and the give-up announcer. A batch
 reads the ledger records of all its IDs at once where the ledger can (:func:`reading_ahead`), beside
-the first executions' reads. Per execution: the execution and its ledger record (from the bulk read,
-or alone) are read at the same time; the attempt is counted while the session is created; then the
-retry request is sent.
+the first executions' reads, and again in bulk once that read has gone stale. Per execution: the
+execution and its ledger record (from the bulk read, or alone) are read at the same time; the attempt
+is counted while the session is created; then the retry request is sent. The execution's own requests
+run in its task, the ledger's beside it (:func:`_retry_one`).
 
 In one process an execution is handled by one task at a time (:func:`one_at_a_time`): the records of
 an SQS batch, or concurrent calls, that name an execution already being handled wait for that task
@@ -62,7 +63,7 @@ class RetryContext:
     ledger: AttemptLedger = field(default_factory=NoLedger)
     announcer: Announcer = field(default_factory=Announcer)
     clock: Callable[[], int] = now_ms
-    ledger_snapshot: asyncio.Future[LedgerSnapshot | None] | None = None
+    read_ahead: ReadAhead | None = None
     """Records being read ahead for a batch (:func:`reading_ahead`); an ID it does not answer for is read alone."""
 
 
@@ -79,19 +80,51 @@ async def _read_snapshot(execution_ids: list[ExecutionId], context: RetryContext
     return LedgerSnapshot(records, frozenset(execution_ids), now, whole=context.ledger.bulk_records_whole)
 
 
+class ReadAhead:
+    """The ledger records of a batch read in bulk, and read in bulk again once that read has gone stale.
+
+    A snapshot answers for ``READ_AHEAD_FRESH_MS`` (a long batch must not decide on an old record). The
+    first ID that finds it stale starts one bulk read of the IDs not yet served, which every later ID
+    waits for, instead of each reading its own record: a batch of 1,000 IDs that outlives one snapshot
+    then costs a request or a few more, not one per late ID. The ledger still declines a bulk read that
+    would cost more than single reads (too few IDs left, too many pages): those IDs read alone.
+    """
+
+    def __init__(self, execution_ids: list[ExecutionId], context: RetryContext) -> None:
+        self._context = context
+        self._unserved = set(execution_ids)
+        self._pending = asyncio.ensure_future(_read_snapshot(execution_ids, context))
+
+    async def snapshot_for(self, execution_id: ExecutionId, now_ms: int) -> LedgerSnapshot | None:
+        """The snapshot to decide this ID on (None: read its record alone); read again in bulk when stale."""
+        pending = self._pending
+        # Shielded: this ID's deadline or cancellation must not cancel the read the others wait for.
+        snapshot = await asyncio.shield(pending)
+        if snapshot is not None and execution_id in snapshot.covers and not snapshot.knows(execution_id, now_ms):
+            if self._pending is pending:  # the first to find it stale reads again for all that are left
+                self._pending = asyncio.ensure_future(_read_snapshot(sorted(self._unserved), self._context))
+            snapshot = await asyncio.shield(self._pending)
+        self._unserved.discard(execution_id)
+        return snapshot
+
+    def close(self) -> None:
+        self._pending.cancel()
+
+
 @asynccontextmanager
 async def reading_ahead(execution_ids: list[ExecutionId], context: RetryContext) -> AsyncIterator[RetryContext]:
     """The context whose ledger records are being read in bulk while the executions are read.
 
     The bulk read runs beside the first executions' reads instead of before them: an ID waits for it only
-    once its execution is read, when the decision needs the record. Best effort: when the bulk read fails
-    or the ledger cannot do it cheaply, each ID reads its own record. The read ends with the block.
+    once its execution is read, when the decision needs the record; it is read again when it has gone
+    stale (:class:`ReadAhead`). Best effort: when the bulk read fails or the ledger cannot do it cheaply,
+    each ID reads its own record. The read ends with the block.
     """
-    pending = asyncio.ensure_future(_read_snapshot(execution_ids, context))
+    read_ahead = ReadAhead(execution_ids, context)
     try:
-        yield replace(context, ledger_snapshot=pending)
+        yield replace(context, read_ahead=read_ahead)
     finally:
-        pending.cancel()
+        read_ahead.close()
 
 
 Progress = Callable[[int, int], None]
@@ -298,21 +331,25 @@ async def _retry_one(
 ) -> ExecutionResult:
     ctx = context
     now = ctx.clock()
-    read_execution, read_record = await asyncio.gather(
-        gateway.get_execution(execution_id), _read_record(execution_id, ctx, now), return_exceptions=True
-    )
-    if isinstance(read_execution, ExecutionNotFoundError):
-        return _result(execution_id, Outcome.NOT_FOUND, f"CDF does not know this execution ({read_execution.code})")
-    if isinstance(read_execution, CdfRequestError):
-        return _failed(execution_id, read_execution, "reading the execution failed")
-    if isinstance(read_execution, BaseException):
-        raise read_execution
-    execution = read_execution
-    if isinstance(read_record, LedgerError):
-        return _failed(execution_id, ledger_failure(read_record), "", execution)
-    if isinstance(read_record, BaseException):
-        raise read_record
-    record = read_record
+    # The execution is read in this task and the record beside it in another: the execution's answer
+    # goes on in this task without a hop through the event loop's queue (on a busy loop each hop keeps
+    # a connection idle in the SDK's pool, where every request probes it: docs/benchmarks.md).
+    read_record = asyncio.ensure_future(_read_record(execution_id, ctx, now))
+    try:
+        execution = await gateway.get_execution(execution_id)
+    except ExecutionNotFoundError as exc:
+        await _discard(read_record)
+        return _result(execution_id, Outcome.NOT_FOUND, f"CDF does not know this execution ({exc.code})")
+    except CdfRequestError as exc:
+        await _discard(read_record)
+        return _failed(execution_id, exc, "reading the execution failed")
+    except BaseException:
+        await _discard(read_record)
+        raise
+    try:
+        record = await read_record
+    except LedgerError as exc:
+        return _failed(execution_id, ledger_failure(exc), "", execution)
 
     decision = decide_with_record(execution, record, ctx.policy, dry_run=dry_run, now_ms=now)
     attempts = record.attempts if record else None
@@ -332,10 +369,17 @@ async def _retry_one(
     return await _retry_counted(execution_id, execution, record, decision, gateway, ctx)
 
 
+async def _discard(task: asyncio.Future[Any]) -> None:
+    """Cancel a task beside this one whose result is no longer wanted, and wait until it has ended."""
+    task.cancel()
+    await asyncio.wait([task])  # unlike awaiting it, never raises its error; this task's own cancellation still does
+    if not task.cancelled():
+        task.exception()  # retrieved: an error it ended with before the cancel is not logged as unhandled
+
+
 async def _read_record(execution_id: ExecutionId, ctx: RetryContext, now: int) -> AttemptRecord | None:
-    if ctx.ledger_snapshot is not None:
-        # Shielded: this ID's deadline or cancellation must not cancel the read the others wait for.
-        snapshot = await asyncio.shield(ctx.ledger_snapshot)
+    if ctx.read_ahead is not None:
+        snapshot = await ctx.read_ahead.snapshot_for(execution_id, now)
         if snapshot is not None and snapshot.knows(execution_id, now):
             record = snapshot.records.get(execution_id)
             if record is None or snapshot.whole:
@@ -370,13 +414,25 @@ async def _retry_counted(
     now = ctx.clock()
     workflow = execution.get("workflowExternalId")
     workflow = workflow if isinstance(workflow, str) else None
-    took, made = await asyncio.gather(
+    # The attempt is counted in another task while the session is created in this one (see _retry_one).
+    taking = asyncio.ensure_future(
         ctx.ledger.take_attempt(
             record, execution_id, workflow, now, with_attempt(record, execution, now, ctx.policy.max_attempts)
-        ),
-        gateway.create_nonce(workflow),  # the workflow's own credentials, where it is mapped to some
-        return_exceptions=True,
+        )
     )
+    made: Nonce | BaseException
+    try:
+        made = await gateway.create_nonce(workflow)  # the workflow's own credentials, where it is mapped to some
+    except CdfRequestError as exc:
+        made = exc
+    except BaseException:
+        await _discard(taking)
+        raise
+    took: AttemptRecord | BaseException | None
+    try:
+        took = await taking
+    except Exception as exc:
+        took = exc
     if isinstance(took, LedgerError):
         return _failed(execution_id, ledger_failure(took), "", execution, record.attempts if record else None)
     if isinstance(took, BaseException):

@@ -1,8 +1,10 @@
 """A cold start loads only what it needs: no boto3, Powertools idempotency or cryptography unless used.
 
-Each test runs ``handler.lambda_handler`` in a fresh interpreter (this test process has long imported
-everything) against the CDF emulator, and asserts both what the caller gets back and which of the
-heavy modules the interpreter holds afterwards. Not a timing test: docs/benchmarks.md has the times.
+Each test runs ``handler.lambda_handler`` in a fresh container (this test process has long imported
+everything): forked after the container's init (tests/support/cold_start.py), or, for the import of
+``handler`` itself, a new interpreter. Against the CDF emulator, each test asserts both what the caller
+gets back and which of the heavy modules the container holds afterwards. Not a timing test:
+docs/benchmarks.md has the times.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tests.aws.conftest import unique
 from tests.aws.samples import http_event, sqs_event
 from tests.aws.senders import new_webhook_secret, signed
 from tests.conftest import FUNCTION_CLIENT_SECRET
+from tests.support.cold_start import run_in_container
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_ONLY = ("boto3", "botocore", "aws_lambda_powertools", "workflow_retry.aws")
@@ -42,7 +45,7 @@ loaded = sorted(m for m in sys.modules if m.startswith({LAMBDA_ONLY!r}))
 print(json.dumps(loaded))
 """
 
-# A cold container: the runtime imports handler, then calls lambda_handler once per event (stdin).
+# A cold container after its init (the runtime imported handler): lambda_handler once per event (stdin).
 INVOKE_PROBE = f"""
 import json, sys, time
 from awslambdaric.lambda_context import LambdaContext
@@ -59,15 +62,7 @@ print(json.dumps({{"answers": answers, "loaded": [m for m in {HEAVY!r} if m in s
 
 def cold_container(*events: dict[str, Any], env: dict[str, str] | None = None) -> tuple[list[Any], set[str]]:
     """What a fresh container answers to ``events``, and which of HEAVY it loaded doing so."""
-    done = subprocess.run(
-        [sys.executable, "-c", INVOKE_PROBE],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        input=json.dumps(events),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_in_container(INVOKE_PROBE, env={**os.environ, **(env or {})}, input=json.dumps(events), timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert FUNCTION_CLIENT_SECRET not in done.stdout + done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])

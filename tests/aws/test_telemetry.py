@@ -1,23 +1,21 @@
 """What a Lambda container prints: Powertools Logger's JSON lines (and, for metrics, CloudWatch EMF).
 
-Each test runs ``handler.lambda_handler`` in a fresh interpreter, as a cold container, against the CDF
-emulator, and parses every line it wrote to stdout (what CloudWatch Logs keeps).
+Each test runs ``handler.lambda_handler`` in a fresh container, forked after its init
+(tests/support/cold_start.py), against the CDF emulator, and parses every line it wrote to stdout
+(what CloudWatch Logs keeps).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 from emulator import CdfEmulator
 from tests.aws.samples import sqs_event
 from tests.conftest import FUNCTION_CLIENT_SECRET
+from tests.support.cold_start import run_in_container
 
-ROOT = Path(__file__).resolve().parents[2]
 ANSWERS = "ANSWERS "
 
 # A cold container: one invocation per event (stdin), each with its own request ID.
@@ -45,15 +43,7 @@ def cold_container(*events: dict[str, Any], env: dict[str, str] | None = None) -
     """The answers of a fresh container to ``events``, and every other stdout line parsed as JSON."""
     environment = {**os.environ, "AWS_LAMBDA_FUNCTION_NAME": "workflow-retry", **(env or {})}
     environment.pop("POWERTOOLS_LOG_DEDUPLICATION_DISABLED", None)  # as deployed (tests/conftest.py sets it)
-    done = subprocess.run(
-        [sys.executable, "-c", INVOKE],
-        cwd=ROOT,
-        env=environment,
-        input=json.dumps(events),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_in_container(INVOKE, env=environment, input=json.dumps(events), timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert FUNCTION_CLIENT_SECRET not in done.stdout + done.stderr
     lines = done.stdout.splitlines()

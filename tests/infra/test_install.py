@@ -2,14 +2,21 @@
 
 The install runs in a new, empty virtual environment from a copy of the files a source distribution
 holds (pyproject.toml, README.md, the package), so the working tree gets no build/ or egg-info
-leftovers. pip's own cache is shared with other runs: the first run downloads, later ones do not.
+leftovers. It installs offline from a wheelhouse of requirements.txt's pins, their dependencies and the
+build backend, kept in pytest's cache between runs (``.pytest_cache``; ``make clean`` removes it): the
+first run downloads it, later runs reach no index at all (resolving the declared ranges against the live
+index took most of the test's minute or more, and its answer changed whenever a package had a release).
+``--no-index`` still makes pip resolve every declared dependency and build the package in an isolated
+build environment, as for a user; the wheelhouse only holds the versions the suite was tested with.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tomllib
 import venv
 from pathlib import Path
@@ -53,8 +60,37 @@ def test_pyproject_installs_only_the_package_and_the_command() -> None:
     assert pyproject["tool"]["setuptools"]["packages"]["find"]["include"] == ["workflow_retry", "workflow_retry.*"]
 
 
+def _build_requires() -> list[str]:
+    return list(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["build-system"]["requires"])
+
+
+@pytest.fixture
+def wheelhouse(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Wheels of requirements.txt (pins and their dependencies) and of the build backend, made once per
+    requirements.txt and build-system (pytest's cache, when it is on; else this test's own folder)."""
+    requirements = REPO_ROOT / "requirements.txt"
+    key = hashlib.sha256(requirements.read_bytes() + repr(_build_requires()).encode()).hexdigest()[:16]
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir(f"wheelhouse-{key}") if cache is not None else tmp_path / "wheelhouse"
+    done = folder / ".complete"
+    if not done.exists():
+        made = subprocess.run(
+            [
+                *(sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check"),
+                *("--wheel-dir", folder, "-r", requirements, *_build_requires()),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert made.returncode == 0, made.stderr[-3000:]
+        done.touch()
+    return folder
+
+
 @pytest.mark.slow
-def test_pip_install_in_a_clean_venv_gives_the_workflow_retry_command(tmp_path: Path) -> None:
+def test_pip_install_in_a_clean_venv_gives_the_workflow_retry_command(tmp_path: Path, wheelhouse: Path) -> None:
     source = tmp_path / "src"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -67,7 +103,10 @@ def test_pip_install_in_a_clean_venv_gives_the_workflow_retry_command(tmp_path: 
     bin_dir = env_dir / "bin"
     install = subprocess.run(
         # --no-compile: byte-compiling the dependencies takes time and is not what is tested.
-        [bin_dir / "python", "-m", "pip", "install", "--quiet", "--no-compile", str(source)],
+        [
+            *(bin_dir / "python", "-m", "pip", "install", "--quiet", "--no-compile", "--disable-pip-version-check"),
+            *("--no-index", "--find-links", wheelhouse, source),
+        ],
         capture_output=True,
         text=True,
         timeout=900,

@@ -111,10 +111,13 @@ def test_dynamodbs_errors_say_what_failed_and_only_throttling_and_faults_are_ret
         run(ledger.get("exec-1", 0))
     with pytest.raises(LedgerError) as writing:
         run(ledger.take_attempt(None, "exec-1", "wf", 0))
+    with pytest.raises(LedgerError) as listing:
+        run(ledger.list_recent(0, 0, 10))
 
     assert str(reading.value) == f"reading the DynamoDB attempt ledger failed ({code}: the table said no)"
     assert str(writing.value) == f"writing the DynamoDB attempt ledger failed ({code}: the table said no)"
-    for error in (reading.value, writing.value):
+    assert str(listing.value) == str(reading.value)
+    for error in (reading.value, writing.value, listing.value):
         assert (error.code, error.retryable) == (status, retryable)
 
 
@@ -266,3 +269,42 @@ def test_a_record_is_live_until_the_second_it_expires(ledger_table: str) -> None
 
     assert run(ledger.get("exec-edge", expires_ms - 1)) == taken
     assert run(ledger.get("exec-edge", expires_ms)) is None
+
+
+def test_an_item_written_before_the_history_was_kept_reads_as_a_record_without_history(ledger_table: str) -> None:
+    now = int(time.time() * 1000)
+    boto3.client("dynamodb").put_item(
+        TableName=ledger_table,
+        Item={
+            "executionId": {"S": "exec-old"},
+            "workflowExternalId": {"S": "wf"},
+            "attempts": {"N": "2"},
+            "lastAttemptAt": {"N": str(now - 60_000)},
+            "lastOutcome": {"S": "retried"},
+            "expiresAt": {"N": str(now // 1000 + TTL)},
+        },
+    )
+    ledger = DynamoDbLedger(boto3.client("dynamodb"), ledger_table, TTL)
+
+    record = run(ledger.get("exec-old", now))
+
+    assert record == AttemptRecord("exec-old", "wf", 2, now - 60_000, "retried", now // 1000 + TTL)
+    assert run(ledger.take_attempt(record, "exec-old", None, now)) is not None  # and it still counts
+
+
+def test_a_give_up_for_an_execution_of_no_known_workflow_reads_back_without_one(ledger_table: str) -> None:
+    ledger = DynamoDbLedger(boto3.client("dynamodb"), ledger_table, TTL)
+    now = int(time.time() * 1000)
+
+    assert run(ledger.record_outcome(AttemptRecord("exec-nowf", None, 0, None, None, 0), "gave_up", now)) is True
+
+    item = item_of(ledger_table, "exec-nowf")
+    assert item is not None
+    assert "workflowExternalId" not in item
+    record = run(ledger.get("exec-nowf", now + 1))
+    assert (record.workflow_external_id, record.attempts, record.last_attempt_at, record.last_outcome) == (
+        None,
+        0,
+        None,
+        "gave_up",
+    )

@@ -10,12 +10,13 @@ import pytest
 from cognite.client import CogniteClient
 
 import handler
-from emulator import CdfEmulator
+from emulator import CdfEmulator, Fault
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
 from tests.test_cli import cli
 from workflow_retry.cdf import run_on_sdk_loop
+from workflow_retry.errors import LedgerError
 from workflow_retry.ledger.dynamodb import DynamoDbLedger
-from workflow_retry.ledger.raw import RawLedger
+from workflow_retry.ledger.raw import CLOCK_SKEW_MS, RawLedger
 
 pytestmark = pytest.mark.usefixtures("fast_env")
 
@@ -56,6 +57,8 @@ def test_prune_deletes_at_most_max_rows_in_requests_of_at_most_1000_keys(
     assert len(emu.raw_rows("db", "t")) == 500
     deletes = [r for r in emu.requests if r.path.endswith("/rows/delete")]
     assert [len(r.body["items"]) for r in deletes] == [1_000, 1_000]
+    listings = [r for r in emu.requests if r.method == "GET" and r.path.endswith("/rows")]
+    assert len(listings) == 2  # no page listed past the 2,000th prunable row
     assert run_on_sdk_loop(ledger.prune(now, max_rows=2_000)) == 500
     assert emu.raw_rows("db", "t") == {}
 
@@ -116,3 +119,59 @@ def test_dynamodb_items_carry_purge_at_expiry_plus_retention(ledger_table: str) 
     ttl = dynamodb.describe_time_to_live(TableName=ledger_table)["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "purgeAt"
     assert run_on_sdk_loop(ledger.prune(now, 1000)) == 0  # DynamoDB's TTL does it
+
+
+def test_a_row_is_pruned_from_the_millisecond_its_expiry_plus_the_retention_has_passed(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    ledger = RawLedger(client, "db", "t", ttl_seconds=86_400, retention_seconds=86_400)
+    expires_at = int(time.time()) - 40 * 86_400
+    rows = {"expired": {"attempts": 1, "expiresAt": expires_at}, "flagged": {"attempts": 1, "expiresAt": True}}
+    client.raw.rows.insert("db", "t", rows, ensure_parent=True)
+    emu.age_raw_rows("db", "t", by_ms=60 * DAY_MS)  # RAW wrote them long before: only the expiry decides
+    prunable_at = expires_at * 1000 + DAY_MS
+
+    assert run_on_sdk_loop(ledger.prune(prunable_at - 1, max_rows=1000)) == 0
+    assert sorted(emu.raw_rows("db", "t")) == ["expired", "flagged"]
+    assert run_on_sdk_loop(ledger.prune(prunable_at, max_rows=1000)) == 1
+    assert sorted(emu.raw_rows("db", "t")) == ["flagged"]  # an expiry that is not a number is not ours
+
+
+def test_a_row_raw_wrote_within_the_ttl_plus_retention_less_the_clock_skew_hour_is_kept(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    """However long past its ``expiresAt``: that expiry may come from a clock up to an hour ahead of RAW's."""
+    ledger = RawLedger(client, "db", "t", ttl_seconds=86_400, retention_seconds=2 * 86_400)
+    client.raw.rows.insert("db", "t", {"exec-1": {"attempts": 1, "expiresAt": 1_000}}, ensure_parent=True)
+    written = client.raw.rows.retrieve("db", "t", "exec-1")
+    assert written is not None
+    assert written.last_updated_time is not None
+    listed_from = written.last_updated_time + DAY_MS + 2 * DAY_MS - CLOCK_SKEW_MS
+
+    assert run_on_sdk_loop(ledger.prune(listed_from - 1, max_rows=1000)) == 0
+    assert list(emu.raw_rows("db", "t")) == ["exec-1"]
+    assert run_on_sdk_loop(ledger.prune(listed_from, max_rows=1000)) == 1
+    assert emu.raw_rows("db", "t") == {}
+
+
+def test_pruning_a_ledger_never_written_deletes_nothing_and_creates_nothing(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    ledger = RawLedger(client, "never-written", "t", ttl_seconds=86_400)
+
+    assert run_on_sdk_loop(ledger.prune(int(time.time() * 1000), max_rows=1000)) == 0
+    assert emu.requests_matching("POST", r"/raw/") == []
+
+
+def test_a_refused_prune_names_what_failed(emu: CdfEmulator, client: CogniteClient) -> None:
+    client.raw.rows.insert("db", "t", {"exec-1": {"attempts": 1, "expiresAt": 1_000}}, ensure_parent=True)
+    emu.age_raw_rows("db", "t", by_ms=60 * DAY_MS)
+    emu.add_fault(Fault(method="POST", path_regex=r"/rows/delete$", statuses=[403] * 10))
+    ledger = RawLedger(client, "db", "t", ttl_seconds=86_400, retention_seconds=86_400)
+
+    with pytest.raises(LedgerError) as caught:
+        run_on_sdk_loop(ledger.prune(int(time.time() * 1000), max_rows=1000))
+
+    assert str(caught.value).startswith("pruning the RAW attempt ledger failed (403: ")
+    assert (caught.value.code, caught.value.retryable) == (403, False)
+    assert list(emu.raw_rows("db", "t")) == ["exec-1"]

@@ -102,13 +102,35 @@ def containers(emu: CdfEmulator) -> Iterator[list[Container]]:
         container.close()
 
 
+def race_once(emu: CdfEmulator, containers: list[Container], execution_id: str) -> tuple[int, int, list[str]]:
+    """Release every container at once on its batch; the retries CDF applied, the ledger's attempts, and
+    the outcome of every record."""
+    before = emu.retry_count(execution_id)
+    for container in containers:
+        container.go()
+    answers = [c.answer() for c in containers]
+    applied = emu.retry_count(execution_id) - before
+    attempts = int(emu.raw_rows(*LEDGER)[execution_id]["attempts"])
+    # No record failed: each retried, took a retry's result, or was deferred (it read the ledger after
+    # another container's attempt and the execution before that retry: it comes back later). At most
+    # one retry per container: its records of one execution wait for one task.
+    outcomes = [outcome for answer in answers for outcome in answer["outcomes"]]
+    assert len(outcomes) == CONTAINERS * RECORDS
+    assert set(outcomes) <= {"retried", "skipped", "deferred", "exhausted"}, outcomes
+    comes_back = sum(len(answer["answer"]["batchItemFailures"]) for answer in answers)
+    assert comes_back == outcomes.count("deferred")
+    assert outcomes.count("retried") == applied
+    return applied, attempts, outcomes
+
+
 @pytest.mark.slow
 def test_containers_racing_on_one_execution_add_at_most_one_retry_each_per_attempt(
     emu: CdfEmulator, containers: list[Container]
 ) -> None:
     """Three containers, each given a batch of 10 records of the same execution at the same moment, four
     times over (no cooldown, the execution failing again at once): each round restarts the execution at
-    most once per container, the ledger advances by one attempt a round, and nothing runs past the cap.
+    most once per container, the ledger advances by at least one attempt a round, and nothing runs past
+    the cap.
 
     Within each container the in-process guard keeps its 10 records to one retry; without it a round
     could apply up to 30. What remains is the race across containers that RAW cannot close: up to
@@ -120,26 +142,20 @@ def test_containers_racing_on_one_execution_add_at_most_one_retry_each_per_attem
     containers.extend(Container(execution_id, child_env(emu)) for _ in range(CONTAINERS))
     assert [c.line() for c in containers] == ["ready"] * CONTAINERS
 
-    per_round = []
-    for round_number in range(1, MAX_ATTEMPTS + 2):
-        before = emu.retry_count(execution_id)
-        for container in containers:
-            container.go()
-        answers = [c.answer() for c in containers]
-        applied = emu.retry_count(execution_id) - before
-        attempts = emu.raw_rows(*LEDGER)[execution_id]["attempts"]
+    per_round: list[tuple[int, int]] = []
+    attempts = 0
+    while attempts < MAX_ATTEMPTS:
+        assert len(per_round) < MAX_ATTEMPTS, per_round  # every round counts at least one attempt
+        applied, attempts, _ = race_once(emu, containers, execution_id)
         per_round.append((applied, attempts))
-        # No record failed: each retried, took a retry's result, or was deferred (it read the ledger
-        # after another container's attempt and the execution before that retry: it comes back later).
-        # At most one retry per container; one attempt counted.
-        outcomes = [outcome for answer in answers for outcome in answer["outcomes"]]
-        assert len(outcomes) == CONTAINERS * RECORDS
-        assert set(outcomes) <= {"retried", "skipped", "deferred", "exhausted"}, outcomes
-        comes_back = sum(len(answer["answer"]["batchItemFailures"]) for answer in answers)
-        assert comes_back == outcomes.count("deferred")
+        # A round counts at least one attempt. It may count two when a container reads the execution
+        # after another container's retry has run and failed again (a real new failure: a loaded
+        # machine makes that ordering likelier, it is not a fault). It never passes the cap.
+        assert attempts >= min(len(per_round), MAX_ATTEMPTS), per_round
+        assert attempts <= MAX_ATTEMPTS, per_round
         assert applied <= CONTAINERS, per_round
-        assert outcomes.count("retried") == applied
-        assert attempts == min(round_number, MAX_ATTEMPTS), per_round
+    applied, attempts, _ = race_once(emu, containers, execution_id)
+    per_round.append((applied, attempts))
 
     # The round after the cap applies nothing: the race can add retries to an attempt, never attempts.
     assert per_round[-1][0] == 0, per_round

@@ -92,6 +92,24 @@ def _take_spaced(ledger: RawLedger, ids: list[str], gap_seconds: float) -> None:
     run_on_sdk_loop(take_all())
 
 
+def _take_each_after_the_last(ledger: RawLedger, ids: list[str], gap_seconds: float) -> None:
+    """Take an attempt for each ID, each ``gap_seconds`` after the previous one was handed to the ledger.
+
+    Counted from each write, not from the start: a loaded machine that runs a write late then delays the
+    next one as much, so only a stall between handing a row over and its batch opening (no I/O in
+    between) could make two writes meet in one window.
+    """
+
+    async def take_all() -> None:
+        writes = []
+        for execution_id in ids:
+            writes.append(asyncio.ensure_future(ledger.take_attempt(None, execution_id, "wf", 0)))
+            await asyncio.sleep(gap_seconds)
+        await asyncio.gather(*writes)
+
+    run_on_sdk_loop(take_all())
+
+
 def test_without_throttling_a_row_waits_only_the_short_window(
     emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -101,7 +119,8 @@ def test_without_throttling_a_row_waits_only_the_short_window(
     _take_spaced(ledger, ["warm"], 0)
     emu.clear_requests()
 
-    _take_spaced(ledger, [f"exec-{i}" for i in range(4)], gap_seconds=0.03)
+    # 0.1 s apart: far more than the short window (2 ms), far less than the throttled one (0.5 s).
+    _take_each_after_the_last(ledger, [f"exec-{i}" for i in range(4)], gap_seconds=0.1)
 
     assert len(emu.requests_matching("POST", ROWS)) == 4  # none waited for the next: the retry is not held up
 

@@ -16,7 +16,7 @@ from emulator import CdfEmulator, Fault
 from tests.support.silent import SilentServer
 from workflow_retry.cdf import run_on_sdk_loop
 from workflow_retry.errors import ConfigurationError, LedgerError
-from workflow_retry.ledger import NoLedger, build_ledger
+from workflow_retry.ledger import AttemptEntry, NoLedger, build_ledger
 from workflow_retry.ledger.raw import RawLedger
 from workflow_retry.settings import Settings
 
@@ -147,3 +147,40 @@ def test_a_dynamodb_ledger_from_settings_counts_for_the_hours_set_and_keeps_the_
         with pytest.raises(LedgerError):
             run_on_sdk_loop(hanging.get("exec-ttl", now))
         assert time.monotonic() - started < 1.5
+
+
+def test_a_history_edited_by_hand_keeps_only_its_entries_and_never_guesses(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    history = [
+        {"at": 1_000, "outcome": "retried", "engineExecutionId": "run-1", "reason": "x" * 400},
+        {"at": 2_000.0, "outcome": "failed_again", "engineExecutionId": 7},
+        {"at": True, "outcome": "retried"},
+        {"at": "noon", "outcome": "retried"},
+        {"at": 3_000, "outcome": 5},
+        {"outcome": "retried"},
+        "retried",
+    ]
+    columns = {"attempts": 2, "expiresAt": 4_000_000_000, "history": history}
+    client.raw.rows.insert("db", "edited", {"exec-history": columns}, ensure_parent=True)
+
+    record = run_on_sdk_loop(RawLedger(client, "db", "edited", TTL).get("exec-history", 0))
+
+    assert record is not None
+    assert record.history == (
+        AttemptEntry(at=1_000, outcome="retried", engine_execution_id="run-1", reason="x" * 300),
+        AttemptEntry(at=2_000, outcome="failed_again", engine_execution_id=None, reason=None),
+    )
+
+
+@pytest.mark.parametrize("history", ["[{", '{"at": 1, "outcome": "retried"}', 42], ids=["broken", "object", "number"])
+def test_a_history_that_is_not_a_list_of_entries_is_an_empty_history(
+    emu: CdfEmulator, client: CogniteClient, history: object
+) -> None:
+    columns = {"attempts": 2, "expiresAt": 4_000_000_000, "history": history}
+    client.raw.rows.insert("db", "edited", {"exec-history": columns}, ensure_parent=True)
+
+    record = run_on_sdk_loop(RawLedger(client, "db", "edited", TTL).get("exec-history", 0))
+
+    assert record is not None
+    assert (record.attempts, record.history) == (2, ())

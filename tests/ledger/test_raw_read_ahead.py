@@ -197,20 +197,22 @@ def test_when_the_bulk_read_fails_each_id_reads_its_own_record(emu: CdfEmulator,
     assert len(emu.requests_matching("GET", ONE_ROW)) == 20
 
 
-def test_records_read_ahead_are_read_again_once_stale(emu: CdfEmulator, client: CogniteClient) -> None:
+def test_records_read_ahead_are_read_again_in_bulk_once_stale(emu: CdfEmulator, client: CogniteClient) -> None:
     ids = emu.seed_many(20, workflow_external_id="wf")
+    capped = ids[0]
+    ledger = RawLedger(client, "workflow_retry", "attempts", 168 * 3600)
+    _take(ledger, [capped], _now() - 7_200_000, times=3)  # the default cap: 3 attempts
     settings = Settings()
     start, ticks = _now(), itertools.count()
-    # Each reading of the clock is a minute later: every record read ahead is stale when its ID's turn comes.
-    context = RetryContext(
-        ledger=RawLedger(client, "workflow_retry", "attempts", 168 * 3600), clock=lambda: start + 60_000 * next(ticks)
-    )
+    # Each reading of the clock is a minute later: the records listed first are stale when any ID's turn comes.
+    context = RetryContext(ledger=ledger, clock=lambda: start + 60_000 * next(ticks))
     emu.clear_requests()
 
     report = run_on_sdk_loop(
         retry_executions(parse_payload({"executionIds": ids}), SdkCdfGateway(client, None), settings, context)
     )
 
-    assert [r.outcome for r in report.results] == [Outcome.RETRIED] * 20
-    assert len(emu.requests_matching("GET", LIST)) == 1
-    assert len(emu.requests_matching("GET", ONE_ROW)) == 20
+    assert [r.outcome for r in report.results] == [Outcome.EXHAUSTED] + [Outcome.RETRIED] * 19
+    # One listing more for all of them, not a row read per ID; the row the listing found is read whole.
+    assert len(emu.requests_matching("GET", LIST)) == 2
+    assert [r.path.rsplit("/", 1)[-1] for r in emu.requests_matching("GET", ONE_ROW)] == [capped]

@@ -5,8 +5,10 @@ to one of its sources, drawn at random: a direct invoke, an SNS message, an SQS 
 request, signed or not, plain or base64). The inputs (``tests/reliability/hostile.py``): random JSON,
 near-miss UUIDs (wrong version or variant, upper case, white space, ``../``, ``%2F``, unicode
 look-alikes, null bytes), wrong types, enormous arrays and strings, deep nesting, malformed JSON,
-base64 and UTF-8 in bodies and messages. The generated runs are ``slow`` (about a minute for both);
-the quick run sends the worst of them, picked by hand, through every source and the command line.
+base64 and UTF-8 in bodies and messages. The generated runs are ``slow``: 10,000 inputs each under
+``TEST_DEPTH=deep`` (``make test-deep``, about three minutes for both), 1,000 in ``make test``
+(tests/support/depth.py); the quick run sends the worst of them, picked by hand, through every source
+and the command line.
 
 For every input: only the errors the package raises on purpose, each with a short message; every
 result's ID is a canonical UUIDv4 unless the result says ``invalid``; and every request that reached
@@ -46,13 +48,15 @@ from tests.reliability.hostile import (
     message_texts,
     payloads,
 )
+from tests.support.depth import examples
 from workflow_retry import cli
 from workflow_retry.errors import ConfigurationError, PayloadError, UnsupportedEventError
 from workflow_retry.models import Outcome
 
 pytestmark = pytest.mark.reliability
 
-EXAMPLES = 10_000
+EXAMPLES = examples(10_000)
+"""Per entrypoint: 10,000 under ``TEST_DEPTH=deep`` (``make test-deep``), 1,000 in ``make test``."""
 HOSTILE = settings(
     max_examples=EXAMPLES,
     deadline=None,

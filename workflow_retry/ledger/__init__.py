@@ -179,7 +179,7 @@ async def first_records(pages: AsyncIterator[Iterable[AttemptRecord]], limit: in
 
 
 READ_AHEAD_FRESH_MS = 10_000
-"""How long records read in bulk stand for a fresh read: past that, an execution's record is read again.
+"""How long records read in bulk stand for a fresh read: past that, they are read again (in bulk, for a batch).
 
 A record read ahead is older, when its execution's turn comes, than one read just then; the cap and the
 cooldown guard against loops that take minutes, so a few seconds do not weaken them, but a long batch
