@@ -55,8 +55,8 @@ class Nonce:
     __str__ = __repr__
 
 
-class CdfGateway(Protocol):
-    """What the core needs from CDF. Every method raises :class:`CdfRequestError` on failure."""
+class ExecutionGateway(Protocol):
+    """What retrying one execution needs from CDF. Every method raises :class:`CdfRequestError` on failure."""
 
     async def get_execution(self, execution_id: ExecutionId) -> dict[str, Any]:
         """The detailed execution; :class:`ExecutionNotFoundError` when CDF does not know it."""
@@ -69,6 +69,10 @@ class CdfGateway(Protocol):
     async def retry_execution(self, execution_id: ExecutionId, nonce: Nonce) -> dict[str, Any]:
         """Retry the execution from its point of failure; the updated execution as CDF answered it."""
         ...
+
+
+class CdfGateway(ExecutionGateway, Protocol):
+    """What the core needs from CDF: one execution's calls, and the listing a sweep reads."""
 
     async def list_executions(
         self, filter: dict[str, Any], limit: int, cursor: str | None

@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from workflow_retry.cdf import CdfGateway, Nonce
+from workflow_retry.cdf import CdfGateway, ExecutionGateway, Nonce
 from workflow_retry.errors import CdfRequestError, ExecutionNotFoundError, IdentityProviderError, LedgerError
 from workflow_retry.giveup import Announcer, GiveUp
 from workflow_retry.history import with_attempt, with_give_up
@@ -291,7 +291,7 @@ class _RetryRequestWatch:
     When the deadline cuts the work of an ID, that tells "not reached" from "sent, answer unknown".
     """
 
-    def __init__(self, gateway: CdfGateway) -> None:
+    def __init__(self, gateway: ExecutionGateway) -> None:
         self._gateway = gateway
         self.retry_sent = False
 
@@ -305,15 +305,10 @@ class _RetryRequestWatch:
         self.retry_sent = True
         return await self._gateway.retry_execution(execution_id, nonce)
 
-    async def list_executions(
-        self, filter: dict[str, Any], limit: int, cursor: str | None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        return await self._gateway.list_executions(filter, limit, cursor)
-
 
 async def retry_one(
     execution_id: ExecutionId,
-    gateway: CdfGateway,
+    gateway: ExecutionGateway,
     *,
     dry_run: bool,
     context: RetryContext | None = None,
@@ -332,7 +327,7 @@ async def retry_one(
 
 
 async def _retry_one(
-    execution_id: ExecutionId, gateway: CdfGateway, *, dry_run: bool, context: RetryContext
+    execution_id: ExecutionId, gateway: ExecutionGateway, *, dry_run: bool, context: RetryContext
 ) -> ExecutionResult:
     ctx = context
     now = ctx.clock()
@@ -412,7 +407,7 @@ async def _retry_counted(
     execution: dict[str, Any],
     record: AttemptRecord | None,
     decision: Decision,
-    gateway: CdfGateway,
+    gateway: ExecutionGateway,
     ctx: RetryContext,
 ) -> ExecutionResult:
     """Count the attempt (while the session is created), send the retry, and settle the count after."""
@@ -475,7 +470,7 @@ async def _retry_counted(
 
 
 async def _send_retry(
-    execution_id: ExecutionId, gateway: CdfGateway, nonce: Nonce, execution: dict[str, Any]
+    execution_id: ExecutionId, gateway: ExecutionGateway, nonce: Nonce, execution: dict[str, Any]
 ) -> ExecutionResult:
     try:
         updated = await gateway.retry_execution(execution_id, nonce)
@@ -576,7 +571,7 @@ def _cap_not_enforced(result: ExecutionResult) -> ExecutionResult:
 
 
 async def _after_failed_retry(
-    execution_id: ExecutionId, gateway: CdfGateway, error: CdfRequestError, before: dict[str, Any]
+    execution_id: ExecutionId, gateway: ExecutionGateway, error: CdfRequestError, before: dict[str, Any]
 ) -> ExecutionResult:
     """A retry request failed: find out whether the execution runs again before calling it a failure.
 
