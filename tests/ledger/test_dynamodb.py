@@ -12,7 +12,7 @@ import boto3
 import pytest
 from cognite.client import CogniteClient
 
-from emulator import CdfEmulator
+from emulator import CdfEmulator, Fault
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
 from workflow_retry import function
 from workflow_retry.cdf import ClientCredentials
@@ -163,3 +163,22 @@ def test_a_give_up_is_marked_once_for_an_execution_never_retried(ledger_table: s
     record = run(ledger.get("exec-access", now + 2))
     assert (record.attempts, record.last_outcome) == (0, "gave_up")
     assert run(ledger.take_attempt(record, "exec-access", "wf", now + 3)) is not None  # still countable later
+
+
+@pytest.mark.usefixtures("fast_env")
+def test_a_refused_first_retry_gives_its_attempt_back_in_dynamodb(
+    emu: CdfEmulator, client: CogniteClient, ledger_table: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # DynamoDB gives an attempt back with a delete on the condition that the item is still the one taken.
+    execution_id = emu.seed_execution("wf", "1", "FAILED")["id"]
+    emu.add_fault(Fault(method="POST", path_regex=r"/retry$", statuses=[400]))
+    settings = Settings(ledger="dynamodb", ledger_table=ledger_table)
+
+    report = function.execute(
+        parse_payload({"executionId": execution_id}), client, None, settings, announcer=Announcer()
+    )
+
+    assert (report.results[0].outcome.value, report.results[0].attempts) == ("failed", 0)
+    item = boto3.client("dynamodb").get_item(TableName=ledger_table, Key={"executionId": {"S": execution_id}})
+    assert "Item" not in item
+    assert not [r for r in caplog.records if "could not release" in r.getMessage()]
