@@ -204,6 +204,11 @@ def _raw_context(client: CogniteClient) -> RetryContext:
     return RetryContext(ledger=RawLedger(client, *LEDGER, 86_400))
 
 
+def _retry_with_raw_ledger(client: CogniteClient, payload: dict[str, Any]) -> RetryReport:
+    """The batch of this payload, with the default settings and the RAW ledger, on the SDK's loop."""
+    return run(retry_executions(parse_payload(payload), SdkCdfGateway(client, None), Settings(), _raw_context(client)))
+
+
 def test_every_decided_result_carries_its_execution_and_attempt_count(emu: CdfEmulator, client: CogniteClient) -> None:
     capped = emu.seed_execution("wf", "1", "FAILED")["id"]
     cooling = emu.seed_execution("wf", "1", "FAILED")["id"]
@@ -242,11 +247,7 @@ def test_a_failed_read_of_the_execution_says_what_failed(emu: CdfEmulator, clien
     failed = emu.seed_execution("wf", "1", "FAILED")["id"]
     emu.add_fault(Fault(method="GET", path_regex=EXECUTION_READ, statuses=[500] * 50))
 
-    [result] = run(
-        retry_executions(
-            parse_payload({"executionId": failed}), SdkCdfGateway(client, None), Settings(), _raw_context(client)
-        )
-    ).results
+    [result] = _retry_with_raw_ledger(client, {"executionId": failed}).results
 
     assert result.outcome is Outcome.FAILED
     assert result.error is not None
@@ -267,11 +268,7 @@ def test_a_ledger_failure_fails_the_id_with_its_execution_and_sends_no_retry(
     method, path = ("GET", ROW) if step == "read" else ("POST", ROWS)
     emu.add_fault(Fault(method=method, path_regex=path, statuses=[500] * 50))
 
-    report = run(
-        retry_executions(
-            parse_payload({"executionId": failed}), SdkCdfGateway(client, None), Settings(), _raw_context(client)
-        )
-    )
+    report = _retry_with_raw_ledger(client, {"executionId": failed})
 
     [result] = report.results
     assert result.outcome is Outcome.FAILED
@@ -290,11 +287,7 @@ def test_a_refused_session_fails_the_id_with_its_execution_and_the_earlier_count
     _counted(client, failed, 1, HOUR_MS)
     emu.add_fault(Fault(method="POST", path_regex=r"/sessions$", statuses=[403]))
 
-    report = run(
-        retry_executions(
-            parse_payload({"executionId": failed}), SdkCdfGateway(client, None), Settings(), _raw_context(client)
-        )
-    )
+    report = _retry_with_raw_ledger(client, {"executionId": failed})
 
     [result] = report.results
     assert result.outcome is Outcome.FAILED
@@ -353,11 +346,7 @@ def test_a_failed_bulk_read_of_the_ledger_is_logged_and_each_id_reads_its_own_re
     emu.clear_requests()
 
     with caplog.at_level(logging.WARNING, logger="workflow_retry.service"):
-        report = run(
-            retry_executions(
-                parse_payload({"executionIds": ids}), SdkCdfGateway(client, None), Settings(), _raw_context(client)
-            )
-        )
+        report = _retry_with_raw_ledger(client, {"executionIds": ids})
 
     assert [r.outcome for r in report.results] == [Outcome.RETRIED] * len(ids)
     assert len(emu.requests_matching("GET", ROW)) == len(ids)
