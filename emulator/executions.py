@@ -164,6 +164,8 @@ class Execution:
     task_templates: tuple[Json, ...]
     sort_key: tuple[int, int]
     retries: int = 0
+    answers_version: bool = True
+    """False: its answers leave ``version`` out (the SDK's ``WorkflowExecution`` reads it as optional)."""
     _tasks: list[Json] | None = None
 
     def tasks(self) -> list[Json]:
@@ -183,6 +185,8 @@ class Execution:
             "createdTime": self.created_time,
             "metadata": dict(self.metadata),
         }
+        if not self.answers_version:
+            del out["version"]
         if self.start_time is not None:
             out["startTime"] = self.start_time
         if self.end_time is not None:

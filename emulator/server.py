@@ -604,6 +604,11 @@ class CdfEmulator:
             if engine_execution_id is not None:
                 execution.engine_execution_id = engine_execution_id
 
+    def leave_out_version(self, execution_id: str) -> None:
+        """Answer the execution without its ``version`` from now on, as CDF may: the SDK reads it as optional."""
+        with self._lock:
+            self._execution(execution_id).answers_version = False
+
     def complete_execution(self, execution_id: str) -> None:
         """Make an execution COMPLETED (all unfinished tasks complete)."""
         with self._lock:

@@ -35,6 +35,13 @@ def sns_queue() -> Iterator[tuple[str, str]]:
         yield topic, queue_url
 
 
+@pytest.fixture
+def give_ups(sns_queue: tuple[str, str]) -> tuple[str, str]:
+    """The give-up topic and its queue, emptied of what earlier tests announced."""
+    messages(sns_queue[1])
+    return sns_queue
+
+
 def messages(queue_url: str) -> list[dict[str, Any]]:
     sqs: Any = boto3.client("sqs")
     out: list[dict[str, Any]] = []
@@ -49,10 +56,9 @@ def messages(queue_url: str) -> list[dict[str, Any]]:
 
 @pytest.mark.usefixtures("fast_env")
 def test_an_exhausted_execution_is_announced_once_on_sns_and_in_the_log(
-    emu: CdfEmulator, client: CogniteClient, sns_queue: tuple[str, str], caplog: pytest.LogCaptureFixture
+    emu: CdfEmulator, client: CogniteClient, give_ups: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    topic, queue_url = sns_queue
-    messages(queue_url)
+    topic, queue_url = give_ups
     emu.auto_fail_after_retry = True
     failed = emu.seed_execution("wf-night", "4", "FAILED")["id"]
     settings = Settings(give_up_topic_arn=topic)
@@ -76,11 +82,33 @@ def test_an_exhausted_execution_is_announced_once_on_sns_and_in_the_log(
 
 
 @pytest.mark.usefixtures("fast_env")
-def test_a_non_transient_retry_failure_is_announced(
-    emu: CdfEmulator, client: CogniteClient, sns_queue: tuple[str, str]
+def test_an_execution_answered_without_its_version_is_retried_and_announced_with_no_version(
+    emu: CdfEmulator, client: CogniteClient, give_ups: tuple[str, str]
 ) -> None:
-    topic, queue_url = sns_queue
-    messages(queue_url)
+    """The SDK reads an execution's ``version`` as optional: the give-up says "no version", never "None"."""
+    topic, queue_url = give_ups
+    emu.auto_fail_after_retry = True
+    failed = emu.seed_execution("wf-unversioned", "2", "FAILED")["id"]
+    emu.leave_out_version(failed)
+    request = parse_payload({"executionId": failed, "policy": {"maxAttempts": 1}})
+
+    outcomes = []
+    for _ in range(2):
+        time.sleep(0.002)
+        report = function.execute(request, client, CREDENTIALS, Settings(give_up_topic_arn=topic))
+        outcomes.append(report.results[0].outcome.value)
+
+    assert outcomes == ["retried", "exhausted"]
+    [message] = messages(queue_url)
+    assert (message["executionId"], message["workflowExternalId"]) == (failed, "wf-unversioned")
+    assert message["version"] is None
+
+
+@pytest.mark.usefixtures("fast_env")
+def test_a_non_transient_retry_failure_is_announced(
+    emu: CdfEmulator, client: CogniteClient, give_ups: tuple[str, str]
+) -> None:
+    topic, queue_url = give_ups
     failed = emu.seed_execution("wf", "1", "FAILED")["id"]
     emu.add_fault(Fault(method="POST", path_regex=r"/retry$", statuses=[409]))
 
@@ -117,10 +145,9 @@ ACCESS_REASON = (
 
 @pytest.mark.usefixtures("fast_env")
 def test_an_access_error_is_skipped_and_announced_once_naming_the_missing_capability(
-    emu: CdfEmulator, client: CogniteClient, sns_queue: tuple[str, str], caplog: pytest.LogCaptureFixture
+    emu: CdfEmulator, client: CogniteClient, give_ups: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    topic, queue_url = sns_queue
-    messages(queue_url)
+    topic, queue_url = give_ups
     failed = emu.seed_execution(
         "wf-deploy",
         "2",
