@@ -110,7 +110,7 @@ def _pyproject_for(target: Target) -> str:
     settings: dict[str, object] = dict(common)
     settings["only_mutate"] = list(target.files)
     settings["pytest_add_cli_args_test_selection"] = list(target.tests)
-    settings["pytest_add_cli_args"] = [*settings.get("pytest_add_cli_args", []), *target.pytest_args]
+    settings["pytest_add_cli_args"] = [*common.get("pytest_add_cli_args", []), *target.pytest_args]
     # A mutant that strict mypy refuses would fail `make test` (its typecheck step): counted as caught
     # ("caught by type check") without running its tests. mutmut runs it in its copy, mutants/, whose
     # pyproject.toml holds the project's [tool.mypy]; the trampolines mutmut adds carry "type: ignore"
