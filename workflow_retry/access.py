@@ -26,7 +26,7 @@ from urllib.parse import quote
 from cognite.client import AsyncCogniteClient, CogniteClient
 from cognite.client.exceptions import CogniteAuthError, CogniteException
 
-from workflow_retry.cdf import _as_request_error
+from workflow_retry.cdf import as_request_error
 from workflow_retry.errors import CdfRequestError
 from workflow_retry.identity import WorkflowCredentialsMap
 from workflow_retry.policy import WorkflowSelector
@@ -413,7 +413,7 @@ class SdkAccessReader:
             # The IdP's answer stays out of the message: it is not ours to repeat.
             raise CdfRequestError(None, f"no token from the identity provider ({type(exc).__name__})", False) from None
         except CogniteException as exc:
-            raise _as_request_error(exc) from None
+            raise as_request_error(exc) from None
         body = response.json()
         return body if isinstance(body, dict) else {}
 
@@ -427,7 +427,7 @@ class SdkAccessReader:
             try:
                 response = await self._client.post(f"{self._api}/workflows/versions/list", json=body)
             except CogniteException as exc:
-                raise _as_request_error(exc) from None
+                raise as_request_error(exc) from None
             answer = response.json()
             page = answer if isinstance(answer, dict) else {}
             versions += [item for item in page.get("items") or () if isinstance(item, dict)]

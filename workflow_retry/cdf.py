@@ -110,9 +110,9 @@ class SdkCdfGateway:
             # (the SDK's own retrieve_detailed treats both as "not found").
             if exc.code in (400, 404):
                 raise ExecutionNotFoundError(exc.code, _api_message(exc), retryable=False) from None
-            raise _as_request_error(exc) from None
+            raise as_request_error(exc) from None
         except CogniteException as exc:
-            raise _as_request_error(exc) from None
+            raise as_request_error(exc) from None
         return _json_object(response.json())
 
     async def create_nonce(self, workflow_external_id: str | None = None) -> Nonce:
@@ -138,7 +138,7 @@ class SdkCdfGateway:
         try:
             response = await self._client.post(f"{self._api}/sessions", json={"items": [item]})
         except CogniteException as exc:
-            error = _as_request_error(exc)
+            error = as_request_error(exc)
             if token_exchange and error.code in (400, 401, 403):
                 # Inside a Cognite Function the token already comes from a session, and CDF chains
                 # sessions one level only: a token-exchange session is refused. Client credentials work.
@@ -163,7 +163,7 @@ class SdkCdfGateway:
         try:
             response = await self._client.post(f"{self._api}/workflows/executions/{execution_id}/retry", json=body)
         except CogniteException as exc:
-            raise _as_request_error(exc) from None
+            raise as_request_error(exc) from None
         return _json_object(response.json())
 
     async def list_executions(
@@ -173,7 +173,7 @@ class SdkCdfGateway:
         try:
             response = await self._client.post(f"{self._api}/workflows/executions/list", json=body)
         except CogniteException as exc:
-            raise _as_request_error(exc) from None
+            raise as_request_error(exc) from None
         page = _json_object(response.json())
         items = [item for item in page.get("items") or () if isinstance(item, dict)]
         next_cursor = page.get("nextCursor")
@@ -217,7 +217,8 @@ def run_on_sdk_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     return result
 
 
-def _as_request_error(exc: CogniteException) -> CdfRequestError:
+def as_request_error(exc: CogniteException) -> CdfRequestError:
+    """An SDK error as the per-ID error the results carry: its status, our words, and whether it may pass."""
     match exc:
         case CogniteAPIError():
             retryable = exc.code == 429 or exc.code >= 500
