@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import boto3
 import pytest
 from cognite.client import CogniteClient
 
@@ -132,6 +133,7 @@ def test_a_dynamodb_ledger_from_settings_counts_for_the_hours_set_and_keeps_the_
         ledger="dynamodb",
         ledger_table=ledger_table,
         ledger_ttl_hours=2,
+        ledger_retention_days=3,
         deadline_seconds=1.5,
         request_timeout_seconds=1,
     )
@@ -139,6 +141,9 @@ def test_a_dynamodb_ledger_from_settings_counts_for_the_hours_set_and_keeps_the_
     taken = run_on_sdk_loop(build_ledger(chosen, None).take_attempt(None, "exec-ttl", "wf", now))
     assert taken is not None
     assert taken.expires_at == now // 1000 + 2 * 3600
+    # DynamoDB deletes the item (its TTL attribute) after the retention set, not the default.
+    item = boto3.client("dynamodb").get_item(TableName=ledger_table, Key={"executionId": {"S": "exec-ttl"}})["Item"]
+    assert int(item["purgeAt"]["N"]) == taken.expires_at + 3 * 86_400
 
     with SilentServer() as silent:
         monkeypatch.setenv("AWS_ENDPOINT_URL", silent.url)  # put back after the test: moto's, for the next
