@@ -25,7 +25,7 @@ from workflow_retry.aws.config import AwsSettings
 from workflow_retry.connection import CdfConnectionSettings
 from workflow_retry.payloads import parse_payload
 from workflow_retry.policy import ENVIRONMENT_VARIABLES
-from workflow_retry.settings import SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, Settings
+from workflow_retry.settings import SECRET_CLIENT_ID, SECRET_CLIENT_SECRET, Settings, settings_from_environment
 
 # Keys of function_config.yaml the deploy-functions-oidc workflow reads.
 FUNCTION_CONFIG_KEYS = {
@@ -215,3 +215,28 @@ def test_runtime_matches_the_package_build(sam):
     assert function["Architectures"] == ["x86_64"]
     assert all(platform.endswith("_x86_64") for platform in package.PLATFORMS)
     assert Path(function["CodeUri"]).name == package.DEFAULT_OUT.name
+
+
+def test_sam_passes_the_credential_sets_and_lets_the_role_read_their_secrets(sam, monkeypatch):
+    """Per-workflow credentials on AWS (docs/identity-and-access.md): the map and the sets reach the
+    function, the template's defaults load as "no sets", and the sets' secrets are readable only when given."""
+    parameters = sam["Parameters"]
+    variables = _sam_resource(sam, "RetryFunction")["Properties"]["Environment"]["Variables"]
+    assert variables["RETRY_CREDENTIALS_MAP"] == {"Ref": "CredentialsMap"}
+    assert variables["RETRY_CREDENTIAL_SETS"] == {"Ref": "CredentialSets"}
+    monkeypatch.setenv("RETRY_CREDENTIALS_MAP", parameters["CredentialsMap"]["Default"])
+    monkeypatch.setenv("RETRY_CREDENTIAL_SETS", parameters["CredentialSets"]["Default"])
+    defaults = settings_from_environment()
+    assert (defaults.credentials_map, defaults.credential_sets) == ({}, {})
+
+    policy = _sam_resource(sam, "ReadCredentialSetSecretsPolicy")
+    assert policy["Condition"] == "HasCredentialSetSecrets"
+    assert sam["Conditions"]["HasCredentialSetSecrets"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "CredentialSetSecretArns"}]}, ""]}]
+    }
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert (statement["Action"], statement["Resource"]) == (
+        "secretsmanager:GetSecretValue",
+        {"Ref": "CredentialSetSecretArns"},
+    )
+    assert policy["Properties"]["Roles"] == [{"Ref": "RetryFunctionRole"}]
