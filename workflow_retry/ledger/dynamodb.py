@@ -266,6 +266,7 @@ def _ledger_error(doing: str, exc: Exception) -> LedgerError:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", "error"))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        detail = f"{code}: {error.get('Message', '')}".rstrip(": ")
+        message = str(error.get("Message") or "")
+        detail = f"{code}: {message}" if message else code
         return LedgerError(f"{doing} the DynamoDB attempt ledger failed ({detail})", status, code not in _NOT_TRANSIENT)
     return LedgerError(f"{doing} the DynamoDB attempt ledger failed ({type(exc).__name__})", None, True)
