@@ -198,18 +198,9 @@ def _sdk_floor_row(size: int, bare: list[BacklogRun], loop_seconds: float, concu
     No policy, ledger, session or retry logic: if this is not 10x faster than the loop, no client
     built on the SDK that sends that many requests can be.
     """
-    seconds = median([r.seconds for r in bare])
     requests = median([r.requests for r in bare])
-    cpu_ms = 1000 * median([r.cpu_seconds / r.requests for r in bare])
-    return info(
-        f"backlog {size}: the SDK alone, the batch's {requests:.0f} requests as bare GETs, {concurrency} at a time",
-        f"{loop_seconds / seconds:.1f}x the loop ({cpu_ms:.1f} ms CPU/request)",
-        loop_seconds / seconds,
-        seconds=rounded([r.seconds for r in bare]),
-        cpu_seconds=rounded([r.cpu_seconds for r in bare]),
-        requests=requests,
-        speed_up=round(loop_seconds / seconds, 2),
-    )
+    label = f"backlog {size}: the SDK alone, the batch's {requests:.0f} requests as bare GETs, {concurrency} at a time"
+    return _client_row(label, bare, loop_seconds)
 
 
 def _least_client_row(label: str, chain: list[BacklogRun], loop_seconds: float, concurrency: int) -> Row:
@@ -218,15 +209,21 @@ def _least_client_row(label: str, chain: list[BacklogRun], loop_seconds: float, 
     No decision, ledger, deadline or results: what any client that keeps the contracts (the execution
     read before the session, one session per retry) can reach on this SDK and machine, at this concurrency.
     """
-    seconds = median([r.seconds for r in chain])
-    cpu_ms = 1000 * median([r.cpu_seconds / r.requests for r in chain])
+    client = f"the least client on the SDK (execution, session, retry in a row, {concurrency} IDs at a time)"
+    return _client_row(f"{label}: {client}", chain, loop_seconds)
+
+
+def _client_row(comparison: str, runs: list[BacklogRun], loop_seconds: float) -> Row:
+    """A client without the tool's logic against the loop: its speed-up and CPU per request (medians)."""
+    seconds = median([r.seconds for r in runs])
+    cpu_ms = 1000 * median([r.cpu_seconds / r.requests for r in runs])
     return info(
-        f"{label}: the least client on the SDK (execution, session, retry in a row, {concurrency} IDs at a time)",
+        comparison,
         f"{loop_seconds / seconds:.1f}x the loop ({cpu_ms:.1f} ms CPU/request)",
         loop_seconds / seconds,
-        seconds=rounded([r.seconds for r in chain]),
-        cpu_seconds=rounded([r.cpu_seconds for r in chain]),
-        requests=median([r.requests for r in chain]),
+        seconds=rounded([r.seconds for r in runs]),
+        cpu_seconds=rounded([r.cpu_seconds for r in runs]),
+        requests=median([r.requests for r in runs]),
         cpu_ms_per_request=round(cpu_ms, 2),
         speed_up=round(loop_seconds / seconds, 2),
     )
