@@ -18,7 +18,7 @@ from workflow_retry import function
 from workflow_retry.cdf import ClientCredentials
 from workflow_retry.errors import LedgerError
 from workflow_retry.giveup import Announcer
-from workflow_retry.ledger import AttemptRecord
+from workflow_retry.ledger import AttemptEntry, AttemptRecord
 from workflow_retry.ledger.dynamodb import DynamoDbLedger
 from workflow_retry.payloads import parse_payload
 from workflow_retry.settings import Settings
@@ -51,6 +51,20 @@ def test_a_record_is_written_counted_and_read_back(ledger_table: str) -> None:
         "history",
         "purgeAt",
     }
+
+
+def test_the_history_is_stored_as_compact_json_text(ledger_table: str) -> None:
+    """DynamoDB items hold at most 400 KB, and the history grows with each attempt: no padding."""
+    ledger = DynamoDbLedger(boto3.client("dynamodb"), ledger_table, TTL)
+    now = int(time.time() * 1000)
+    entry = AttemptEntry(now, "retried", "run-1", "task failed: timeout")
+
+    run(ledger.take_attempt(None, "exec-compact", "wf", now, (entry,)))
+
+    item = boto3.client("dynamodb").get_item(TableName=ledger_table, Key={"executionId": {"S": "exec-compact"}})["Item"]
+    assert item["history"]["S"] == (
+        f'[{{"at":{now},"outcome":"retried","engineExecutionId":"run-1","reason":"task failed: timeout"}}]'
+    )
 
 
 def test_a_stale_read_cannot_take_an_attempt(ledger_table: str) -> None:

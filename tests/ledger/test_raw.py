@@ -167,6 +167,27 @@ def test_ledger_errors_are_retryable_when_raw_is_throttled_or_failing_and_final_
     assert (raised.value.code, raised.value.retryable) == (status, retryable)
 
 
+@pytest.mark.parametrize(
+    ("fault", "kind", "retryable"),
+    [
+        # CDF's 401: the SDK raises its own project-access error, not an API error: final.
+        (Fault(method="GET", path_regex=r"/raw/", statuses=[401] * 50), "CogniteProjectAccessError", False),
+        # Connections reset past the SDK's own retries: may pass.
+        (Fault(method="GET", path_regex=r"/raw/", statuses=[0] * 50, reset=True), "CogniteConnectionError", True),
+    ],
+)
+def test_a_ledger_error_without_an_answer_from_raw_is_named_by_its_kind(
+    emu: CdfEmulator, client: CogniteClient, fault: Fault, kind: str, retryable: bool
+) -> None:
+    emu.add_fault(fault)
+
+    with pytest.raises(LedgerError) as raised:
+        run_on_sdk_loop(RawLedger(client, "db", "t", TTL).get("exec-7", 0))
+
+    assert str(raised.value) == f"reading the RAW attempt ledger failed ({kind})"
+    assert (raised.value.code, raised.value.retryable) == (None, retryable)
+
+
 def test_a_row_stays_live_for_an_hour_past_its_ttl_by_raws_clock(emu: CdfEmulator, client: CogniteClient) -> None:
     # RAW's lastUpdatedTime and this machine's clock may differ: the TTL counted from RAW's write time
     # gets an hour of slack, so a clock running ahead never forgets an attempt early.
