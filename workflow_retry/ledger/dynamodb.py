@@ -112,7 +112,7 @@ class DynamoDbLedger:
         return record if written else None
 
     async def release_attempt(self, taken: AttemptRecord, previous: AttemptRecord | None, now_ms: int) -> None:
-        condition, values = _unchanged(taken, now_ms, allow_expired=False)
+        condition, values = _unchanged(taken, now_ms)
         if previous is None:
             await self._conditional(
                 "delete_item",
@@ -200,8 +200,11 @@ class DynamoDbLedger:
         return answer
 
 
-def _unchanged(seen: AttemptRecord | None, now_ms: int, *, allow_expired: bool = True) -> tuple[str, dict[str, Any]]:
-    """A condition that holds only while the item is still the one the caller read."""
+def _unchanged(seen: AttemptRecord | None, now_ms: int) -> tuple[str, dict[str, Any]]:
+    """A condition that holds only while the item is still the one the caller read.
+
+    For a record read, the comparisons alone suffice: on an item that is gone they are false.
+    """
     if seen is None:
         # No item, or one past its TTL that DynamoDB has not deleted yet.
         return "attribute_not_exists(executionId) OR expiresAt <= :now", {
@@ -212,8 +215,6 @@ def _unchanged(seen: AttemptRecord | None, now_ms: int, *, allow_expired: bool =
     if seen.last_attempt_at is not None:
         condition += " AND lastAttemptAt = :last"
         values[":last"] = {"N": str(seen.last_attempt_at)}
-    if not allow_expired:
-        condition = f"attribute_exists(executionId) AND {condition}"
     return condition, {"ExpressionAttributeValues": values}
 
 
