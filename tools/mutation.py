@@ -11,6 +11,7 @@ changed.
     python tools/mutation.py policy events          # some modules
     python tools/mutation.py --max-children 2       # all of them, slow ones last
     python tools/mutation.py --again policy         # the survivors of the last run, after adding tests
+    python tools/mutation.py --resume service       # a run stopped before its end goes on
 
 Each run starts afresh (but ``--again``), runs each mutant that timed out once more alone, and ends
 with a line ``<module>: <killed>/<total> killed`` and the survivors;
@@ -193,14 +194,19 @@ def check_test_ids_are_stable(target: Target, environment: dict[str, str]) -> No
         raise SystemExit(f"test ids change between collections; give them fixed ids first: {changed[:5]}")
 
 
-def run(name: str, max_children: int, *, again: bool = False) -> dict[str, object]:
+def run(name: str, max_children: int, *, again: bool = False, resume: bool = False) -> dict[str, object]:
     target = TARGETS[name]
     # The venv's bin first: mutmut starts the type checker as plain "mypy" (it reads its output by that name).
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PATH": path}
     check_test_ids_are_stable(target, environment)
     work = WORK / name
-    if again and (work / "mutants").exists():
+    if resume and (work / "mutants").exists():
+        # A run stopped before its end (for time, or to change --max-children): mutmut keeps each verdict
+        # it reached and tests only the mutants without one.
+        names = []
+        print(f"== {name}: the mutants the last run did not reach", flush=True)
+    elif again and (work / "mutants").exists():
         # The survivors, timeouts and unchecked mutants (of a function changed since) of the last run,
         # against the tests as they are now: mutmut copies tests/ again, and runs its coverage pass for
         # tests it has not seen, so new tests are linked.
@@ -210,7 +216,7 @@ def run(name: str, max_children: int, *, again: bool = False) -> dict[str, objec
         work, names = _prepare(name, target), []
         print(f"== {name}: {', '.join(target.files)} against {' '.join(target.tests)}", flush=True)
     # mutmut's exit code says nothing about the score; its output is shown as it runs.
-    if names or not again:
+    if names or not again or resume:
         _mutmut_run(["--max-children", str(max_children), *names], work, environment)
     # A mutant run beside others on a loaded machine can pass mutmut's time limit although its tests
     # fail in seconds alone (seen for policy.py under a load of 9): each timeout is run once more, alone.
@@ -272,6 +278,7 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", help=f"some of {', '.join(TARGETS)} (default: all, fast ones first)")
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
     parser.add_argument("--again", action="store_true", help="test the survivors of the last run again (new tests)")
+    parser.add_argument("--resume", action="store_true", help="go on with a run that was stopped before its end")
     args = parser.parse_args()
     unknown = sorted(set(args.modules) - TARGETS.keys())
     if unknown:
@@ -279,7 +286,7 @@ def main() -> None:
     summary_path = WORK / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for name in args.modules or list(TARGETS):
-        summary[name] = run(name, args.max_children, again=args.again)
+        summary[name] = run(name, args.max_children, again=args.again, resume=args.resume)
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
 
 
