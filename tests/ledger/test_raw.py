@@ -188,6 +188,26 @@ def test_a_ledger_error_without_an_answer_from_raw_is_named_by_its_kind(
     assert (raised.value.code, raised.value.retryable) == (None, retryable)
 
 
+def test_by_raws_clock_a_row_is_live_to_the_millisecond_and_the_bulk_read_asks_only_for_live_rows(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    now = int(time.time() * 1000)
+    run_on_sdk_loop(RawLedger(client, "db", "t", 30 * 86_400).take_attempt(None, "exec-8", "wf", now))
+    written = client.raw.rows.retrieve("db", "t", "exec-8")
+    assert written is not None
+    assert written.last_updated_time is not None
+    hour_ttl = RawLedger(client, "db", "t", 3_600)
+    last_live = written.last_updated_time + 3_600_000 + CLOCK_SKEW_MS - 1
+
+    assert run_on_sdk_loop(hour_ttl.get("exec-8", last_live)) is not None
+    assert run_on_sdk_loop(hour_ttl.get("exec-8", last_live + 1)) is None
+    emu.clear_requests()
+    ids = ["exec-8"] + [f"other-{i}" for i in range(READ_AHEAD_MIN_IDS)]
+    assert set(run_on_sdk_loop(hour_ttl.read_many(ids, last_live)) or ()) == {"exec-8"}
+    (listing,) = emu.requests_matching("GET", r"/raw/dbs/db/tables/t/rows$")
+    assert listing.query["minLastUpdatedTime"] == [str(last_live - 3_600_000 - CLOCK_SKEW_MS)]
+
+
 def test_a_row_stays_live_for_an_hour_past_its_ttl_by_raws_clock(emu: CdfEmulator, client: CogniteClient) -> None:
     # RAW's lastUpdatedTime and this machine's clock may differ: the TTL counted from RAW's write time
     # gets an hour of slack, so a clock running ahead never forgets an attempt early.
