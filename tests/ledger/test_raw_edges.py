@@ -116,14 +116,20 @@ def test_none_is_chosen_only_by_name_and_raw_is_the_default_with_a_client(client
     assert isinstance(build_ledger(settings(), client), RawLedger)
 
 
-def test_the_raw_ledger_counts_for_the_hours_set(emu: CdfEmulator, client: CogniteClient) -> None:
-    ledger = build_ledger(settings(ledger="raw", ledger_ttl_hours=2), client)
+def test_the_raw_ledger_counts_for_the_hours_set_and_keeps_rows_for_the_days_set(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    ledger = build_ledger(settings(ledger="raw", ledger_ttl_hours=2, ledger_retention_days=1), client)
     now = int(time.time() * 1000)
 
     taken = run_on_sdk_loop(ledger.take_attempt(None, "exec-ttl", "wf", now))
 
     assert taken is not None
     assert taken.expires_at == now // 1000 + 2 * 3600
+    # Pruned once its expiry plus the one day set has passed (the default keeps rows 30 days).
+    day_after_expiry = taken.expires_at * 1000 + 86_400_000
+    assert run_on_sdk_loop(ledger.prune(day_after_expiry - 1, max_rows=10)) == 0
+    assert run_on_sdk_loop(ledger.prune(day_after_expiry, max_rows=10)) == 1
 
 
 def test_a_dynamodb_ledger_from_settings_counts_for_the_hours_set_and_keeps_the_calls_deadline(
