@@ -175,7 +175,7 @@ async def retry_executions(
         results = [_cap_not_enforced(r) for r in results]
     report = RetryReport(results=tuple(results))
     for result in report.results:
-        _log_result(result)
+        log_result(result)
     return report
 
 
@@ -197,7 +197,7 @@ def report_not_started(
         results = [_cap_not_enforced(r) for r in results]
     report = RetryReport(results=tuple(results))
     for result in report.results:
-        _log_result(result)
+        log_result(result)
     return report
 
 
@@ -465,7 +465,9 @@ async def _retry_counted(
         # CDF refused the request (a 4xx) and the execution does not run: the attempt did not happen.
         await _release(ctx, took, record)
         result = result.model_copy(update={"attempts": attempts})
-        await ctx.announcer.announce(_give_up(result, execution, attempts, ctx, result.reason))
+        await ctx.announcer.announce(
+            _give_up(result.execution_id, result.outcome, execution, attempts, ctx, result.reason)
+        )
     return result
 
 
@@ -497,8 +499,9 @@ async def give_up_exhausted(
         first = True  # better told twice than never
     if not first:
         return f"{decision.reason}; gave up earlier (announced then)"
-    result = _result(record.execution_id, Outcome.EXHAUSTED, decision.reason, dict(execution), record.attempts)
-    await ctx.announcer.announce(_give_up(result, execution, record.attempts, ctx, decision.reason))
+    await ctx.announcer.announce(
+        _give_up(record.execution_id, Outcome.EXHAUSTED, execution, record.attempts, ctx, decision.reason)
+    )
     return f"{decision.reason}; gave up (announced)"
 
 
@@ -529,23 +532,29 @@ async def give_up_skipped(
         first = True  # better told twice than never
     if not first:
         return f"{decision.reason}; gave up earlier (announced then)"
-    result = _result(execution_id, Outcome.SKIPPED, decision.reason, dict(execution), seen.attempts)
-    await ctx.announcer.announce(_give_up(result, execution, seen.attempts, ctx, decision.reason))
+    await ctx.announcer.announce(
+        _give_up(execution_id, Outcome.SKIPPED, execution, seen.attempts, ctx, decision.reason)
+    )
     return f"{decision.reason}; gave up (announced)"
 
 
 def _give_up(
-    result: ExecutionResult, execution: Mapping[str, Any], attempts: int | None, ctx: RetryContext, why: str
+    execution_id: str,
+    outcome: Outcome,
+    execution: Mapping[str, Any],
+    attempts: int | None,
+    ctx: RetryContext,
+    why: str,
 ) -> GiveUp:
     workflow, version = execution.get("workflowExternalId"), execution.get("version")
     last_reason = execution.get("reasonForIncompletion")
     return GiveUp(
-        execution_id=result.execution_id,
+        execution_id=execution_id,
         workflow_external_id=workflow if isinstance(workflow, str) else None,
         version=str(version) if version is not None else None,
         attempts=attempts,
         max_attempts=ctx.policy.max_attempts if ctx.ledger.enforces_cap else None,
-        outcome=result.outcome.value,
+        outcome=outcome.value,
         last_reason=last_reason if isinstance(last_reason, str) else None,
         why=why,
     )
@@ -633,7 +642,8 @@ def error_info(error: CdfRequestError) -> ErrorInfo:
     )
 
 
-def _log_result(result: ExecutionResult) -> None:
+def log_result(result: ExecutionResult) -> None:
+    """One log line per execution acted on (WARNING for a failure), with its fields as structured extras."""
     level = logging.WARNING if result.outcome is Outcome.FAILED else logging.INFO
     execution = result.execution or {}
     logger.log(

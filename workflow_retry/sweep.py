@@ -49,7 +49,7 @@ from workflow_retry.models import (
     SweepSummary,
 )
 from workflow_retry.policy import WorkflowSelector, failure_key, screen
-from workflow_retry.service import RetryContext, _log_result, error_info, reading_ahead, retry_one
+from workflow_retry.service import RetryContext, error_info, log_result, reading_ahead, retry_one
 from workflow_retry.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ async def sweep_executions(
         outcomes[result.outcome.value] += 1
         if _worth_listing(result):
             results.append(result if ctx.ledger.enforces_cap else result.model_copy(update={"cap_enforced": False}))
-            _log_result(result)  # one line per execution acted on, as a call with IDs logs them
+            log_result(result)  # one line per execution acted on, as a call with IDs logs them
 
     report = RetryReport(
         results=tuple(results),
