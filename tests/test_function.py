@@ -436,6 +436,7 @@ def test_a_refusal_because_another_caller_restarted_it_is_skipped_not_failed(
     assert item["outcome"] == "skipped"
     assert "restarted by another caller" in item["reason"]
     assert item["error"] is None
+    assert item["execution"]["status"] == "RUNNING"  # as read after the refusal, not before
     assert emu.retry_count(failed) == 1
     assert len(retries(emu, failed)) == 1
 
