@@ -43,6 +43,8 @@ def test_the_database_and_table_are_created_on_first_write(emu: CdfEmulator, cli
     }
     assert run_on_sdk_loop(ledger.get("exec-1", now + 1)) == taken
     assert taken == AttemptRecord("exec-1", "wf", 1, now, "retried", now // 1000 + TTL)
+    [insert] = emu.requests_matching("POST", r"/raw/dbs/my_ledger_db/tables/my_attempts/rows$")
+    assert insert.query == {"ensureParent": ["true"]}  # the API's documented spelling of the boolean
 
 
 def test_an_expired_row_counts_as_none(emu: CdfEmulator, client: CogniteClient) -> None:

@@ -110,19 +110,40 @@ def _take_each_after_the_last(ledger: RawLedger, ids: list[str], gap_seconds: fl
     run_on_sdk_loop(take_all())
 
 
-def test_without_throttling_a_row_waits_only_the_short_window(
-    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A loaded test machine can make an insert slow enough to look throttled: here none may.
+@pytest.fixture
+def never_slow(client: CogniteClient, monkeypatch: pytest.MonkeyPatch) -> RawLedger:
+    """A ledger with one row written, whose inserts never count as slow: only a 429 may open the long window.
+
+    (A loaded test machine can make an insert slow enough to look throttled.)
+    """
     monkeypatch.setattr(raw_ledger, "SLOW_INSERT_SECONDS", 3600.0)
     ledger = RawLedger(client, "db", "t", TTL)
     _take_spaced(ledger, ["warm"], 0)
+    return ledger
+
+
+def test_without_throttling_a_row_waits_only_the_short_window(emu: CdfEmulator, never_slow: RawLedger) -> None:
+    ledger = never_slow
     emu.clear_requests()
 
     # 0.1 s apart: far more than the short window (2 ms), far less than the throttled one (0.5 s).
     _take_each_after_the_last(ledger, [f"exec-{i}" for i in range(4)], gap_seconds=0.1)
 
     assert len(emu.requests_matching("POST", ROWS)) == 4  # none waited for the next: the retry is not held up
+
+
+def test_an_insert_refused_for_another_reason_than_throttling_holds_no_later_row(
+    emu: CdfEmulator, never_slow: RawLedger
+) -> None:
+    ledger = never_slow
+    emu.add_fault(Fault(method="POST", path_regex=ROWS, statuses=[400]))
+    with pytest.raises(LedgerError, match="400"):
+        _take_spaced(ledger, ["refused"], 0)
+    emu.clear_requests()
+
+    _take_each_after_the_last(ledger, [f"exec-{i}" for i in range(4)], gap_seconds=0.1)
+
+    assert len(emu.requests_matching("POST", ROWS)) == 4
 
 
 def test_after_a_throttled_insert_rows_spread_out_in_time_stay_batched(emu: CdfEmulator, client: CogniteClient) -> None:
