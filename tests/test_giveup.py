@@ -143,21 +143,20 @@ ACCESS_REASON = (
 )
 
 
-def seed_access_failure(emu: CdfEmulator) -> str:
-    """A FAILED execution of ``wf-deploy`` v2 whose task ``publish`` was refused a capability."""
-    tasks = [
-        {"externalId": "build", "status": "COMPLETED"},
-        {"externalId": "publish", "status": "FAILED", "reasonForIncompletion": ACCESS_REASON},
-    ]
-    return str(emu.seed_execution("wf-deploy", "2", "FAILED", tasks=tasks)["id"])
-
-
 @pytest.mark.usefixtures("fast_env")
 def test_an_access_error_is_skipped_and_announced_once_naming_the_missing_capability(
     emu: CdfEmulator, client: CogniteClient, give_ups: tuple[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     topic, queue_url = give_ups
-    failed = seed_access_failure(emu)
+    failed = emu.seed_execution(
+        "wf-deploy",
+        "2",
+        "FAILED",
+        tasks=[
+            {"externalId": "build", "status": "COMPLETED"},
+            {"externalId": "publish", "status": "FAILED", "reasonForIncompletion": ACCESS_REASON},
+        ],
+    )["id"]
     settings = Settings(give_up_topic_arn=topic)
     request = parse_payload({"executionId": failed})
 
@@ -172,32 +171,7 @@ def test_an_access_error_is_skipped_and_announced_once_naming_the_missing_capabi
     assert emu.requests_matching("POST", r"/sessions$|/retry$") == []
     [message] = messages(queue_url)
     assert (message["executionId"], message["outcome"]) == (failed, "skipped")
-    assert (message["attempts"], message["workflowExternalId"]) == (0, "wf-deploy")
     assert "functionsAcl:WRITE" in message["why"]
     [line] = [r for r in caplog.records if r.name == "workflow_retry.giveup"]
     assert line.levelname == "WARNING"
     assert "functionsAcl:WRITE" in line.getMessage()
-    # The ledger's marker: no attempt was made, and the row names the workflow (for `history`).
-    row = emu.raw_rows("workflow_retry", "attempts")[failed]
-    assert (row["workflowExternalId"], row["attempts"], row["lastOutcome"]) == ("wf-deploy", 0, "gave_up")
-
-
-@pytest.mark.usefixtures("fast_env")
-def test_an_access_error_is_announced_even_when_the_ledger_cannot_record_the_give_up(
-    emu: CdfEmulator, client: CogniteClient, give_ups: tuple[str, str], caplog: pytest.LogCaptureFixture
-) -> None:
-    """Better told twice than never: a give-up the ledger could not mark is announced, and the failure logged."""
-    topic, queue_url = give_ups
-    failed = seed_access_failure(emu)
-    emu.add_fault(Fault(method="POST", path_regex=r"/raw/dbs/.*/rows$", statuses=[400]))
-
-    result = function.execute(
-        parse_payload({"executionId": failed}), client, CREDENTIALS, Settings(give_up_topic_arn=topic)
-    ).results[0]
-
-    assert (result.outcome.value, result.reason.endswith("; gave up (announced)")) == ("skipped", True)
-    [message] = messages(queue_url)
-    assert (message["executionId"], message["outcome"]) == (failed, "skipped")
-    [error] = [r for r in caplog.records if r.levelname == "ERROR" and "give-up" in r.getMessage()]
-    assert error.getMessage().startswith(f"could not record the give-up of execution {failed}: ")
-    assert "400" in error.getMessage()
