@@ -562,7 +562,7 @@ def _give_up(
 
 async def _release(ctx: RetryContext, taken: AttemptRecord, previous: AttemptRecord | None) -> None:
     try:
-        await ctx.ledger.release_attempt(taken, previous, ctx.clock())
+        await ctx.ledger.release_attempt(taken, previous)
     except LedgerError as exc:
         # The attempt stays counted: safe (one retry fewer later), never one too many.
         logger.warning("could not release attempt %d of execution %s: %s", taken.attempts, taken.execution_id, exc)

@@ -95,7 +95,7 @@ def test_release_and_record_outcome_are_conditional(ledger_table: str) -> None:
     first = run(ledger.take_attempt(None, "exec-4", "wf", now))
     second = run(ledger.take_attempt(first, "exec-4", "wf", now + 1))
 
-    run(ledger.release_attempt(second, first, now + 2))
+    run(ledger.release_attempt(second, first))
     assert run(ledger.get("exec-4", now + 3)) == first
     assert run(ledger.record_outcome(first, "gave_up", now + 4)) is True
     assert run(ledger.record_outcome(first, "gave_up", now + 5)) is False  # told once

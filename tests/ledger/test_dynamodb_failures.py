@@ -139,7 +139,7 @@ def test_an_endpoint_that_refuses_connections_is_a_retryable_failure_named_by_it
     with pytest.raises(LedgerError) as reading:
         run(ledger.get("exec-1", 0))
     with pytest.raises(LedgerError) as writing:
-        run(ledger.release_attempt(AttemptRecord("exec-1", "wf", 1, 1, "retried", 10), None, 0))
+        run(ledger.release_attempt(AttemptRecord("exec-1", "wf", 1, 1, "retried", 10), None))
 
     assert str(reading.value) == "reading the DynamoDB attempt ledger failed (EndpointConnectionError)"
     assert str(writing.value) == "writing the DynamoDB attempt ledger failed (EndpointConnectionError)"
@@ -206,7 +206,7 @@ def test_a_first_attempt_given_back_leaves_no_item(ledger_table: str) -> None:
     now = int(time.time() * 1000)
     taken = run(ledger.take_attempt(None, "exec-first", "wf", now))
 
-    run(ledger.release_attempt(taken, None, now + 1))
+    run(ledger.release_attempt(taken, None))
 
     assert item_of(ledger_table, "exec-first") is None
     assert run(ledger.take_attempt(None, "exec-first", "wf", now + 2)).attempts == 1
@@ -219,8 +219,8 @@ def test_an_attempt_is_not_given_back_once_another_invocation_took_the_next(ledg
     second = run(ledger.take_attempt(first, "exec-moved", "wf", now + 1))
     third = run(ledger.take_attempt(second, "exec-moved", "wf", now + 2))  # another invocation, meanwhile
 
-    run(ledger.release_attempt(first, None, now + 3))  # delete, conditional on the first attempt
-    run(ledger.release_attempt(second, first, now + 4))  # put back, conditional on the second
+    run(ledger.release_attempt(first, None))  # delete, conditional on the first attempt
+    run(ledger.release_attempt(second, first))  # put back, conditional on the second
 
     assert run(ledger.get("exec-moved", now + 5)) == third
 
@@ -232,7 +232,7 @@ def test_an_attempt_given_back_after_its_item_expired_does_not_bring_the_item_ba
     second = run(ledger.take_attempt(first, "exec-gone", "wf", now + 1))
     boto3.client("dynamodb").delete_item(TableName=ledger_table, Key={"executionId": {"S": "exec-gone"}})  # TTL
 
-    run(ledger.release_attempt(second, first, now + 2))
+    run(ledger.release_attempt(second, first))
 
     assert item_of(ledger_table, "exec-gone") is None
 

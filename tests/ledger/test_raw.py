@@ -63,9 +63,9 @@ def test_release_restores_the_previous_record_and_a_give_up_is_recorded_once(
     first = run_on_sdk_loop(ledger.take_attempt(None, "exec-3", "wf", now))
     second = run_on_sdk_loop(ledger.take_attempt(first, "exec-3", "wf", now + 1))
 
-    run_on_sdk_loop(ledger.release_attempt(second, first, now + 2))
+    run_on_sdk_loop(ledger.release_attempt(second, first))
     assert run_on_sdk_loop(ledger.get("exec-3", now + 3)) == first
-    run_on_sdk_loop(ledger.release_attempt(first, None, now + 4))
+    run_on_sdk_loop(ledger.release_attempt(first, None))
     assert run_on_sdk_loop(ledger.get("exec-3", now + 5)) is None
     record = run_on_sdk_loop(ledger.take_attempt(None, "exec-3", "wf", now + 6))
     assert run_on_sdk_loop(ledger.record_outcome(record, "gave_up", now + 7)) is True

@@ -82,7 +82,7 @@ def test_a_refused_write_or_release_names_what_failed(emu: CdfEmulator, client: 
     with pytest.raises(LedgerError) as writing:
         run_on_sdk_loop(ledger.take_attempt(second, "exec-refused", "wf", now + 2))
     with pytest.raises(LedgerError) as releasing:
-        run_on_sdk_loop(ledger.release_attempt(first, None, now + 3))  # deletes the row: a POST to rows/delete
+        run_on_sdk_loop(ledger.release_attempt(first, None))  # deletes the row: a POST to rows/delete
 
     for error in (writing.value, releasing.value):
         assert str(error).startswith("writing the RAW attempt ledger failed (403: ")

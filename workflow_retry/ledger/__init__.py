@@ -244,7 +244,7 @@ class AttemptLedger(Protocol):
         """
         ...
 
-    async def release_attempt(self, taken: AttemptRecord, previous: AttemptRecord | None, now_ms: int) -> None:
+    async def release_attempt(self, taken: AttemptRecord, previous: AttemptRecord | None) -> None:
         """Undo an attempt that CDF certainly did not apply (the retry request was refused or lost)."""
         ...
 
@@ -285,7 +285,7 @@ class NoLedger:
     ) -> AttemptRecord | None:
         return next_record(None, execution_id, workflow_external_id, now_ms, 0)
 
-    async def release_attempt(self, taken: AttemptRecord, previous: AttemptRecord | None, now_ms: int) -> None:
+    async def release_attempt(self, taken: AttemptRecord, previous: AttemptRecord | None) -> None:
         return None
 
     async def record_outcome(self, record: AttemptRecord, outcome: str, now_ms: int) -> bool:

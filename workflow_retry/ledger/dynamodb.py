@@ -111,8 +111,8 @@ class DynamoDbLedger:
         )
         return record if written else None
 
-    async def release_attempt(self, taken: AttemptRecord, previous: AttemptRecord | None, now_ms: int) -> None:
-        condition, values = _unchanged(taken, now_ms)
+    async def release_attempt(self, taken: AttemptRecord, previous: AttemptRecord | None) -> None:
+        condition, values = _still(taken)
         if previous is None:
             await self._conditional(
                 "delete_item",
@@ -201,15 +201,17 @@ class DynamoDbLedger:
 
 
 def _unchanged(seen: AttemptRecord | None, now_ms: int) -> tuple[str, dict[str, Any]]:
-    """A condition that holds only while the item is still the one the caller read.
-
-    For a record read, the comparisons alone suffice: on an item that is gone they are false.
-    """
+    """A condition that holds only while the item is still the one the caller read."""
     if seen is None:
         # No item, or one past its TTL that DynamoDB has not deleted yet.
         return "attribute_not_exists(executionId) OR expiresAt <= :now", {
             "ExpressionAttributeValues": {":now": {"N": str(now_ms // 1000)}}
         }
+    return _still(seen)
+
+
+def _still(seen: AttemptRecord) -> tuple[str, dict[str, Any]]:
+    """A condition that holds only while the item holds the record read (false on an item that is gone)."""
     values: dict[str, Any] = {":attempts": {"N": str(seen.attempts)}}
     condition = "attempts = :attempts"
     if seen.last_attempt_at is not None:

@@ -179,7 +179,7 @@ class RawLedger:
         await self._write(record)
         return record
 
-    async def release_attempt(self, taken: AttemptRecord, previous: AttemptRecord | None, now_ms: int) -> None:
+    async def release_attempt(self, taken: AttemptRecord, previous: AttemptRecord | None) -> None:
         if previous is not None:
             await self._write(previous)
             return
