@@ -176,3 +176,28 @@ def test_after_an_insert_refused_429_rows_spread_out_in_time_stay_batched(
 
     assert len(emu.requests_matching("POST", ROWS)) == 1
     assert sorted(emu.raw_rows("db", "t")) == [f"exec-{i}" for i in range(4)]
+
+
+def test_an_insert_three_times_as_slow_as_the_fastest_opens_the_long_window() -> None:
+    """The rule itself, on the loop's clock (which the inserts are timed by): an insert that took three
+    times the fastest so far (and at least SLOW_INSERT_SECONDS) counts as throttled; one just under does not."""
+
+    async def windows_after_inserts_taking(seconds: list[float]) -> list[float]:
+        loop = asyncio.get_running_loop()
+        real_time, taken = loop.time, iter(seconds)
+        offset = 0.0
+        loop.time = lambda: real_time() + offset  # type: ignore[method-assign]
+
+        async def send(rows: list[dict[str, object]]) -> None:
+            nonlocal offset
+            offset += next(taken)  # this insert "took" that long by the loop's clock
+
+        inserts = raw_ledger._BatchedInserts(send)
+        windows = []
+        for i in range(len(seconds)):
+            await inserts.put({"key": f"exec-{i}"})
+            windows.append(inserts.window())
+        return windows
+
+    short, long = raw_ledger.WRITE_WINDOW_SECONDS, raw_ledger.THROTTLED_WRITE_WINDOW_SECONDS
+    assert asyncio.run(windows_after_inserts_taking([1.0, 2.9, 3.1])) == [short, short, long]
