@@ -116,6 +116,18 @@ def test_none_is_chosen_only_by_name_and_raw_is_the_default_with_a_client(client
     assert isinstance(build_ledger(settings(), client), RawLedger)
 
 
+def test_a_database_and_table_named_with_slashes_are_one_path_segment_each(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    ledger = RawLedger(client, "team/ledgers", "retry/attempts", TTL)
+    now = int(time.time() * 1000)
+
+    taken = run_on_sdk_loop(ledger.take_attempt(None, "exec-slash", "wf", now))
+
+    assert run_on_sdk_loop(ledger.get("exec-slash", now)) == taken
+    assert list(emu.raw_rows("team/ledgers", "retry/attempts")) == ["exec-slash"]
+
+
 def test_the_raw_ledger_counts_for_the_hours_set_and_keeps_rows_for_the_days_set(
     emu: CdfEmulator, client: CogniteClient
 ) -> None:
