@@ -213,12 +213,19 @@ def run(name: str, max_children: int, *, again: bool = False, resume: bool = Fal
         # tests it has not seen, so new tests are linked.
         names = _not_killed(work, environment) + _with_verdict(work, environment, "timeout", "not checked")
         print(f"== {name}: {len(names)} survivors of the last run, again", flush=True)
+        # mutmut links tests to the functions it knew at its last stats run: a function new since (renamed,
+        # split) would be "no tests". Its stats are collected afresh (one run of the selection).
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     else:
         work, names = _prepare(name, target), []
         print(f"== {name}: {', '.join(target.files)} against {' '.join(target.tests)}", flush=True)
     # mutmut's exit code says nothing about the score; its output is shown as it runs.
     if names or not again or resume:
         _mutmut_run(["--max-children", str(max_children), *names], work, environment)
+    if again:
+        # The mutants of functions changed since the last run exist only once mutmut has mutated the code
+        # as it is now (during the run above): they have no verdict, and a run without names tests those.
+        _mutmut_run(["--max-children", str(max_children)], work, environment)
     # A mutant run beside others on a loaded machine can pass mutmut's time limit although its tests
     # fail in seconds alone (seen for policy.py under a load of 9): each timeout is run once more, alone.
     timed_out = _timed_out(work, environment)
