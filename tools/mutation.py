@@ -76,6 +76,7 @@ TARGETS: dict[str, Target] = {
             "tests/test_results_size.py",
             "tests/ledger/test_raw_read_ahead.py",
             "tests/ledger/test_history.py",
+            "tests/ledger/test_dynamodb.py",
             "tests/aws/test_same_execution_in_one_batch.py",
             "tests/aws/test_policy_limits.py",
             "tests/aws/test_duplicate_deliveries.py",

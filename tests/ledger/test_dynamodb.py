@@ -196,3 +196,31 @@ def test_a_refused_first_retry_gives_its_attempt_back_in_dynamodb(
     item = boto3.client("dynamodb").get_item(TableName=ledger_table, Key={"executionId": {"S": execution_id}})
     assert "Item" not in item
     assert not [r for r in caplog.records if "could not release" in r.getMessage()]
+
+
+class RacedDynamoDbLedger(DynamoDbLedger):
+    """The real ledger, with another invocation taking the same attempt just before each of its writes:
+    DynamoDB's conditional write (on moto) then refuses this one, as it would in the race."""
+
+    async def take_attempt(self, *args: Any, **kwargs: Any) -> AttemptRecord | None:
+        await super().take_attempt(*args, **kwargs)  # the other invocation, first
+        return await super().take_attempt(*args, **kwargs)
+
+
+@pytest.mark.usefixtures("fast_env")
+def test_an_attempt_another_invocation_took_at_the_same_moment_is_skipped_and_sends_no_retry(
+    emu: CdfEmulator, client: CogniteClient, ledger_table: str
+) -> None:
+    execution_id = emu.seed_execution("wf", "1", "FAILED")["id"]
+    ledger = RacedDynamoDbLedger(boto3.client("dynamodb"), ledger_table, TTL)
+    settings = Settings(ledger="dynamodb", ledger_table=ledger_table)
+
+    report = function.execute(
+        parse_payload({"executionId": execution_id}), client, None, settings, ledger=ledger, announcer=Announcer()
+    )
+
+    [result] = report.to_dict()["results"]
+    assert result["outcome"] == "skipped"
+    assert result["reason"] == "not retried: another invocation took attempt 1 at the same moment"
+    assert (result["attempts"], result["execution"]["id"], result["execution"]["status"]) == (1, execution_id, "FAILED")
+    assert emu.requests_matching("POST", r"/retry$") == []
