@@ -13,12 +13,13 @@ from emulator import CdfEmulator, Fault
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
 from workflow_retry.cdf import SdkCdfGateway, run_on_sdk_loop
 from workflow_retry.errors import LedgerError
+from workflow_retry.ids import ExecutionId
 from workflow_retry.ledger import READ_AHEAD_FRESH_MS, AttemptRecord, LedgerSnapshot
 from workflow_retry.ledger import raw as raw_ledger
 from workflow_retry.ledger.raw import CLOCK_SKEW_MS, DECISION_COLUMNS, READ_AHEAD_MIN_IDS, RawLedger
 from workflow_retry.models import Outcome
 from workflow_retry.payloads import parse_payload
-from workflow_retry.service import RetryContext, retry_executions
+from workflow_retry.service import ReadAhead, RetryContext, retry_executions
 from workflow_retry.settings import Settings
 
 SECRETS = {"client-id": FUNCTION_CLIENT_ID, "client-secret": FUNCTION_CLIENT_SECRET}
@@ -216,3 +217,27 @@ def test_records_read_ahead_are_read_again_in_bulk_once_stale(emu: CdfEmulator, 
     # One listing more for all of them, not a row read per ID; the row the listing found is read whole.
     assert len(emu.requests_matching("GET", LIST)) == 2
     assert [r.path.rsplit("/", 1)[-1] for r in emu.requests_matching("GET", ONE_ROW)] == [capped]
+
+
+def test_a_stale_read_ahead_is_read_again_only_for_the_ids_not_yet_served(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    ledger = RawLedger(client, "db", "t", TTL)
+    ids = [ExecutionId(f"exec-{i:02d}") for i in range(2 * READ_AHEAD_MIN_IDS - 2)]
+    served_while_fresh = ids[:READ_AHEAD_MIN_IDS]  # the other 14 are too few for a bulk read of their own
+    start = _now()
+    emu.clear_requests()
+
+    async def serve() -> tuple[list[LedgerSnapshot | None], LedgerSnapshot | None]:
+        read_ahead = ReadAhead(ids, RetryContext(ledger=ledger, clock=lambda: start))
+        try:
+            fresh = [await read_ahead.snapshot_for(i, start) for i in served_while_fresh]
+            return fresh, await read_ahead.snapshot_for(ids[-1], start + READ_AHEAD_FRESH_MS + 1)
+        finally:
+            read_ahead.close()
+
+    fresh, late = run_on_sdk_loop(serve())
+
+    assert None not in fresh
+    assert late is None  # each of the 14 left reads its own record
+    assert len(emu.requests_matching("GET", LIST)) == 1
