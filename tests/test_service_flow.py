@@ -324,6 +324,19 @@ def test_a_call_that_could_not_start_fails_each_valid_id_and_keeps_each_invalid_
 
 
 @pytest.mark.parametrize("full_execution", [False, True])
+def test_a_batch_returns_the_whole_execution_only_when_asked(
+    emu: CdfEmulator, client: CogniteClient, full_execution: bool
+) -> None:
+    running = emu.seed_execution("wf", "1", "RUNNING")["id"]  # reported as read: the detailed execution
+
+    [result] = retry_all(client, {"executionId": running, "fullExecution": full_execution}).results
+
+    assert result.outcome is Outcome.SKIPPED
+    assert result.execution is not None
+    assert ("executedTasks" in result.execution) is full_execution
+
+
+@pytest.mark.parametrize("full_execution", [False, True])
 def test_retry_one_returns_the_whole_execution_only_when_asked(
     emu: CdfEmulator, client: CogniteClient, full_execution: bool
 ) -> None:
