@@ -34,8 +34,12 @@ PYTEST := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -n $(TEST_WORKERS) --dist 
 unit: $(STAMP)
 	$(PYTEST)
 
+# The quick loop (at most a minute on 2 idle cores): leaves out what waits or starts processes by design,
+# the reliability matrices (tests/reliability), the tests marked slow and those marked process (docs/testing.md).
+QUICK_SELECTION := not slow and not reliability and not process
+
 test-quick: $(STAMP)
-	$(PYTEST) -m "not slow"
+	$(PYTEST) -m "$(QUICK_SELECTION)"
 
 # The whole suite with the property runs at their full example counts (docs/testing.md): 10,000 hostile
 # inputs per entrypoint instead of 1,000, 3,000 generated execution IDs instead of 300.

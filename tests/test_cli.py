@@ -54,6 +54,7 @@ def cli_process(emu: CdfEmulator, *args: str, **extra_env: str | None) -> subpro
     )
 
 
+@pytest.mark.process
 def test_retry_prints_a_table_and_exits_0(emu: CdfEmulator) -> None:
     failed = emu.seed_execution("wf-a", "1", "FAILED")["id"]
 
@@ -169,6 +170,7 @@ def test_invalid_policy_in_the_environment_exits_2_before_any_request(emu: CdfEm
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("command", [["-m", "workflow_retry", "emulator"], ["-m", "emulator"]])
+@pytest.mark.process
 def test_the_emulator_command_serves_until_stopped(command: list[str]) -> None:
     process = subprocess.Popen(
         [sys.executable, *command, "--port", "0", "--seed", "2"],
@@ -231,6 +233,7 @@ def test_an_invalid_setting_names_its_variable(emu: CdfEmulator) -> None:
     assert emu.requests == []
 
 
+@pytest.mark.process
 def test_verbose_is_accepted_after_the_subcommand_as_before(emu: CdfEmulator) -> None:
     failed = emu.seed_many(2, status="FAILED")
 
@@ -344,6 +347,7 @@ def test_an_id_pasted_with_white_space_is_taken_on_the_command_line(emu: CdfEmul
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.process
 def test_the_emulator_can_fail_retries_again_to_walk_through_the_policy_by_hand() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "workflow_retry", "emulator", "--port", "0", "--seed", "1", "--fail-again"],

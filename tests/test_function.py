@@ -455,6 +455,7 @@ def test_an_execution_that_fails_again_can_be_retried_by_a_later_call(
     assert emu.retry_count(failed) == 2
 
 
+@pytest.mark.slow  # waits out a deadline of seconds
 def test_the_deadline_holds_when_cdf_answers_429_to_everything(
     emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -489,6 +490,7 @@ def test_cognites_function_folder_check_accepts_handler_py() -> None:
     validate_function_folder(str(root), "handler.py", skip_folder_validation=False)
 
 
+@pytest.mark.slow  # waits out a deadline of seconds
 def test_a_deadline_that_cuts_a_sent_retry_request_says_it_may_have_been_applied(
     emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

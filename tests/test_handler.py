@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from emulator import CdfEmulator
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
 
@@ -32,6 +34,7 @@ print(json.dumps({"after_import": after_import, "after_call": after_call, "count
 """
 
 
+@pytest.mark.process
 def test_import_handler_loads_the_sdk_only_and_the_first_call_loads_the_cognite_path(emu: CdfEmulator) -> None:
     failed = emu.seed_execution("wf", "1", "FAILED")["id"]
 

@@ -149,6 +149,7 @@ def test_a_run_that_cannot_be_reported_changes_no_result_and_is_logged(
     assert "not reported" in line.getMessage()
 
 
+@pytest.mark.slow  # waits out a deadline of seconds
 def test_a_hanging_runs_endpoint_is_cut_at_the_calls_deadline(
     emu: CdfEmulator,
     client: CogniteClient,

@@ -86,6 +86,7 @@ def test_progress_counts_every_result_once_invalid_ones_too(emu: CdfEmulator, cl
 # --- the concurrency bound ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # waits out a deadline of seconds
 def test_each_concurrency_setting_bounds_the_executions_in_flight(emu: CdfEmulator, client: CogniteClient) -> None:
     # Every read takes a while, so each call's slots are all taken before the first read answers.
     emu.add_fault(Fault(method="GET", path_regex=EXECUTION_READ, latency=0.3))

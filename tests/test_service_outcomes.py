@@ -365,6 +365,7 @@ def test_a_lost_retry_answer_that_cannot_be_checked_is_a_retryable_failure_on_th
     assert emu.retry_count(failed) == 0
 
 
+@pytest.mark.slow  # waits out a deadline of seconds
 def test_an_execution_not_reached_before_the_deadline_is_a_retryable_failure_in_those_words(
     emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

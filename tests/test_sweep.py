@@ -148,6 +148,7 @@ def test_exhausted_executions_are_announced_once_across_sweeps(
     assert len([r for r in caplog.records if r.name == "workflow_retry.giveup"]) == 1
 
 
+@pytest.mark.slow  # waits out a deadline of seconds
 def test_a_sweep_stops_before_its_deadline_and_says_what_it_did_not_reach(
     emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -69,6 +69,7 @@ def retries(emu: CdfEmulator) -> list[Any]:
 # -- the idempotency table -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # waits out a deadline of seconds
 def test_an_idempotency_table_that_never_answers_is_a_quick_503_and_cdf_is_not_called(
     new_app: AppFactory, emu: CdfEmulator, silent: SilentServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -91,6 +92,7 @@ def test_an_idempotency_table_that_never_answers_is_a_quick_503_and_cdf_is_not_c
     assert retries(emu) == []
 
 
+@pytest.mark.slow  # waits out a deadline of seconds
 def test_an_sqs_record_whose_idempotency_table_never_answers_comes_back_within_the_invocation(
     new_app: AppFactory, emu: CdfEmulator, silent: SilentServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,6 +26,7 @@ from tests.aws.senders import new_webhook_secret, signed
 from tests.conftest import FUNCTION_CLIENT_SECRET
 from tests.support.cold_start import run_in_container
 
+pytestmark = pytest.mark.process  # each test starts an interpreter or forks a cold container
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_ONLY = ("boto3", "botocore", "aws_lambda_powertools", "workflow_retry.aws")
 HEAVY = (

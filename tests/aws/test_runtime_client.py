@@ -29,6 +29,7 @@ from tests.aws.samples import FUNCTION_ARN, http_event, sns_event, sqs_event
 from tests.aws.senders import new_webhook_secret, signed
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
 
+pytestmark = pytest.mark.process  # each test starts an interpreter or forks a cold container
 ROOT = Path(__file__).resolve().parents[2]
 API = "/2018-06-01/runtime"
 SECRET = new_webhook_secret()

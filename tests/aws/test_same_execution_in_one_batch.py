@@ -48,6 +48,7 @@ def retry_requests(emu: CdfEmulator) -> int:
     return len(emu.requests_matching("POST", r"/retry$"))
 
 
+@pytest.mark.slow  # waits out a deadline of seconds
 def test_a_batch_of_ten_records_naming_one_execution_makes_one_session_and_one_retry_per_attempt(
     refailing: CdfEmulator, new_app: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,10 +11,14 @@ import json
 import os
 from typing import Any
 
+import pytest
+
 from emulator import CdfEmulator
 from tests.aws.samples import sqs_event
 from tests.conftest import FUNCTION_CLIENT_SECRET
 from tests.support.cold_start import run_in_container
+
+pytestmark = pytest.mark.process  # each test forks a cold container
 
 ANSWERS = "ANSWERS "
 

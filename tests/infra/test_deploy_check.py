@@ -18,6 +18,7 @@ import yaml
 from tests.conftest import register_secret
 from tests.infra.conftest import REPO_ROOT, SAM_TEMPLATE, SCRIPTS, TOOLKIT_ORG
 
+pytestmark = pytest.mark.process  # each test starts an interpreter or forks a cold container
 SAM_CONFIG = REPO_ROOT / "infra/aws/samconfig.toml"
 RUNNER_VARIABLES = ("IDP_FUNCTION_CLIENT_ID", "IDP_FUNCTION_CLIENT_SECRET")
 FILLED_SAM_VALUES = {
