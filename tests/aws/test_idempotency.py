@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -208,3 +209,63 @@ def test_a_key_reused_for_another_payload_while_the_first_is_in_progress_is_refu
         finally:
             release.set()
         assert first.result(10).result == {"first": True}
+
+
+def a_large_answer(results: int = 1_000) -> dict[str, Any]:
+    """A delivery's answer of about 800 KB: twice what one DynamoDB item holds (400 KB)."""
+    return {
+        "results": [
+            {
+                "executionId": f"00000000-0000-4000-8000-{n:012d}",
+                "outcome": "retried",
+                "reason": "retried (attempt 1 of 3) " + "x" * 600,
+                "attempts": 1,
+                "execution": {
+                    "id": f"00000000-0000-4000-8000-{n:012d}",
+                    "workflowExternalId": "wf",
+                    "status": "RUNNING",
+                },
+            }
+            for n in range(results)
+        ],
+        "counts": {"retried": results},
+    }
+
+
+def test_an_answer_larger_than_a_dynamodb_item_is_answered_whole_and_stored_trimmed(idempotency_table: str) -> None:
+    work = Work(a_large_answer())
+    assert len(json.dumps(work.result)) > 400_000
+
+    first = registered(dynamodb_guard(idempotency_table, 3600)).run_once("webhook:big", work, fingerprint=PAYLOAD)
+    again = registered(dynamodb_guard(idempotency_table, 3600)).run_once("webhook:big", work, fingerprint=PAYLOAD)
+
+    assert (first.result, first.replayed) == (work.result, False)  # this delivery's caller gets all of it
+    assert again.replayed is True
+    assert work.calls == 1
+    # A duplicate (another container: from the table) gets the same outcomes, their texts cut to fit the item.
+    assert len(json.dumps(again.result)) <= 400_000
+    assert again.result["counts"] == {"retried": 1_000}
+    assert [(r["executionId"], r["outcome"]) for r in again.result["results"]] == [
+        (r["executionId"], r["outcome"]) for r in work.result["results"]
+    ]
+    assert "the idempotency table accepts" in again.result["trimmed"]["why"]
+
+
+def test_a_record_the_table_cannot_save_after_the_work_ran_still_answers_the_work(
+    idempotency_table: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    dynamodb: Any = boto3.client("dynamodb")
+
+    class WorkThatLosesTheTable(Work):
+        def __call__(self) -> dict[str, Any]:
+            dynamodb.delete_table(TableName=idempotency_table)  # the record's final write will fail
+            return super().__call__()
+
+    work = WorkThatLosesTheTable()
+    handled = registered(dynamodb_guard(idempotency_table, 3600)).run_once("sqs:m-7", work, fingerprint=PAYLOAD)
+
+    # The retries were made: the answer says so, not "not handled" (which would send the record back).
+    assert (handled.result, handled.replayed, work.calls) == (work.result, False, 1)
+    [line] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "sqs:m-7 was handled" in line.getMessage()
+    assert "ResourceNotFoundException" in line.getMessage()

@@ -37,7 +37,8 @@ class DeliveryGuard(Protocol):
         ``fingerprint`` is the payload's hash. Raises :class:`DeliveryKeyReusedError` when the key was
         taken for another payload, :class:`~workflow_retry.errors.DeliveryInProgressError` while
         another invocation handles the key, and :class:`~workflow_retry.errors.IdempotencyStoreError`
-        when the store fails (the work is then not done). An exception from the work itself
+        when the store fails before the work (which is then not done); a store that fails once the work
+        has run does not undo it: its result is returned. An exception from the work itself
         propagates, and nothing is remembered.
         """
         ...
