@@ -31,7 +31,9 @@ typecheck: $(STAMP)
 TEST_WORKERS ?= 4
 PYTEST := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
-unit: $(STAMP)
+# The whole suite checks the infrastructure tools and the Lambda zip too: both are built first, once
+# (then only when their inputs change), so that `make unit` works on a fresh clone as `make test` does.
+unit: $(STAMP) infra-tools package
 	$(PYTEST)
 
 # The quick loop (at most a minute on 2 idle cores): leaves out what waits or starts processes by design,
@@ -43,7 +45,7 @@ test-quick: $(STAMP)
 
 # The whole suite with the property runs at their full example counts (docs/testing.md): 10,000 hostile
 # inputs per entrypoint instead of 1,000, 3,000 generated execution IDs instead of 300.
-test-deep: $(STAMP)
+test-deep: $(STAMP) infra-tools package
 	TEST_DEPTH=deep $(PYTEST)
 
 test: lint typecheck infra-check unit bench-smoke
