@@ -36,6 +36,7 @@ from workflow_retry.ledger import OUTCOME_GAVE_UP, AttemptLedger, AttemptRecord,
 from workflow_retry.models import ErrorInfo, ExecutionResult, Outcome, RequestedId, RetryReport, RetryRequest
 from workflow_retry.policy import DEFAULT_POLICY, Action, Decision, RetryPolicy, decide, retry_was_applied
 from workflow_retry.settings import Settings
+from workflow_retry.slots import HeldSlot, Slots
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,14 @@ class ReadAhead:
         self._unserved.discard(execution_id)
         return snapshot
 
+    def answered(self) -> bool:
+        """Whether the bulk read now in flight, if any, has answered."""
+        return self._pending.done()
+
+    async def wait(self) -> None:
+        """Until the bulk read now in flight has answered (or failed: the IDs then read alone)."""
+        await asyncio.wait([self._pending])
+
     def close(self) -> None:
         self._pending.cancel()
 
@@ -154,8 +163,8 @@ async def retry_executions(
             watched = _RetryRequestWatch(gateway)
 
             async def work() -> ExecutionResult:
-                async with slots:  # taken by the handling task only: a waiting duplicate holds no slot
-                    return await _retry_one(execution_id, watched, dry_run=request.dry_run, context=ctx)
+                async with slots.hold() as slot:  # taken by the handling task only: a waiting duplicate holds none
+                    return await _retry_one(execution_id, watched, dry_run=request.dry_run, context=ctx, slot=slot)
 
             try:
                 async with asyncio.timeout_at(deadline):
@@ -201,19 +210,17 @@ def report_not_started(
     return report
 
 
-_slots_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
-    weakref.WeakKeyDictionary()
-)
+_slots_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Slots]] = weakref.WeakKeyDictionary()
 
 
-def shared_slots(concurrency: int) -> asyncio.Semaphore:
+def shared_slots(concurrency: int) -> Slots:
     """The concurrency bound of every call running on this event loop at once (the SDK's one loop).
 
     Shared, so that calls made at the same time (the records of an SQS batch, each in its own
     thread) keep RETRY_CONCURRENCY executions in flight in all, not that many each.
     """
     by_size = _slots_by_loop.setdefault(asyncio.get_running_loop(), {})
-    return by_size.setdefault(concurrency, asyncio.Semaphore(concurrency))
+    return by_size.setdefault(concurrency, Slots(concurrency))
 
 
 HandlingMode = tuple[object, ...]
@@ -327,7 +334,12 @@ async def retry_one(
 
 
 async def _retry_one(
-    execution_id: ExecutionId, gateway: ExecutionGateway, *, dry_run: bool, context: RetryContext
+    execution_id: ExecutionId,
+    gateway: ExecutionGateway,
+    *,
+    dry_run: bool,
+    context: RetryContext,
+    slot: HeldSlot | None = None,
 ) -> ExecutionResult:
     ctx = context
     now = ctx.clock()
@@ -346,6 +358,10 @@ async def _retry_one(
     except BaseException:
         await _discard(read_record)
         raise
+    if slot is not None and ctx.read_ahead is not None and not ctx.read_ahead.answered():
+        # Waiting for the batch's listing, not for a request of its own: the slot reads the next execution.
+        async with slot.lent():
+            await ctx.read_ahead.wait()
     try:
         record = await read_record
     except LedgerError as exc:

@@ -241,3 +241,31 @@ def test_a_stale_read_ahead_is_read_again_only_for_the_ids_not_yet_served(
     assert None not in fresh
     assert late is None  # each of the 14 left reads its own record
     assert len(emu.requests_matching("GET", LIST)) == 1
+
+
+def test_a_slow_listing_does_not_hold_up_the_executions_reads_nor_the_concurrency_bound(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    """While the listing is out, the slots of the executions already read read the next ones (lent, taken back)."""
+    ids = emu.seed_many(24, workflow_external_id="wf")
+    ledger = RawLedger(client, "workflow_retry", "attempts", 168 * 3600)
+    _take(ledger, ["another-execution"], _now())  # the table exists: the listing reads it
+    emu.add_fault(Fault(method="GET", path_regex=LIST, latency=1.0))
+    emu.add_fault(Fault(method="GET", path_regex=r"/workflows/executions/[^/]+$", latency=0.1))
+    emu.add_fault(Fault(method="POST", path_regex=r"/sessions$", latency=0.1))
+    settings = Settings(concurrency=4)
+    emu.clear_requests()
+
+    report = run_on_sdk_loop(
+        retry_executions(
+            parse_payload({"executionIds": ids}), SdkCdfGateway(client, None), settings, RetryContext(ledger=ledger)
+        )
+    )
+
+    assert [r.outcome for r in report.results] == [Outcome.RETRIED] * 24
+    [listing] = emu.requests_matching("GET", LIST)
+    reads = emu.requests_matching("GET", r"/workflows/executions/[^/]+$")
+    # 4 at a time, 0.1 s each: 24 reads take 0.6 s, all before the 1 s listing answers.
+    assert len(reads) == 24
+    assert max(r.time for r in reads) < listing.time + 1.0
+    assert emu.max_in_flight <= settings.concurrency + 1  # the executions' requests, and the listing

@@ -1,0 +1,98 @@
+"""The concurrency bound of a process: RETRY_CONCURRENCY executions at work at once on the SDK's loop.
+
+A slot is held by the task handling one execution while it sends that execution's requests. While the
+task waits for something that is not its own request (the batch's ledger listing, which a large ledger
+makes several round trips long) it lends its slot out (:meth:`HeldSlot.lent`): the next executions
+are read meanwhile, instead of the whole first wave sitting idle on one listing. A task taking its slot
+back goes ahead of executions not yet started, so that the executions already read go on first (and a
+deadline cuts executions not yet started, not ones half done). Measured in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+
+
+class Slots:
+    """A semaphore with two queues: tasks taking a lent slot back are served before tasks starting."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._returning: deque[asyncio.Future[None]] = deque()
+        self._starting: deque[asyncio.Future[None]] = deque()
+
+    async def take(self, *, returning: bool = False) -> None:
+        """Wait for a free slot and hold it (``returning``: ahead of every task not yet started)."""
+        if self._free > 0 and not self._returning and not self._starting:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._returning if returning else self._starting
+        queue.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.cancelled():
+                if waiter in queue:
+                    queue.remove(waiter)
+            else:  # handed a slot and cancelled before it could use it: the slot goes to the next task
+                self.give()
+            raise
+
+    def give(self) -> None:
+        """Free a held slot: to the longest-waiting returning task, else starting task, else the pool."""
+        for queue in (self._returning, self._starting):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+    def hold(self) -> HeldSlot:
+        """A slot to take for one execution (``async with``), which the execution can lend out."""
+        return HeldSlot(self)
+
+    async def __aenter__(self) -> None:
+        await self.take()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.give()
+
+
+class HeldSlot:
+    """One execution's slot: taken on entry, given back on exit, lent out while the task waits on others."""
+
+    def __init__(self, slots: Slots) -> None:
+        self._slots = slots
+        self._held = False
+
+    async def __aenter__(self) -> HeldSlot:
+        await self._slots.take()
+        self._held = True
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._held:
+            self._held = False
+            self._slots.give()
+
+    @asynccontextmanager
+    async def lent(self) -> AsyncIterator[None]:
+        """The slot is free for another task in the block, and held again (ahead of new tasks) after it."""
+        if self._held:
+            self._held = False
+            self._slots.give()
+        try:
+            yield
+        finally:
+            await self._slots.take(returning=True)
+            self._held = True
