@@ -5,7 +5,7 @@
    10 MB (what the call keeps per ID).
 7. Read-ahead memory: a batch of 200 against a RAW ledger holding 10,000 live rows, against the same
    batch on an empty ledger: the bulk read of the ledger must add at most 2 MB (it lists only the
-   decision columns, one bounded page at a time).
+   keys, one bounded page at a time, and bounds the executions read while it runs).
 
 Each call runs in its own interpreter (``python -m bench.child batch PATH``), so its peak RSS is its
 own; the emulator, holding every execution and row, stays in the bench's process.

@@ -72,13 +72,13 @@ async def _read_snapshot(execution_ids: list[ExecutionId], context: RetryContext
     """The ledger records of these IDs read in bulk, or None where the ledger cannot (or the read failed)."""
     now = context.clock()
     try:
-        records = await context.ledger.read_many(execution_ids, now)
+        found = await context.ledger.read_many(execution_ids, now)
     except LedgerError as exc:
         logger.warning("reading the attempt ledger in bulk failed, reading it per execution: %s", exc)
         return None
-    if records is None:
+    if found is None:
         return None
-    return LedgerSnapshot(records, frozenset(execution_ids), now, whole=context.ledger.bulk_records_whole)
+    return LedgerSnapshot(found, frozenset(execution_ids), now)
 
 
 class ReadAhead:
@@ -397,10 +397,11 @@ async def _read_record(execution_id: ExecutionId, ctx: RetryContext, now: int) -
     if ctx.read_ahead is not None:
         snapshot = await ctx.read_ahead.snapshot_for(execution_id, now)
         if snapshot is not None and snapshot.knows(execution_id, now):
-            record = snapshot.records.get(execution_id)
-            if record is None or snapshot.whole:
-                return record
-            # The bulk read left the history out: the record a write starts from is read whole, alone.
+            if execution_id in snapshot.found.records:
+                return snapshot.found.records[execution_id]
+            if execution_id not in snapshot.found.listed:
+                return None
+            # Listed, not read (RAW lists keys): the record a decision and a write start from is read alone.
     return await ctx.ledger.get(execution_id, now)
 
 

@@ -5,7 +5,10 @@ task waits for something that is not its own request (the batch's ledger listing
 makes several round trips long) it lends its slot out (:meth:`HeldSlot.lent`): the next executions
 are read meanwhile, instead of the whole first wave sitting idle on one listing. A task taking its slot
 back goes ahead of executions not yet started, so that the executions already read go on first (and a
-deadline cuts executions not yet started, not ones half done). Measured in docs/benchmarks.md.
+deadline cuts executions not yet started, not ones half done). At most twice as many executions wait
+with their slot lent as there are slots: an execution read and waiting holds its answer in memory, so a
+process holds at most three times RETRY_CONCURRENCY executions, however long the listing. Measured in
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ class Slots:
     """A semaphore with two queues: tasks taking a lent slot back are served before tasks starting."""
 
     def __init__(self, size: int) -> None:
+        self._size = size
         self._free = size
+        self.lent = 0
+        """Executions now waiting with their slot lent, to take one back (at most twice ``size``)."""
         self._returning: deque[asyncio.Future[None]] = deque()
         self._starting: deque[asyncio.Future[None]] = deque()
 
@@ -52,6 +58,10 @@ class Slots:
                     waiter.set_result(None)
                     return
         self._free += 1
+
+    def may_lend(self) -> bool:
+        """Whether one more execution may lend its slot (at most twice as many wait so as there are slots)."""
+        return self.lent < 2 * self._size
 
     def hold(self) -> HeldSlot:
         """A slot to take for one execution (``async with``), which the execution can lend out."""
@@ -87,12 +97,21 @@ class HeldSlot:
 
     @asynccontextmanager
     async def lent(self) -> AsyncIterator[None]:
-        """The slot is free for another task in the block, and held again (ahead of new tasks) after it."""
-        if self._held:
-            self._held = False
-            self._slots.give()
+        """The slot is free for another task in the block, and held again (ahead of new tasks) after it.
+
+        Kept instead when twice as many executions as there are slots wait with theirs lent already.
+        """
+        if not self._held or not self._slots.may_lend():
+            yield
+            return
+        self._held = False
+        self._slots.lent += 1
+        self._slots.give()
         try:
             yield
         finally:
-            await self._slots.take(returning=True)
-            self._held = True
+            try:
+                await self._slots.take(returning=True)
+                self._held = True
+            finally:
+                self._slots.lent -= 1

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from workflow_retry.errors import ConfigurationError
@@ -188,15 +188,25 @@ should not decide on a record read long before.
 
 
 @dataclass(frozen=True)
-class LedgerSnapshot:
-    """Records read in bulk (:meth:`AttemptLedger.read_many`) for the IDs in ``covers``, at ``read_at_ms``."""
+class BulkRead:
+    """What one bulk read (:meth:`AttemptLedger.read_many`) found for the IDs it was asked about.
 
-    records: Mapping[str, AttemptRecord]
+    An ID in ``records`` has that live record; an ID in ``listed`` has a row the read saw but did not read
+    (RAW lists keys only: the record a decision and a write start from is then read whole, alone); any
+    other ID has no live record.
+    """
+
+    records: Mapping[str, AttemptRecord] = field(default_factory=dict)
+    listed: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class LedgerSnapshot:
+    """A bulk read for the IDs in ``covers``, made at ``read_at_ms``."""
+
+    found: BulkRead
     covers: frozenset[str]
     read_at_ms: int
-    whole: bool = True
-    """False when the bulk read left out what no decision reads (RAW lists the decision columns, not the
-    history): a record it holds is then read again alone, so that a write keeps the row's history."""
 
     def knows(self, execution_id: str, now_ms: int) -> bool:
         """Whether the snapshot answers for this execution now (covered, and still fresh)."""
@@ -210,11 +220,6 @@ class AttemptLedger(Protocol):
     def kind(self) -> LedgerKind: ...
 
     @property
-    def bulk_records_whole(self) -> bool:
-        """Whether :meth:`read_many` reads whole records (False: without their history; see :class:`LedgerSnapshot`)."""
-        ...
-
-    @property
     def enforces_cap(self) -> bool:
         """False only for the ``none`` ledger: results then say the cap is not enforced."""
         ...
@@ -223,8 +228,8 @@ class AttemptLedger(Protocol):
         """The execution's record, or None when there is none (or it has expired)."""
         ...
 
-    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> Mapping[str, AttemptRecord] | None:
-        """The live records of many executions in fewer requests than one each (an ID with no record is absent).
+    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> BulkRead | None:
+        """What many executions' records are, in fewer requests than one each (see :class:`BulkRead`).
 
         None when this ledger cannot do that cheaply for these IDs: the caller then reads them one by one.
         """
@@ -267,13 +272,12 @@ class NoLedger:
 
     kind: LedgerKind = "none"
     enforces_cap = False
-    bulk_records_whole = True
 
     async def get(self, execution_id: str, now_ms: int) -> AttemptRecord | None:
         return None
 
-    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> Mapping[str, AttemptRecord] | None:
-        return {}
+    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> BulkRead | None:
+        return BulkRead()
 
     async def take_attempt(
         self,

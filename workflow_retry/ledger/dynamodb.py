@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -26,6 +26,7 @@ from workflow_retry.errors import ConfigurationError, LedgerError
 from workflow_retry.ledger import (
     DEFAULT_RETENTION_SECONDS,
     AttemptRecord,
+    BulkRead,
     History,
     LedgerKind,
     RecentRecords,
@@ -48,7 +49,6 @@ class DynamoDbLedger:
 
     kind: LedgerKind = "dynamodb"
     enforces_cap = True
-    bulk_records_whole = True  # it has no bulk read: each record is read whole, alone
 
     def __init__(
         self,
@@ -93,7 +93,7 @@ class DynamoDbLedger:
         record = _from_item(item)
         return None if record.expires_at <= now_ms // 1000 else record
 
-    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> Mapping[str, AttemptRecord] | None:
+    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> BulkRead | None:
         return None  # consistent single reads, one per execution (they run in threads, off the event loop)
 
     async def take_attempt(

@@ -20,8 +20,9 @@ RUNNING and CDF refuses the second. At most one extra retry per additional proce
 Requests go through the async client's ``get``/``post`` (as in :mod:`workflow_retry.cdf`), not the
 SDK's ``client.raw.rows`` methods: those are throttled per process to 5 reads and 2 writes at once,
 which made the ledger the bottleneck of a batch. Row writes of concurrent retries are sent together
-(:class:`_BatchedInserts`), and a batch reads its records by listing the rows written within the TTL
-(:meth:`RawLedger.read_many`; RAW has no read of many keys); see ``docs/benchmarks.md``.
+(:class:`_BatchedInserts`), and a batch learns which of its IDs have a record by listing the keys of the
+rows written within the TTL (:meth:`RawLedger.read_many`; RAW has no read of many keys); see
+``docs/benchmarks.md``.
 
 A row is live until its ``expiresAt``, or until the current TTL has passed since RAW last wrote it
 (``lastUpdatedTime``, plus :data:`CLOCK_SKEW_MS`), whichever comes first: so a lowered
@@ -33,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -44,6 +45,7 @@ from workflow_retry.errors import LedgerError
 from workflow_retry.ledger import (
     DEFAULT_RETENTION_SECONDS,
     AttemptRecord,
+    BulkRead,
     History,
     LedgerKind,
     RecentRecords,
@@ -66,13 +68,14 @@ MAX_ROWS_PER_INSERT = 1000
 READ_AHEAD_MIN_IDS = 16
 """Fewer IDs than this are read one by one: their reads overlap anyway, and a listing may carry many rows."""
 READ_AHEAD_IDS_PER_PAGE = 10
-"""A listed page (up to :data:`LIST_PAGE_ROWS` rows) is worth this many single reads: more pages than IDs / 10
-and the listing is abandoned for single reads (a ledger that busy is better read by key)."""
+"""A listed page is worth this many single reads: more pages than IDs / 10 and the listing is abandoned
+for single reads (a ledger that busy is better read by key)."""
 LIST_PAGE_ROWS = 1_000
-"""Rows per listed page: one page is parsed at a time, so a page bounds the read-ahead's memory (about
-1 MB per 1,000 rows parsed), whatever the ledger's size."""
-DECISION_COLUMNS = ("workflowExternalId", "attempts", "lastAttemptAt", "lastOutcome", "expiresAt")
-"""The columns a decision reads: the read-ahead lists only these, never whatever else a row holds."""
+"""Rows per page where whole rows are listed (the history, pruning)."""
+LIST_PAGE_KEYS = 2_000
+"""Keys per page of the read-ahead's listing: one page is parsed at a time, so a page bounds the
+read-ahead's memory, whatever the ledger's size (docs/benchmarks.md: 2,000 keys fit the 2 MB target with
+room; 5,000 did not)."""
 CLOCK_SKEW_MS = 3_600_000
 """Slack between this machine's clock (``expiresAt``) and RAW's (``lastUpdatedTime``)."""
 MAX_KEYS_PER_DELETE = 1000
@@ -86,7 +89,6 @@ class RawLedger:
 
     kind: LedgerKind = "raw"
     enforces_cap = True
-    bulk_records_whole = False  # the read-ahead lists the decision columns, not the history
 
     def __init__(
         self,
@@ -111,27 +113,32 @@ class RawLedger:
         row = await self._read(f"{self._rows_path}/{quote(execution_id, safe='')}")
         return None if row is None else self._live_record(execution_id, row, now_ms)
 
-    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> Mapping[str, AttemptRecord] | None:
+    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> BulkRead | None:
+        """Which of these IDs have a row RAW wrote within the TTL: one listing of keys only, page by page.
+
+        Keys only, because a record found is read again alone anyway (a write replaces the row whole, so
+        it must start from the whole row, history included); most IDs of a batch have no row, and the
+        listing tells them apart at less than half the bytes a row's decision columns cost, so a page
+        holds twice the rows in about the same memory. A row that has expired since its last write (``expiresAt``) is
+        listed too; its single read finds it expired.
+        """
         wanted = set(execution_ids)
         if len(wanted) < READ_AHEAD_MIN_IDS:
             return None
-        params: dict[str, Any] = {
-            "limit": LIST_PAGE_ROWS,
-            "minLastUpdatedTime": self._oldest_live_ms(now_ms),
-            "columns": ",".join(DECISION_COLUMNS),
-        }
-        found: dict[str, AttemptRecord] = {}
+        oldest_live = self._oldest_live_ms(now_ms)
+        params: dict[str, Any] = {"limit": LIST_PAGE_KEYS, "minLastUpdatedTime": oldest_live, "columns": ","}
+        listed: set[str] = set()
         for _ in range(max(1, len(wanted) // READ_AHEAD_IDS_PER_PAGE)):
             body = await self._read(self._rows_path, params)
             if body is None:
-                return {}  # the database or table does not exist yet: no records at all
+                return BulkRead()  # the database or table does not exist yet: no records at all
             for row in body.get("items") or ():
-                key = row.get("key") if isinstance(row, dict) else None
-                if key in wanted and (record := self._live_record(key, row, now_ms)) is not None:
-                    found[key] = record
+                key, updated = (row.get("key"), row.get("lastUpdatedTime")) if isinstance(row, dict) else (None, None)
+                if key in wanted and not (isinstance(updated, int | float) and updated <= oldest_live):
+                    listed.add(key)
             cursor = body.get("nextCursor")
             if not cursor:
-                return found
+                return BulkRead(listed=frozenset(listed))
             params["cursor"] = cursor
             # The SDK's HTTP responses sit in reference cycles (it caches .json() on them), so each page's
             # bytes would wait for the cycle collector: collect the young generations, one page at a time.
