@@ -125,16 +125,16 @@ class RawLedger:
         wanted = set(execution_ids)
         if len(wanted) < READ_AHEAD_MIN_IDS:
             return None
-        oldest_live = self._oldest_live_ms(now_ms)
-        params: dict[str, Any] = {"limit": LIST_PAGE_KEYS, "minLastUpdatedTime": oldest_live, "columns": ","}
+        # RAW leaves out the rows it has not written within the TTL (minLastUpdatedTime).
+        params: dict[str, Any] = {"limit": LIST_PAGE_KEYS, "minLastUpdatedTime": self._oldest_live_ms(now_ms)}
+        params["columns"] = ","  # keys only
         listed: set[str] = set()
         for _ in range(max(1, len(wanted) // READ_AHEAD_IDS_PER_PAGE)):
             body = await self._read(self._rows_path, params)
             if body is None:
                 return BulkRead()  # the database or table does not exist yet: no records at all
             for row in body.get("items") or ():
-                key, updated = (row.get("key"), row.get("lastUpdatedTime")) if isinstance(row, dict) else (None, None)
-                if key in wanted and not (isinstance(updated, int | float) and updated <= oldest_live):
+                if isinstance(row, dict) and (key := row.get("key")) in wanted:
                     listed.add(key)
             cursor = body.get("nextCursor")
             if not cursor:
