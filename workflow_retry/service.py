@@ -4,11 +4,12 @@
 each execution and acts through a :class:`CdfGateway`. It does not know which platform called it.
 
 A :class:`RetryContext` carries the policy, the attempt ledger and the give-up announcer. A batch
-reads the ledger records of all its IDs at once where the ledger can (:func:`reading_ahead`), beside
-the first executions' reads, and again in bulk once that read has gone stale. Per execution: the
-execution and its ledger record (from the bulk read, or alone) are read at the same time; the attempt
-is counted while the session is created; then the retry request is sent. The execution's own requests
-run in its task, the ledger's beside it (:func:`_retry_one`).
+reads what the ledger holds for all its IDs at once where the ledger can (:func:`reading_ahead`),
+beside the first executions' reads, and again in bulk once that read has gone stale; an execution read
+before that bulk read has answered lends its concurrency slot meanwhile (:mod:`workflow_retry.slots`).
+Per execution: the execution and its ledger record (from the bulk read, or alone) are read at the same
+time; the attempt is counted while the session is created; then the retry request is sent. The
+execution's own requests run in its task, the ledger's beside it (:func:`_retry_one`).
 
 In one process an execution is handled by one task at a time (:func:`one_at_a_time`): the records of
 an SQS batch, or concurrent calls, that name an execution already being handled wait for that task
