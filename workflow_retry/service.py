@@ -373,13 +373,14 @@ async def _retry_one(
     if decision.action is Action.SKIP:
         reason = decision.reason
         if decision.announce:
-            reason = await give_up_skipped(execution_id, execution, record, decision, ctx, dry_run=dry_run)
+            reason = await give_up_once(
+                execution_id, execution, record, Outcome.SKIPPED, decision, ctx, dry_run=dry_run
+            )
         return _result(execution_id, Outcome.SKIPPED, reason, execution, attempts)
     if decision.action is Action.DEFER:
         return _result(execution_id, Outcome.DEFERRED, decision.reason, execution, attempts)
     if decision.action is Action.EXHAUSTED:
-        assert record is not None  # only a record can exhaust the cap
-        reason = await give_up_exhausted(execution, record, decision, ctx, dry_run=dry_run)
+        reason = await give_up_once(execution_id, execution, record, Outcome.EXHAUSTED, decision, ctx, dry_run=dry_run)
         return _result(execution_id, Outcome.EXHAUSTED, reason, execution, attempts)
     if decision.action is Action.REPORT_ONLY:
         return _result(execution_id, Outcome.DRY_RUN, decision.reason, execution, attempts)
@@ -500,39 +501,21 @@ async def _send_retry(
     return _result(execution_id, Outcome.RETRIED, f"retried from the point of failure (status was {status})", updated)
 
 
-async def give_up_exhausted(
-    execution: Mapping[str, Any], record: AttemptRecord, decision: Decision, ctx: RetryContext, *, dry_run: bool
-) -> str:
-    """Announce an exhausted execution once (the ledger remembers it); the reason to report."""
-    if dry_run:
-        return f"{decision.reason}; would give up"
-    if record.last_outcome == OUTCOME_GAVE_UP:
-        return f"{decision.reason}; gave up earlier (announced then)"
-    now = ctx.clock()
-    record = with_give_up(record, execution, now, decision.reason, ctx.policy.max_attempts)
-    try:
-        first = await ctx.ledger.record_outcome(record, OUTCOME_GAVE_UP, now)
-    except LedgerError as exc:
-        logger.error("could not record the give-up of execution %s: %s", record.execution_id, exc)
-        first = True  # better told twice than never
-    if not first:
-        return f"{decision.reason}; gave up earlier (announced then)"
-    await ctx.announcer.announce(
-        _give_up(record.execution_id, Outcome.EXHAUSTED, execution, record.attempts, ctx, decision.reason)
-    )
-    return f"{decision.reason}; gave up (announced)"
-
-
-async def give_up_skipped(
+async def give_up_once(
     execution_id: ExecutionId,
     execution: Mapping[str, Any],
     record: AttemptRecord | None,
+    outcome: Outcome,
     decision: Decision,
     ctx: RetryContext,
     *,
     dry_run: bool,
 ) -> str:
-    """Announce a skip a person must hear of (an access error) once, with the ledger's give-up marker."""
+    """Announce a give-up once, with the ledger's give-up marker; the reason to report.
+
+    ``outcome`` is ``exhausted`` (the cap is used up) or ``skipped`` (a skip a person must hear of, such
+    as an access error: ``record`` may then be None, the execution never counted).
+    """
     if dry_run:
         return f"{decision.reason}; would give up"
     workflow = execution.get("workflowExternalId")
@@ -550,9 +533,7 @@ async def give_up_skipped(
         first = True  # better told twice than never
     if not first:
         return f"{decision.reason}; gave up earlier (announced then)"
-    await ctx.announcer.announce(
-        _give_up(execution_id, Outcome.SKIPPED, execution, seen.attempts, ctx, decision.reason)
-    )
+    await ctx.announcer.announce(_give_up(execution_id, outcome, execution, seen.attempts, ctx, decision.reason))
     return f"{decision.reason}; gave up (announced)"
 
 
