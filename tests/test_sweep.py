@@ -325,3 +325,32 @@ def test_a_long_running_workflow_goes_through_its_whole_life_cycle_by_sweeps_alo
     assert emu.retry_count(failed) == 2
     announced = [r for r in caplog.records if r.name == "workflow_retry.giveup" and failed in r.getMessage()]
     assert len(announced) == 1
+
+
+def test_executions_given_up_on_do_not_hold_newer_failures_back(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More executions already given up on than a sweep keeps as candidates (maxRestarts x 10): the sweep
+    lists again past them for the newer failures, oldest first, instead of reporting the same ones each time."""
+    monkeypatch.setenv("RETRY_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("RETRY_COOLDOWN_SECONDS", "0")
+    monkeypatch.setenv("RETRY_SWEEP_MAX_RESTARTS", "25")
+    emu.auto_fail_after_retry = True
+    given_up = emu.seed_many(25, status="FAILED")
+    assert sweep(client, {"sweep": {"maxRestarts": 25}})["sweep"]["outcomes"] == {"retried": 25}
+    time.sleep(0.002)
+    assert sweep(client, {"sweep": {"maxRestarts": 25}})["sweep"]["outcomes"] == {"exhausted": 25}
+    fresh = [emu.seed_execution("wf", "1", "FAILED")["id"] for _ in range(3)]
+    emu.clear_requests()
+
+    first = sweep(client, {"sweep": {"maxRestarts": 2}})  # keeps 20 candidates: all of them given up on
+    second = sweep(client, {"sweep": {"maxRestarts": 2}})
+
+    assert first["sweep"]["outcomes"] == {"exhausted": 25, "retried": 2}
+    assert {r["executionId"] for r in first["results"]} < set(fresh)  # two of the three, as maxRestarts says
+    assert first["sweep"]["eligible"] == 28
+    assert first["sweep"]["leftForNextSweep"] == 1
+    assert first["sweep"]["pagesRead"] == 2  # the window listed twice
+    assert second["sweep"]["outcomes"] == {"exhausted": 27, "retried": 1}  # the two retried failed again
+    assert [emu.retry_count(i) for i in fresh] == [1, 1, 1]
+    assert all(emu.retry_count(i) == 1 for i in given_up)

@@ -14,7 +14,10 @@ CDF has no failure webhook, so a scheduled sweep is how most users find failures
 3. handles those oldest first with bounded concurrency, each exactly as a single retry is handled
    (detail, ledger record, full policy: ``exhausted`` is announced once, ``deferred`` waits), until
    ``maxRestarts`` have been restarted (CDF runs at most 50 executions at once per project); the rest
-   wait for the next sweep;
+   wait for the next sweep. When every candidate kept was handled with fewer restarts than that (the
+   oldest failures were given up on before, or end in terminal errors) and newer ones were left out, it
+   lists again for the next oldest after them, within the listing's share of the deadline: failures
+   found not retryable by every sweep never hold newer ones back;
 4. stops listing early enough to leave a quarter of the deadline for retrying, and reports what it
    did not reach;
 5. with the time left, deletes up to :data:`PRUNE_ROWS_PER_SWEEP` ledger records past their expiry
@@ -48,7 +51,7 @@ from workflow_retry.models import (
     SweepRequest,
     SweepSummary,
 )
-from workflow_retry.policy import WorkflowSelector, failure_key, screen
+from workflow_retry.policy import RetryPolicy, WorkflowSelector, failure_key, screen
 from workflow_retry.service import RetryContext, error_info, log_result, reading_ahead, retry_one
 from workflow_retry.settings import Settings
 
@@ -135,57 +138,47 @@ async def sweep_executions(
     filter, summary, ctx = resolve_sweep(request.sweep, settings, ctx, now)
     keep = summary.max_restarts * CANDIDATE_SLACK
 
-    outcomes: Counter[str] = Counter()
-    heap: list[tuple[int, int, _Candidate]] = []  # (-failed_at, -seq): the newest kept candidate on top
-    sequence = itertools.count()
-    pages = seen = candidates = 0
-    listing_complete = False
-    stopped_early: str | None = None
-    listing_error: ErrorInfo | None = None
-
-    def consider(item: dict[str, Any]) -> None:
-        nonlocal candidates
-        try:
-            execution_id = parse_execution_id(item.get("id"))
-        except InvalidExecutionId:
-            outcomes[Outcome.INVALID.value] += 1  # CDF listed something that is no execution ID
-            return
-        if screen(item, ctx.policy, now) is not None:
-            outcomes[Outcome.SKIPPED.value] += 1
-            return
-        candidates += 1
-        failed_at = failure_key(item) or 0
-        entry = (-failed_at, -next(sequence), _Candidate(execution_id, failed_at))
-        if len(heap) < keep:
-            heapq.heappush(heap, entry)
-        elif entry > heap[0]:  # failed earlier than the newest kept candidate
-            heapq.heapreplace(heap, entry)
-
-    try:
-        async with asyncio.timeout_at(listing_deadline):
-            async for items in _pages(gateway, filter, settings.sweep_page_size):
-                pages += 1
-                seen += len(items)
-                for item in items:
-                    consider(item)
-                if progress is not None:
-                    progress("listing", seen, None)
-            listing_complete = True
-    except TimeoutError:
-        stopped_early = f"listing stopped after {pages} page(s) to keep time for retries; the rest was not read"
-    except CdfRequestError as exc:
-        stopped_early = f"listing failed after {pages} page(s): {exc.message}"
-        listing_error = error_info(exc)
-
-    selected = deque(candidate for _, _, candidate in sorted(heap, reverse=True))
-    heap.clear()
+    first = await _list_candidates(gateway, filter, ctx.policy, now, settings, keep, listing_deadline, progress)
+    outcomes: Counter[str] = Counter(first.screened_out)
+    pages, stopped_early = first.pages, first.stopped_early
     examined, not_reached, timed_out = await _retry_oldest_first(
-        selected, gateway, request, summary.max_restarts, ctx, settings, deadline, progress
+        first.selected, gateway, request, summary.max_restarts, ctx, settings, deadline, progress
     )
+    listing, handled = first, _Handled()
+    # Every candidate kept was handled, too few were restarted, and newer ones were left out: list again
+    # for those, so that executions found not retryable by every sweep (given up on, terminal errors)
+    # cannot fill the candidates of every sweep and hold newer failures back.
+    while (
+        not timed_out
+        and listing.complete
+        and listing.candidates > len(listing.kept)
+        and _restarted(examined) < summary.max_restarts
+        and loop.time() < listing_deadline
+    ):
+        handled.add(listing.kept)
+        listing = await _list_candidates(
+            gateway, filter, ctx.policy, now, settings, keep, listing_deadline, None, after=handled
+        )
+        pages += listing.pages
+        stopped_early = listing.stopped_early or stopped_early
+        if not listing.selected:
+            break
+        more, not_reached, timed_out = await _retry_oldest_first(
+            listing.selected,
+            gateway,
+            request,
+            summary.max_restarts - _restarted(examined),
+            ctx,
+            settings,
+            deadline,
+            None,
+        )
+        examined += more
     if timed_out:
         stopped_early = stopped_early or f"the deadline came with {not_reached} selected execution(s) not handled"
     elif not request.dry_run:
         await prune_ledger(ctx, deadline)
+    seen, candidates, listing_complete, listing_error = first.seen, first.candidates, first.complete, first.error
     results = []
     for result in examined:
         outcomes[result.outcome.value] += 1
@@ -220,6 +213,97 @@ async def sweep_executions(
         extra={"sweep": report.sweep.model_dump(mode="json", by_alias=True) if report.sweep else None},
     )
     return report
+
+
+class _Handled:
+    """What earlier passes of a sweep handled: a later pass keeps only the failures after the newest of them."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.newest = 0
+
+    def add(self, candidates: list[_Candidate]) -> None:
+        self.ids.update(c.execution_id for c in candidates)
+        self.newest = max([self.newest, *(c.failed_at for c in candidates)])
+
+    def passed(self, execution_id: str, failed_at: int) -> bool:
+        """Whether an earlier pass had this candidate, or one that failed later, before it."""
+        return failed_at < self.newest or (failed_at == self.newest and execution_id in self.ids)
+
+
+class _Listing:
+    """One pass over the list endpoint: the oldest candidates kept, and what the pass saw."""
+
+    def __init__(self) -> None:
+        self.kept: list[_Candidate] = []
+        """The candidates kept, oldest first; ``selected`` is the queue they are handled from."""
+        self.selected: deque[_Candidate] = deque()
+        self.pages = self.seen = self.candidates = 0
+        self.screened_out: Counter[str] = Counter()
+        self.complete = False
+        self.stopped_early: str | None = None
+        self.error: ErrorInfo | None = None
+
+
+async def _list_candidates(
+    gateway: CdfGateway,
+    filter: dict[str, Any],
+    policy: RetryPolicy,
+    now: int,
+    settings: Settings,
+    keep: int,
+    listing_deadline: float,
+    progress: SweepProgress | None,
+    after: _Handled | None = None,
+) -> _Listing:
+    """List the window and keep the ``keep`` oldest candidates (after those an earlier pass handled)."""
+    listing = _Listing()
+    heap: list[tuple[int, int, _Candidate]] = []  # (-failed_at, -seq): the newest kept candidate on top
+    sequence = itertools.count()
+
+    def consider(item: dict[str, Any]) -> None:
+        try:
+            execution_id = parse_execution_id(item.get("id"))
+        except InvalidExecutionId:
+            listing.screened_out[Outcome.INVALID.value] += 1  # CDF listed something that is no execution ID
+            return
+        if screen(item, policy, now) is not None:
+            listing.screened_out[Outcome.SKIPPED.value] += 1
+            return
+        failed_at = failure_key(item) or 0
+        if after is not None and after.passed(execution_id, failed_at):
+            return
+        listing.candidates += 1
+        entry = (-failed_at, -next(sequence), _Candidate(execution_id, failed_at))
+        if len(heap) < keep:
+            heapq.heappush(heap, entry)
+        elif entry > heap[0]:  # failed earlier than the newest kept candidate
+            heapq.heapreplace(heap, entry)
+
+    try:
+        async with asyncio.timeout_at(listing_deadline):
+            async for items in _pages(gateway, filter, settings.sweep_page_size):
+                listing.pages += 1
+                listing.seen += len(items)
+                for item in items:
+                    consider(item)
+                if progress is not None:
+                    progress("listing", listing.seen, None)
+            listing.complete = True
+    except TimeoutError:
+        listing.stopped_early = (
+            f"listing stopped after {listing.pages} page(s) to keep time for retries; the rest was not read"
+        )
+    except CdfRequestError as exc:
+        listing.stopped_early = f"listing failed after {listing.pages} page(s): {exc.message}"
+        listing.error = error_info(exc)
+    listing.kept = [candidate for _, _, candidate in sorted(heap, reverse=True)]
+    listing.selected = deque(listing.kept)
+    return listing
+
+
+def _restarted(examined: list[ExecutionResult]) -> int:
+    return sum(r.outcome in (Outcome.RETRIED, Outcome.DRY_RUN) for r in examined)
 
 
 async def prune_ledger(ctx: RetryContext, deadline: float, max_rows: int = PRUNE_ROWS_PER_SWEEP) -> int | None:
