@@ -354,3 +354,16 @@ def test_executions_given_up_on_do_not_hold_newer_failures_back(
     assert second["sweep"]["outcomes"] == {"exhausted": 27, "retried": 1}  # the two retried failed again
     assert [emu.retry_count(i) for i in fresh] == [1, 1, 1]
     assert all(emu.retry_count(i) == 1 for i in given_up)
+
+
+def test_a_sweep_whose_candidates_fail_does_not_list_again_for_more(emu: CdfEmulator, client: CogniteClient) -> None:
+    """During an outage (every retry request answered 503), a sweep tries the candidates it kept, not the
+    whole window: a failure is no reason to list again for newer candidates."""
+    emu.seed_many(25, status="FAILED")
+    emu.add_fault(Fault(method="POST", path_regex=r"/workflows/executions/[^/]+/retry$", statuses=[503] * 1000))
+
+    result = sweep(client, {"sweep": {"maxRestarts": 2}})  # keeps 20 candidates
+
+    assert result["sweep"]["outcomes"] == {"failed": 20}
+    assert result["sweep"]["pagesRead"] == 1
+    assert result["sweep"]["leftForNextSweep"] == 5

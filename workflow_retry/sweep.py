@@ -14,10 +14,10 @@ CDF has no failure webhook, so a scheduled sweep is how most users find failures
 3. handles those oldest first with bounded concurrency, each exactly as a single retry is handled
    (detail, ledger record, full policy: ``exhausted`` is announced once, ``deferred`` waits), until
    ``maxRestarts`` have been restarted (CDF runs at most 50 executions at once per project); the rest
-   wait for the next sweep. When every candidate kept was handled with fewer restarts than that (the
-   oldest failures were given up on before, or end in terminal errors) and newer ones were left out, it
-   lists again for the next oldest after them, within the listing's share of the deadline: failures
-   found not retryable by every sweep never hold newer ones back;
+   wait for the next sweep. When every candidate kept was handled with fewer restarts than that, none
+   of them failed (the oldest were given up on before, or end in terminal errors) and newer ones were
+   left out, it lists again for the next oldest after them, within the listing's share of the
+   deadline: failures found not retryable by every sweep never hold newer ones back;
 4. stops listing early enough to leave a quarter of the deadline for retrying, and reports what it
    did not reach;
 5. with the time left, deletes up to :data:`PRUNE_ROWS_PER_SWEEP` ledger records past their expiry
@@ -144,15 +144,17 @@ async def sweep_executions(
     examined, not_reached, timed_out = await _retry_oldest_first(
         first.selected, gateway, request, summary.max_restarts, ctx, settings, deadline, progress
     )
-    listing, handled = first, _Handled()
-    # Every candidate kept was handled, too few were restarted, and newer ones were left out: list again
-    # for those, so that executions found not retryable by every sweep (given up on, terminal errors)
-    # cannot fill the candidates of every sweep and hold newer failures back.
+    listing, handled, last = first, _Handled(), examined
+    # Every candidate kept was found not retryable (none failed), too few were restarted, and newer ones
+    # were left out: list again for those, so that executions found not retryable by every sweep (given
+    # up on, terminal errors) cannot fill the candidates of every sweep and hold newer failures back. A
+    # pass with a failure ends the sweep: while CDF or the ledger fails, it does not try the whole window.
     while (
         not timed_out
         and listing.complete
         and listing.candidates > len(listing.kept)
         and _restarted(examined) < summary.max_restarts
+        and not any(r.outcome is Outcome.FAILED for r in last)
         and loop.time() < listing_deadline
     ):
         handled.add(listing.kept)
@@ -163,7 +165,7 @@ async def sweep_executions(
         stopped_early = listing.stopped_early or stopped_early
         if not listing.selected:
             break
-        more, not_reached, timed_out = await _retry_oldest_first(
+        last, not_reached, timed_out = await _retry_oldest_first(
             listing.selected,
             gateway,
             request,
@@ -173,7 +175,7 @@ async def sweep_executions(
             deadline,
             None,
         )
-        examined += more
+        examined += last
     if timed_out:
         stopped_early = stopped_early or f"the deadline came with {not_reached} selected execution(s) not handled"
     elif not request.dry_run:
