@@ -142,7 +142,7 @@ async def sweep_executions(
     outcomes: Counter[str] = Counter(first.screened_out)
     pages, stopped_early = first.pages, first.stopped_early
     examined, not_reached, timed_out = await _retry_oldest_first(
-        first.selected, gateway, request, summary.max_restarts, ctx, settings, deadline, progress
+        deque(first.kept), gateway, request, summary.max_restarts, ctx, settings, deadline, progress
     )
     listing, handled, last = first, _Handled(), examined
     # Every candidate kept was found not retryable (none failed), too few were restarted, and newer ones
@@ -163,10 +163,10 @@ async def sweep_executions(
         )
         pages += listing.pages
         stopped_early = listing.stopped_early or stopped_early
-        if not listing.selected:
+        if not listing.kept:
             break
         last, not_reached, timed_out = await _retry_oldest_first(
-            listing.selected,
+            deque(listing.kept),
             gateway,
             request,
             summary.max_restarts - _restarted(examined),
@@ -238,8 +238,7 @@ class _Listing:
 
     def __init__(self) -> None:
         self.kept: list[_Candidate] = []
-        """The candidates kept, oldest first; ``selected`` is the queue they are handled from."""
-        self.selected: deque[_Candidate] = deque()
+        """The candidates kept, oldest first."""
         self.pages = self.seen = self.candidates = 0
         self.screened_out: Counter[str] = Counter()
         self.complete = False
@@ -300,12 +299,16 @@ async def _list_candidates(
         listing.stopped_early = f"listing failed after {listing.pages} page(s): {exc.message}"
         listing.error = error_info(exc)
     listing.kept = [candidate for _, _, candidate in sorted(heap, reverse=True)]
-    listing.selected = deque(listing.kept)
     return listing
 
 
+def _restarts(result: ExecutionResult) -> bool:
+    """Whether handling it counts against ``maxRestarts`` (restarted, or would be in a dry run)."""
+    return result.outcome in (Outcome.RETRIED, Outcome.DRY_RUN)
+
+
 def _restarted(examined: list[ExecutionResult]) -> int:
-    return sum(r.outcome in (Outcome.RETRIED, Outcome.DRY_RUN) for r in examined)
+    return sum(map(_restarts, examined))
 
 
 async def prune_ledger(ctx: RetryContext, deadline: float, max_rows: int = PRUNE_ROWS_PER_SWEEP) -> int | None:
@@ -382,7 +385,7 @@ async def _retry_oldest_first(
             finally:
                 in_flight -= 1
             results[index] = result
-            if result.outcome in (Outcome.RETRIED, Outcome.DRY_RUN):
+            if _restarts(result):
                 restarted += 1
                 if progress is not None:
                     progress("retrying", restarted, total)
