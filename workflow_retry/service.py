@@ -73,13 +73,13 @@ async def _read_snapshot(execution_ids: list[ExecutionId], context: RetryContext
     """The ledger records of these IDs read in bulk, or None where the ledger cannot (or the read failed)."""
     now = context.clock()
     try:
-        found = await context.ledger.read_many(execution_ids, now)
+        with_rows = await context.ledger.read_many(execution_ids, now)
     except LedgerError as exc:
         logger.warning("reading the attempt ledger in bulk failed, reading it per execution: %s", exc)
         return None
-    if found is None:
+    if with_rows is None:
         return None
-    return LedgerSnapshot(found, frozenset(execution_ids), now)
+    return LedgerSnapshot(with_rows, frozenset(execution_ids), now)
 
 
 class ReadAhead:
@@ -398,12 +398,10 @@ async def _discard(task: asyncio.Future[Any]) -> None:
 async def _read_record(execution_id: ExecutionId, ctx: RetryContext, now: int) -> AttemptRecord | None:
     if ctx.read_ahead is not None:
         snapshot = await ctx.read_ahead.snapshot_for(execution_id, now)
-        if snapshot is not None and snapshot.knows(execution_id, now):
-            if execution_id in snapshot.found.records:
-                return snapshot.found.records[execution_id]
-            if execution_id not in snapshot.found.listed:
-                return None
-            # Listed, not read (RAW lists keys): the record a decision and a write start from is read alone.
+        if snapshot is not None and snapshot.knows(execution_id, now) and execution_id not in snapshot.with_rows:
+            return None
+        # Not known to the snapshot, or it has a row: the record a decision and a write start from is read
+        # whole, alone.
     return await ctx.ledger.get(execution_id, now)
 
 

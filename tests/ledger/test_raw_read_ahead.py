@@ -14,7 +14,7 @@ from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
 from workflow_retry.cdf import SdkCdfGateway, run_on_sdk_loop
 from workflow_retry.errors import LedgerError
 from workflow_retry.ids import ExecutionId
-from workflow_retry.ledger import READ_AHEAD_FRESH_MS, AttemptRecord, BulkRead, LedgerSnapshot
+from workflow_retry.ledger import READ_AHEAD_FRESH_MS, AttemptRecord, LedgerSnapshot
 from workflow_retry.ledger import raw as raw_ledger
 from workflow_retry.ledger.raw import CLOCK_SKEW_MS, READ_AHEAD_MIN_IDS, RawLedger
 from workflow_retry.models import Outcome
@@ -57,7 +57,7 @@ def test_read_many_lists_the_keys_once_and_tells_which_ids_have_a_row(emu: CdfEm
 
     found = run_on_sdk_loop(ledger.read_many(wanted, now))
 
-    assert found == BulkRead(listed=frozenset({"a", "b", "expired", "foreign"}))
+    assert found == frozenset({"a", "b", "expired", "foreign"})
     assert len(emu.requests_matching("GET", LIST)) == 1
     assert emu.requests_matching("GET", ONE_ROW) == []
     # A listed row is read alone before a decision: that read tells the live records from the others.
@@ -76,7 +76,7 @@ def test_read_many_lists_the_keys_only(emu: CdfEmulator, client: CogniteClient) 
 
     found = run_on_sdk_loop(ledger.read_many(["a"] + [f"e-{i}" for i in range(READ_AHEAD_MIN_IDS)], now))
 
-    assert found == BulkRead(listed=frozenset({"a"}))
+    assert found == frozenset({"a"})
     (listing,) = emu.requests_matching("GET", LIST)
     assert listing.query["columns"] == [","]  # RAW's "keys only"
 
@@ -93,7 +93,7 @@ def test_read_many_parses_one_bounded_page_at_a_time(
 
     found = run_on_sdk_loop(ledger.read_many(ids, now))
 
-    assert found == BulkRead(listed=frozenset({"old-9"}))
+    assert found == frozenset({"old-9"})
     pages = emu.requests_matching("GET", LIST)
     assert [page.query["limit"] for page in pages] == [["4"]] * 3
 
@@ -109,7 +109,7 @@ def test_a_few_ids_are_left_to_single_reads(emu: CdfEmulator, client: CogniteCli
 def test_a_ledger_that_does_not_exist_yet_holds_no_records(emu: CdfEmulator, client: CogniteClient) -> None:
     ids = [f"e-{i}" for i in range(READ_AHEAD_MIN_IDS)]
 
-    assert run_on_sdk_loop(RawLedger(client, "no_db", "no_table", TTL).read_many(ids, _now())) == BulkRead()
+    assert run_on_sdk_loop(RawLedger(client, "no_db", "no_table", TTL).read_many(ids, _now())) == frozenset()
 
 
 def test_a_listing_longer_than_the_batch_is_worth_gives_way_to_single_reads(
@@ -127,7 +127,7 @@ def test_a_listing_longer_than_the_batch_is_worth_gives_way_to_single_reads(
 
     monkeypatch.setattr(raw_ledger, "READ_AHEAD_IDS_PER_PAGE", 5)  # now three pages are worth it
     found = run_on_sdk_loop(ledger.read_many([*ids, "old-11"], now))
-    assert found == BulkRead(listed=frozenset({"old-11"}))
+    assert found == frozenset({"old-11"})
 
 
 def test_a_lowered_ttl_applies_at_once_to_single_and_bulk_reads(emu: CdfEmulator, client: CogniteClient) -> None:
@@ -139,8 +139,8 @@ def test_a_lowered_ttl_applies_at_once_to_single_and_bulk_reads(emu: CdfEmulator
 
     assert run_on_sdk_loop(short.get("long-lived", now)) is not None
     assert run_on_sdk_loop(short.get("long-lived", later)) is None
-    assert run_on_sdk_loop(short.read_many(ids, later)) == BulkRead()
-    assert run_on_sdk_loop(short.read_many(ids, now)) == BulkRead(listed=frozenset({"long-lived"}))
+    assert run_on_sdk_loop(short.read_many(ids, later)) == frozenset()
+    assert run_on_sdk_loop(short.read_many(ids, now)) == frozenset({"long-lived"})
 
 
 def test_a_failed_listing_is_a_ledger_error(emu: CdfEmulator, client: CogniteClient) -> None:
@@ -151,7 +151,7 @@ def test_a_failed_listing_is_a_ledger_error(emu: CdfEmulator, client: CogniteCli
 
 
 def test_a_snapshot_answers_only_for_its_ids_and_only_while_fresh() -> None:
-    snapshot = LedgerSnapshot(BulkRead(), frozenset({"a"}), read_at_ms=1_000)
+    snapshot = LedgerSnapshot(frozenset(), frozenset({"a"}), read_at_ms=1_000)
 
     assert snapshot.knows("a", 1_000 + READ_AHEAD_FRESH_MS)
     assert not snapshot.knows("a", 1_001 + READ_AHEAD_FRESH_MS)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from workflow_retry.errors import ConfigurationError
@@ -188,23 +188,14 @@ should not decide on a record read long before.
 
 
 @dataclass(frozen=True)
-class BulkRead:
-    """What one bulk read (:meth:`AttemptLedger.read_many`) found for the IDs it was asked about.
+class LedgerSnapshot:
+    """A bulk read for the IDs in ``covers``, made at ``read_at_ms``: which of them have a row.
 
-    An ID in ``records`` has that live record; an ID in ``listed`` has a row the read saw but did not read
-    (RAW lists keys only: the record a decision and a write start from is then read whole, alone); any
-    other ID has no live record.
+    An ID in ``with_rows`` has its record read whole, alone, before its decision (a write replaces the
+    record, so it must start from all of it); any other ID it covers has no live record.
     """
 
-    records: Mapping[str, AttemptRecord] = field(default_factory=dict)
-    listed: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class LedgerSnapshot:
-    """A bulk read for the IDs in ``covers``, made at ``read_at_ms``."""
-
-    found: BulkRead
+    with_rows: frozenset[str]
     covers: frozenset[str]
     read_at_ms: int
 
@@ -228,8 +219,8 @@ class AttemptLedger(Protocol):
         """The execution's record, or None when there is none (or it has expired)."""
         ...
 
-    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> BulkRead | None:
-        """What many executions' records are, in fewer requests than one each (see :class:`BulkRead`).
+    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> frozenset[str] | None:
+        """Which of these executions have a record, in fewer requests than one each (see :class:`LedgerSnapshot`).
 
         None when this ledger cannot do that cheaply for these IDs: the caller then reads them one by one.
         """
@@ -276,8 +267,8 @@ class NoLedger:
     async def get(self, execution_id: str, now_ms: int) -> AttemptRecord | None:
         return None
 
-    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> BulkRead | None:
-        return BulkRead()
+    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> frozenset[str] | None:
+        return frozenset()
 
     async def take_attempt(
         self,

@@ -26,7 +26,6 @@ from workflow_retry.errors import ConfigurationError, LedgerError
 from workflow_retry.ledger import (
     DEFAULT_RETENTION_SECONDS,
     AttemptRecord,
-    BulkRead,
     History,
     LedgerKind,
     RecentRecords,
@@ -93,7 +92,7 @@ class DynamoDbLedger:
         record = _from_item(item)
         return None if record.expires_at <= now_ms // 1000 else record
 
-    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> BulkRead | None:
+    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> frozenset[str] | None:
         return None  # consistent single reads, one per execution (they run in threads, off the event loop)
 
     async def take_attempt(

@@ -45,7 +45,6 @@ from workflow_retry.errors import LedgerError
 from workflow_retry.ledger import (
     DEFAULT_RETENTION_SECONDS,
     AttemptRecord,
-    BulkRead,
     History,
     LedgerKind,
     RecentRecords,
@@ -113,32 +112,35 @@ class RawLedger:
         row = await self._read(f"{self._rows_path}/{quote(execution_id, safe='')}")
         return None if row is None else self._live_record(execution_id, row, now_ms)
 
-    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> BulkRead | None:
+    async def read_many(self, execution_ids: Sequence[str], now_ms: int) -> frozenset[str] | None:
         """Which of these IDs have a row RAW wrote within the TTL: one listing of keys only, page by page.
 
         Keys only, because a record found is read again alone anyway (a write replaces the row whole, so
         it must start from the whole row, history included); most IDs of a batch have no row, and the
         listing tells them apart at less than half the bytes a row's decision columns cost, so a page
-        holds twice the rows in about the same memory. A row that has expired since its last write (``expiresAt``) is
-        listed too; its single read finds it expired.
+        holds twice the rows in about the same memory. A row that has expired since its last write
+        (``expiresAt``) is listed too; its single read finds it expired.
         """
         wanted = set(execution_ids)
         if len(wanted) < READ_AHEAD_MIN_IDS:
             return None
-        # RAW leaves out the rows it has not written within the TTL (minLastUpdatedTime).
-        params: dict[str, Any] = {"limit": LIST_PAGE_KEYS, "minLastUpdatedTime": self._oldest_live_ms(now_ms)}
-        params["columns"] = ","  # keys only
+        # RAW leaves out the rows it has not written within the TTL (minLastUpdatedTime); "," lists keys only.
+        params: dict[str, Any] = {
+            "limit": LIST_PAGE_KEYS,
+            "minLastUpdatedTime": self._oldest_live_ms(now_ms),
+            "columns": ",",
+        }
         listed: set[str] = set()
         for _ in range(max(1, len(wanted) // READ_AHEAD_IDS_PER_PAGE)):
             body = await self._read(self._rows_path, params)
             if body is None:
-                return BulkRead()  # the database or table does not exist yet: no records at all
+                return frozenset()  # the database or table does not exist yet: no records at all
             for row in body.get("items") or ():
                 if isinstance(row, dict) and (key := row.get("key")) in wanted:
                     listed.add(key)
             cursor = body.get("nextCursor")
             if not cursor:
-                return BulkRead(listed=frozenset(listed))
+                return frozenset(listed)
             params["cursor"] = cursor
             # The SDK's HTTP responses sit in reference cycles (it caches .json() on them), so each page's
             # bytes would wait for the cycle collector: collect the young generations, one page at a time.
