@@ -239,6 +239,7 @@ class ExecutionStore:
         self.unknown_execution_status = 404
         self.auto_fail_after_retry = False
         self.enforce_task_capabilities = False
+        self.max_running: int | None = None
 
     def clear(self) -> None:
         """Forget every execution, and restore the knobs to their defaults."""
@@ -248,6 +249,7 @@ class ExecutionStore:
         self.unknown_execution_status = 404
         self.auto_fail_after_retry = False
         self.enforce_task_capabilities = False
+        self.max_running = None
 
     # --- creation -------------------------------------------------------------------------------
 
@@ -514,6 +516,24 @@ class ExecutionStore:
         """Raise the 400 for an execution that is not FAILED, TIMED_OUT or TERMINATED."""
         if execution.status not in RETRYABLE_EXECUTION_STATUSES:
             raise bad_request(f"Execution {execution.id} cannot be retried: status is {execution.status}")
+
+    def running_count(self) -> int:
+        """How many executions of the project are RUNNING now."""
+        return sum(1 for execution in self.by_id.values() if execution.status == "RUNNING")
+
+    def check_room_to_run(self) -> None:
+        """Raise a 429 when ``max_running`` executions are RUNNING already (None: no limit).
+
+        CDF runs at most 50 workflow executions at once per project (docs.cognite.com, data workflows,
+        "Limits and restrictions"); what it answers to one more is not documented. The emulator assumes
+        CDF's throttling answer (429, "too many concurrent requests", docs.cognite.com "Request
+        throttling"), given before anything changes, so the nonce stays unused.
+        """
+        if self.max_running is not None and self.running_count() >= self.max_running:
+            raise ApiError(
+                429,
+                f"Too many concurrent workflow executions: the project runs at most {self.max_running} at once",
+            )
 
     def apply_retry(self, execution: Execution, principal: Client | None = None) -> Json:
         """Restart the execution's failed, non-optional tasks; the answer shows it RUNNING.

@@ -343,7 +343,7 @@ class CdfEmulator:
 
     ``CdfEmulator(project=...)`` is not started; ``start()`` (or ``with CdfEmulator() as emu``) binds a
     free loopback port.  Knobs for one test: ``latency``, ``add_fault``, ``set_rate_limit``,
-    ``auto_fail_after_retry``, ``enforce_task_capabilities``, ``unknown_execution_status``,
+    ``auto_fail_after_retry``, ``enforce_task_capabilities``, ``max_running_executions``, ``unknown_execution_status``,
     ``nonce_ttl``; ``reset()`` puts them back.
     """
 
@@ -634,6 +634,25 @@ class CdfEmulator:
     def auto_fail_after_retry(self, value: bool) -> None:
         with self._lock:
             self._state.executions.auto_fail_after_retry = value
+
+    @property
+    def running_count(self) -> int:
+        """How many executions are RUNNING now."""
+        with self._lock:
+            return self._state.executions.running_count()
+
+    @property
+    def max_running_executions(self) -> int | None:
+        """At most this many executions RUNNING at once: a retry or run past it is answered 429 (None: no
+        limit, the default; CDF's is 50 per project). See ``ExecutionStore.check_room_to_run``."""
+        return self._state.executions.max_running
+
+    @max_running_executions.setter
+    def max_running_executions(self, value: int | None) -> None:
+        if value is not None and value < 1:
+            raise ValueError("max_running_executions must be at least 1")
+        with self._lock:
+            self._state.executions.max_running = value
 
     @property
     def unknown_execution_status(self) -> int:

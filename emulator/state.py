@@ -53,7 +53,8 @@ class EmulatorState:
         """``POST /workflows/executions/{id}/retry``.
 
         Checks, in order: body shape (400), execution exists (404), nonce is valid and unused (400),
-        status is retryable (400); then applies the retry and consumes the nonce. The real API's order is
+        status is retryable (400), room under the running limit (429, when one is set); then applies the
+        retry and consumes the nonce. The real API's order is
         not documented; authenticating the request (the nonce) before looking at the state is assumed,
         so a repeated POST after a lost answer is refused for its used nonce.
         """
@@ -62,6 +63,7 @@ class EmulatorState:
         execution = self.executions.require(execution_id)
         self.sessions.validate(nonce)
         self.executions.check_retryable(execution)
+        self.executions.check_room_to_run()
         session = self.sessions.consume(nonce)
         return self.executions.apply_retry(execution, self.auth.client(session.client_id))
 
@@ -69,7 +71,8 @@ class EmulatorState:
         """``POST /workflows/{xid}/versions/{v}/run`` (answered 202 by the server).
 
         Checks, in order: body shape and identifiers (400), the workflow version exists (404), input
-        at most 100 KB and metadata limits (400), the nonce (400); only then is the nonce used up.
+        at most 100 KB and metadata limits (400), the nonce (400), room under the running limit (429, when
+        one is set); only then is the nonce used up.
         """
         reject_unknown(body, ("authentication", "input", "metadata"), "request body")
         check_identifier(workflow_external_id, "workflowExternalId")
@@ -83,6 +86,7 @@ class EmulatorState:
             raise bad_request("input is limited to 100 KB")
         metadata = validate_metadata(body.get("metadata"))
         self.sessions.validate(nonce)
+        self.executions.check_room_to_run()
         self.sessions.consume(nonce)
         return self.executions.run(workflow_external_id, version, dict(input or {}), metadata)
 

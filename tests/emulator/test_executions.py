@@ -329,6 +329,49 @@ def test_retry_refused_for_running_and_completed(emu: CdfEmulator, token: str, s
     assert _retry(emu, token, other["id"], nonce).status == 200
 
 
+def test_running_limit_is_off_by_default_and_after_reset(emu: CdfEmulator, token: str) -> None:
+    for _ in range(3):
+        emu.seed_execution(status="RUNNING")
+    emu.max_running_executions = 3
+    assert emu.max_running_executions == 3
+    emu.reset()
+    assert emu.max_running_executions is None
+    for _ in range(3):
+        emu.seed_execution(status="RUNNING")
+    failed = emu.seed_execution(status="FAILED")
+    assert _retry(emu, token, failed["id"], _nonce(emu, token)).status == 200
+
+
+def test_a_retry_past_the_running_limit_gets_429_and_changes_nothing(emu: CdfEmulator, token: str) -> None:
+    emu.max_running_executions = 2
+    emu.seed_execution(status="RUNNING")
+    first, second = emu.seed_execution(status="FAILED"), emu.seed_execution(status="TIMED_OUT")
+    assert _retry(emu, token, first["id"], _nonce(emu, token)).status == 200
+    nonce = _nonce(emu, token)
+    refused = _retry(emu, token, second["id"], nonce)
+    assert refused.status == 429
+    assert refused.body["error"]["message"] == (
+        "Too many concurrent workflow executions: the project runs at most 2 at once"
+    )
+    after = emu.get_execution(second["id"])
+    assert after is not None
+    assert after["status"] == "TIMED_OUT"
+    assert emu.retry_count(second["id"]) == 0
+    # Once one ends there is room again, and the refused request's nonce was not used up.
+    emu.fail_execution(first["id"])
+    assert _retry(emu, token, second["id"], nonce).status == 200
+
+
+def test_a_run_past_the_running_limit_gets_429(emu: CdfEmulator, token: str) -> None:
+    emu.seed_execution("wf", "1", "RUNNING")
+    emu.max_running_executions = 1
+    reply = call(
+        emu, "POST", "/workflows/wf/versions/1/run", {"authentication": {"nonce": _nonce(emu, token)}}, token=token
+    )
+    assert reply.status == 429
+    assert emu.running_count == 1
+
+
 def test_retry_unknown_execution_is_404(emu: CdfEmulator, client: CogniteClient) -> None:
     with pytest.raises(CogniteNotFoundError):
         client.workflows.executions.retry(str(uuid.uuid4()))
