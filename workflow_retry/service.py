@@ -36,6 +36,7 @@ from workflow_retry.ids import ExecutionId
 from workflow_retry.ledger import OUTCOME_GAVE_UP, AttemptLedger, AttemptRecord, LedgerSnapshot, NoLedger
 from workflow_retry.models import ErrorInfo, ExecutionResult, Outcome, RequestedId, RetryReport, RetryRequest
 from workflow_retry.policy import DEFAULT_POLICY, Action, Decision, RetryPolicy, decide, retry_was_applied
+from workflow_retry.running import RunningBudget, shared_budget
 from workflow_retry.settings import Settings
 from workflow_retry.slots import HeldSlot, Slots
 
@@ -67,6 +68,25 @@ class RetryContext:
     clock: Callable[[], int] = now_ms
     read_ahead: ReadAhead | None = None
     """Records being read ahead for a batch (:func:`reading_ahead`); an ID it does not answer for is read alone."""
+    running: RunningBudget | None = None
+    """Room left under RETRY_MAX_RUNNING (:func:`with_running_budget`); None: the running executions are not counted."""
+
+    def not_started(self) -> None:
+        """A restart that took room under RETRY_MAX_RUNNING did not start: give the room back."""
+        if self.running is not None:
+            self.running.give_back()
+
+
+def with_running_budget(
+    context: RetryContext, gateway: CdfGateway, settings: Settings, *, dry_run: bool
+) -> RetryContext:
+    """The context whose restarts keep the project under RETRY_MAX_RUNNING, when it is set (not for a dry run).
+
+    The count starts now, beside the first executions' reads: :mod:`workflow_retry.running`.
+    """
+    if settings.max_running is None or dry_run:
+        return context
+    return replace(context, running=shared_budget(settings.max_running, gateway))
 
 
 async def _read_snapshot(execution_ids: list[ExecutionId], context: RetryContext) -> LedgerSnapshot | None:
@@ -149,7 +169,7 @@ async def retry_executions(
     progress: Progress | None = None,
 ) -> RetryReport:
     """Handle every ID of the request; the report has one result per ID, in request order."""
-    ctx = context or RetryContext()
+    ctx = with_running_budget(context or RetryContext(), gateway, settings, dry_run=request.dry_run)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.deadline_seconds
     slots = shared_slots(settings.concurrency)
@@ -343,6 +363,9 @@ async def _retry_one(
     slot: HeldSlot | None = None,
 ) -> ExecutionResult:
     ctx = context
+    if ctx.running is not None and (no_room := ctx.running.no_room()) is not None:
+        # The project is known to be full: deferred unread, at no cost (it comes back; a sweep finds it).
+        return _result(execution_id, Outcome.DEFERRED, no_room)
     now = ctx.clock()
     # The execution is read in this task and the record beside it in another: the execution's answer
     # goes on in this task without a hop through the event loop's queue (on a busy loop each hop keeps
@@ -384,6 +407,8 @@ async def _retry_one(
         return _result(execution_id, Outcome.EXHAUSTED, reason, execution, attempts)
     if decision.action is Action.REPORT_ONLY:
         return _result(execution_id, Outcome.DRY_RUN, decision.reason, execution, attempts)
+    if ctx.running is not None and (no_room := await ctx.running.take()) is not None:
+        return _result(execution_id, Outcome.DEFERRED, no_room, execution, attempts)
     return await _retry_counted(execution_id, execution, record, decision, gateway, ctx)
 
 
@@ -451,15 +476,18 @@ async def _retry_counted(
     except Exception as exc:
         took = exc
     if isinstance(took, LedgerError):
+        ctx.not_started()
         return _failed(execution_id, ledger_failure(took), "", execution, record.attempts if record else None)
     if isinstance(took, BaseException):
         raise took
     attempts = record.attempts if record else 0
     if took is None:
         # Another invocation counted this very attempt between our read and our write (DynamoDB).
+        ctx.not_started()
         reason = f"not retried: another invocation took attempt {attempts + 1} at the same moment"
         return _result(execution_id, Outcome.SKIPPED, reason, execution, attempts + 1)
     if isinstance(made, CdfRequestError):
+        ctx.not_started()
         await _release(ctx, took, record)
         return _failed(execution_id, made, "", execution, attempts)
     if isinstance(made, BaseException):
@@ -476,10 +504,12 @@ async def _retry_counted(
     if result.error is not None and result.error.code == 429:
         # Throttled: CDF turned the request away before acting on it, so no attempt was made. Keeping
         # the count would let a long 429 storm use up the cap without a single retry running.
+        ctx.not_started()
         await _release(ctx, took, record)
         return result.model_copy(update={"attempts": attempts})
     if result.error is not None and not result.error.retryable:
         # CDF refused the request (a 4xx) and the execution does not run: the attempt did not happen.
+        ctx.not_started()
         await _release(ctx, took, record)
         result = result.model_copy(update={"attempts": attempts})
         await ctx.announcer.announce(

@@ -105,6 +105,13 @@ class Settings(EnvironmentSettings):
     request_timeout_seconds: int = Field(default=20, ge=1, le=300, description="Timeout of one HTTP request")
     sdk_max_retries: int = Field(default=3, ge=0, le=10, description="cognite-sdk retries of one request")
     sdk_max_backoff_seconds: int = Field(default=4, ge=0, le=60, description="Cap of the SDK's backoff")
+    max_running: int | None = Field(
+        default=None,
+        ge=1,
+        le=50,
+        description="Restart an execution only while the project runs fewer executions than this (CDF runs at "
+        "most 50 at once); unset: not counted",
+    )
 
     # The attempt ledger and the sweep (docs/policy-and-sweeps.md). The retry policy itself is read by
     # workflow_retry.policy.resolve_policy, so that a call's data can override it.

@@ -52,7 +52,14 @@ from workflow_retry.models import (
     SweepSummary,
 )
 from workflow_retry.policy import RetryPolicy, WorkflowSelector, failure_key, screen
-from workflow_retry.service import RetryContext, error_info, log_result, reading_ahead, retry_one
+from workflow_retry.service import (
+    RetryContext,
+    error_info,
+    log_result,
+    reading_ahead,
+    retry_one,
+    with_running_budget,
+)
 from workflow_retry.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -136,6 +143,7 @@ async def sweep_executions(
     listing_deadline = started + settings.deadline_seconds * LISTING_SHARE
     now = ctx.clock()
     filter, summary, ctx = resolve_sweep(request.sweep, settings, ctx, now)
+    ctx = with_running_budget(ctx, gateway, settings, dry_run=request.dry_run)
     keep = summary.max_restarts * CANDIDATE_SLACK
 
     first = await _list_candidates(gateway, filter, ctx.policy, now, settings, keep, listing_deadline, progress)
@@ -155,6 +163,7 @@ async def sweep_executions(
         and listing.candidates > len(listing.kept)
         and _restarted(examined) < summary.max_restarts
         and not any(r.outcome is Outcome.FAILED for r in last)
+        and _no_room(ctx) is None
         and loop.time() < listing_deadline
     ):
         handled.add(listing.kept)
@@ -178,6 +187,8 @@ async def sweep_executions(
         examined += last
     if timed_out:
         stopped_early = stopped_early or f"the deadline came with {not_reached} selected execution(s) not handled"
+    elif (no_room := _no_room(ctx)) is not None:
+        stopped_early = stopped_early or no_room
     elif not request.dry_run:
         await prune_ledger(ctx, deadline)
     seen, candidates, listing_complete, listing_error = first.seen, first.candidates, first.complete, first.error
@@ -302,6 +313,11 @@ async def _list_candidates(
     return listing
 
 
+def _no_room(ctx: RetryContext) -> str | None:
+    """Why no more executions may be restarted under RETRY_MAX_RUNNING, if that is so."""
+    return None if ctx.running is None else ctx.running.no_room()
+
+
 def _restarts(result: ExecutionResult) -> bool:
     """Whether handling it counts against ``maxRestarts`` (restarted, or would be in a dry run)."""
     return result.outcome in (Outcome.RETRIED, Outcome.DRY_RUN)
@@ -370,7 +386,7 @@ async def _retry_oldest_first(
 
     async def worker() -> None:
         nonlocal restarted, in_flight
-        while selected and restarted + in_flight < max_restarts:
+        while selected and restarted + in_flight < max_restarts and _no_room(ctx) is None:
             candidate = selected.popleft()
             index = next(position)
             in_flight += 1
@@ -394,6 +410,9 @@ async def _retry_oldest_first(
     not_reached = 0
     try:
         async with asyncio.timeout_at(deadline), reading_ahead([c.execution_id for c in selected], ctx) as ctx:
+            if ctx.running is not None:
+                # Only as many at once as there is room for, so the room goes to the oldest.
+                max_restarts = total = min(max_restarts, await ctx.running.room())
             await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, max_restarts))))
     except TimeoutError:
         # Work in flight was cancelled; whatever was left in the queue was never started.
