@@ -356,6 +356,34 @@ def test_executions_given_up_on_do_not_hold_newer_failures_back(
     assert all(emu.retry_count(i) == 1 for i in given_up)
 
 
+def test_a_later_listing_that_fails_is_named_as_such(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first listing read the whole window; the one past the candidates handled failed: the summary says
+    which, and carries that listing's error."""
+    monkeypatch.setenv("RETRY_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("RETRY_COOLDOWN_SECONDS", "0")
+    monkeypatch.setenv("RETRY_SDK_MAX_RETRIES", "0")
+    monkeypatch.setenv("RETRY_SWEEP_MAX_RESTARTS", "25")
+    emu.auto_fail_after_retry = True
+    emu.seed_many(25, status="FAILED")
+    assert sweep(client, {"sweep": {"maxRestarts": 25}})["sweep"]["outcomes"] == {"retried": 25}
+    time.sleep(0.002)
+    emu.seed_execution("wf", "1", "FAILED")
+    emu.add_fault(Fault(method="POST", path_regex=LIST_PATH, statuses=[200, 503]))
+
+    summary = sweep(client, {"sweep": {"maxRestarts": 2}})["sweep"]
+
+    assert summary["outcomes"] == {"exhausted": 20}
+    assert summary["listingComplete"] is True
+    assert summary["stoppedEarly"].startswith(
+        "listing again past the candidates handled: "
+        "listing failed after 0 page(s): Service Unavailable (injected fault) (x-request-id: "
+    )
+    assert summary["listingError"]["code"] == 503
+    assert summary["pagesRead"] == 1
+
+
 def test_a_sweep_whose_candidates_fail_does_not_list_again_for_more(emu: CdfEmulator, client: CogniteClient) -> None:
     """During an outage (every retry request answered 503), a sweep tries the candidates it kept, not the
     whole window: a failure is no reason to list again for newer candidates."""

@@ -153,6 +153,7 @@ async def sweep_executions(
         deque(first.kept), gateway, request, summary.max_restarts, ctx, settings, deadline, progress
     )
     listing, handled, last = first, _Handled(), examined
+    listing_error = first.error
     # Every candidate kept was found not retryable (none failed), too few were restarted, and newer ones
     # were left out: list again for those, so that executions found not retryable by every sweep (given
     # up on, terminal errors) cannot fill the candidates of every sweep and hold newer failures back. A
@@ -171,7 +172,10 @@ async def sweep_executions(
             gateway, filter, ctx.policy, now, settings, keep, listing_deadline, None, after=handled
         )
         pages += listing.pages
-        stopped_early = listing.stopped_early or stopped_early
+        if listing.stopped_early is not None:
+            # Named as the later listing it was: the first one may have read the whole window.
+            stopped_early = stopped_early or f"listing again past the candidates handled: {listing.stopped_early}"
+            listing_error = listing_error or listing.error
         if not listing.kept:
             break
         last, not_reached, timed_out = await _retry_oldest_first(
@@ -191,7 +195,7 @@ async def sweep_executions(
         stopped_early = stopped_early or no_room
     elif not request.dry_run:
         await prune_ledger(ctx, deadline)
-    seen, candidates, listing_complete, listing_error = first.seen, first.candidates, first.complete, first.error
+    seen, candidates, listing_complete = first.seen, first.candidates, first.complete
     results = []
     for result in examined:
         outcomes[result.outcome.value] += 1
