@@ -373,14 +373,12 @@ async def _retry_one(
     read_record = asyncio.ensure_future(_read_record(execution_id, ctx, now))
     try:
         execution = await gateway.get_execution(execution_id)
-    except ExecutionNotFoundError as exc:
+    except BaseException as exc:
         await _discard(read_record)
-        return _result(execution_id, Outcome.NOT_FOUND, f"CDF does not know this execution ({exc.code})")
-    except CdfRequestError as exc:
-        await _discard(read_record)
-        return _failed(execution_id, exc, "reading the execution failed")
-    except BaseException:
-        await _discard(read_record)
+        if isinstance(exc, ExecutionNotFoundError):
+            return _result(execution_id, Outcome.NOT_FOUND, f"CDF does not know this execution ({exc.code})")
+        if isinstance(exc, CdfRequestError):
+            return _failed(execution_id, exc, "reading the execution failed")
         raise
     if slot is not None and ctx.read_ahead is not None and not ctx.read_ahead.answered():
         # Waiting for the batch's listing, not for a request of its own: the slot reads the next execution.
