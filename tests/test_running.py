@@ -144,6 +144,15 @@ def test_room_taken_by_a_restart_that_did_not_start_is_given_back(
     assert throttled(emu) == []
 
 
+def test_a_call_of_invalid_ids_counts_nothing(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRY_MAX_RUNNING", "1")
+    report = retry(client, ["not-an-id", "42"])
+    assert outcomes(report) == [Outcome.INVALID] * 2
+    assert emu.requests == []
+
+
 def test_a_dry_run_counts_nothing(emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RETRY_MAX_RUNNING", "1")
     emu.seed_execution("other", "1", "RUNNING")

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from workflow_retry.errors import CdfRequestError
@@ -52,6 +54,8 @@ class RunningBudget:
         self._counted_at = 0.0
         self._started = 0
         """Restarts this process started (and did not give back) since the count was taken."""
+        self.holders = 0
+        """Calls holding this budget (:func:`shared_budget`)."""
 
     def prefetch(self) -> None:
         """Start a count now unless a fresh one is held or in flight (called as a call starts)."""
@@ -97,6 +101,11 @@ class RunningBudget:
         running = await self._running()
         return 0 if isinstance(running, CdfRequestError) else max(0, self.limit - running - self._started)
 
+    def close(self) -> None:
+        """Cancel a count still in flight: no call is left to use it."""
+        if self._count is not None:
+            self._count.cancel()
+
     def give_back(self) -> None:
         """A restart that took room did not start."""
         self._started = max(0, self._started - 1)
@@ -119,19 +128,28 @@ class RunningBudget:
         )
 
 
-_budgets_by_loop: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, weakref.WeakValueDictionary[int, RunningBudget]
-] = weakref.WeakKeyDictionary()
+_budgets_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, RunningBudget]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def shared_budget(limit: int, lister: ExecutionLister) -> RunningBudget:
+@contextmanager
+def shared_budget(limit: int, lister: ExecutionLister) -> Iterator[RunningBudget]:
     """The budget of the calls running on this event loop now (the records of an SQS batch share one).
 
-    Held only while a call holds it: a call that starts after the others have ended counts afresh.
+    Its count starts now. Held while a call runs: when the last call holding it ends, a count still in
+    flight is cancelled and the budget forgotten, so a call that starts later counts afresh.
     """
-    by_limit = _budgets_by_loop.setdefault(asyncio.get_running_loop(), weakref.WeakValueDictionary())
+    by_limit = _budgets_by_loop.setdefault(asyncio.get_running_loop(), {})
     budget = by_limit.get(limit)
     if budget is None:
         budget = by_limit[limit] = RunningBudget(limit, lister)
+    budget.holders += 1
     budget.prefetch()
-    return budget
+    try:
+        yield budget
+    finally:
+        budget.holders -= 1
+        if budget.holders == 0:
+            del by_limit[limit]
+            budget.close()

@@ -23,8 +23,8 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -69,7 +69,7 @@ class RetryContext:
     read_ahead: ReadAhead | None = None
     """Records being read ahead for a batch (:func:`reading_ahead`); an ID it does not answer for is read alone."""
     running: RunningBudget | None = None
-    """Room left under RETRY_MAX_RUNNING (:func:`with_running_budget`); None: the running executions are not counted."""
+    """Room left under RETRY_MAX_RUNNING (:func:`counting_running`); None: the running executions are not counted."""
 
     def not_started(self) -> None:
         """A restart that took room under RETRY_MAX_RUNNING did not start: give the room back."""
@@ -77,16 +77,20 @@ class RetryContext:
             self.running.give_back()
 
 
-def with_running_budget(
+@contextmanager
+def counting_running(
     context: RetryContext, gateway: CdfGateway, settings: Settings, *, dry_run: bool
-) -> RetryContext:
+) -> Iterator[RetryContext]:
     """The context whose restarts keep the project under RETRY_MAX_RUNNING, when it is set (not for a dry run).
 
-    The count starts now, beside the first executions' reads: :mod:`workflow_retry.running`.
+    The count starts now, beside the first executions' reads, and ends with the block when no other
+    call holds it: :mod:`workflow_retry.running`.
     """
     if settings.max_running is None or dry_run:
-        return context
-    return replace(context, running=shared_budget(settings.max_running, gateway))
+        yield context
+        return
+    with shared_budget(settings.max_running, gateway) as budget:
+        yield replace(context, running=budget)
 
 
 async def _read_snapshot(execution_ids: list[ExecutionId], context: RetryContext) -> LedgerSnapshot | None:
@@ -169,7 +173,7 @@ async def retry_executions(
     progress: Progress | None = None,
 ) -> RetryReport:
     """Handle every ID of the request; the report has one result per ID, in request order."""
-    ctx = with_running_budget(context or RetryContext(), gateway, settings, dry_run=request.dry_run)
+    ctx = context or RetryContext()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.deadline_seconds
     slots = shared_slots(settings.concurrency)
@@ -199,8 +203,10 @@ async def retry_executions(
             if progress is not None:
                 progress(done, len(request.ids))
 
-    async with reading_ahead([r.execution_id for r in request.ids if r.execution_id is not None], ctx) as ctx:
-        results = await asyncio.gather(*(handle_one(r) for r in request.ids))
+    valid = [r.execution_id for r in request.ids if r.execution_id is not None]
+    with counting_running(ctx, gateway, settings, dry_run=request.dry_run or not valid) as ctx:
+        async with reading_ahead(valid, ctx) as ctx:
+            results = await asyncio.gather(*(handle_one(r) for r in request.ids))
     if not ctx.ledger.enforces_cap:
         results = [_cap_not_enforced(r) for r in results]
     report = RetryReport(results=tuple(results))

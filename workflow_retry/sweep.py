@@ -54,11 +54,11 @@ from workflow_retry.models import (
 from workflow_retry.policy import RetryPolicy, WorkflowSelector, failure_key, screen
 from workflow_retry.service import (
     RetryContext,
+    counting_running,
     error_info,
     log_result,
     reading_ahead,
     retry_one,
-    with_running_budget,
 )
 from workflow_retry.settings import Settings
 
@@ -136,14 +136,24 @@ async def sweep_executions(
     """Run one sweep (``request.sweep`` must be set); see the module docstring."""
     if request.sweep is None:
         raise ValueError("sweep_executions needs a sweep request")
-    ctx = context or RetryContext()
+    with counting_running(context or RetryContext(), gateway, settings, dry_run=request.dry_run) as ctx:
+        return await _sweep(request, request.sweep, gateway, settings, ctx, progress)
+
+
+async def _sweep(
+    request: RetryRequest,
+    sweep: SweepRequest,
+    gateway: CdfGateway,
+    settings: Settings,
+    ctx: RetryContext,
+    progress: SweepProgress | None,
+) -> RetryReport:
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + settings.deadline_seconds
     listing_deadline = started + settings.deadline_seconds * LISTING_SHARE
     now = ctx.clock()
-    filter, summary, ctx = resolve_sweep(request.sweep, settings, ctx, now)
-    ctx = with_running_budget(ctx, gateway, settings, dry_run=request.dry_run)
+    filter, summary, ctx = resolve_sweep(sweep, settings, ctx, now)
     keep = summary.max_restarts * CANDIDATE_SLACK
 
     first = await _list_candidates(gateway, filter, ctx.policy, now, settings, keep, listing_deadline, progress)
