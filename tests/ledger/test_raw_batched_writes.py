@@ -162,6 +162,39 @@ def test_after_a_throttled_insert_rows_spread_out_in_time_stay_batched(emu: CdfE
     assert sorted(emu.raw_rows("db", "t")) == sorted(["warm", "slow"] + [f"exec-{i}" for i in range(4)])
 
 
+def test_while_an_insert_is_slow_in_flight_rows_spread_out_in_time_stay_batched(
+    emu: CdfEmulator, client: CogniteClient
+) -> None:
+    """The SDK backs off after a 429 inside the insert: the rows that come meanwhile wait for each other,
+    before the slow insert has answered, instead of each going out alone."""
+    ledger = RawLedger(client, "db", "t", TTL)
+    started = time.monotonic()
+    _take_spaced(ledger, ["warm"], 0)  # the fastest insert: what an unthrottled one takes
+    fastest = time.monotonic() - started
+    slow = max(2.0, 6 * fastest)  # in flight past the slow mark (3 x the fastest, at least 0.2 s) with room
+    emu.add_fault(Fault(method="POST", path_regex=ROWS, latency=slow, times=1))
+    emu.clear_requests()
+
+    async def scenario() -> bool:
+        slow_write = asyncio.ensure_future(ledger.take_attempt(None, "slow", "wf", 0))
+        await asyncio.sleep(max(0.4, 4 * fastest))
+        in_flight = not slow_write.done()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def take_at(i: int) -> None:
+            await asyncio.sleep(start + i * 0.03 - loop.time())
+            await ledger.take_attempt(None, f"exec-{i}", "wf", 0)
+
+        await asyncio.gather(*(take_at(i) for i in range(4)))
+        await slow_write
+        return in_flight
+
+    assert run_on_sdk_loop(scenario())  # the slow insert was still in flight when the rows came
+    assert len(emu.requests_matching("POST", ROWS)) == 2  # the slow one, and one for the four
+    assert sorted(emu.raw_rows("db", "t")) == sorted(["warm", "slow"] + [f"exec-{i}" for i in range(4)])
+
+
 def test_after_an_insert_refused_429_rows_spread_out_in_time_stay_batched(
     emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -292,11 +292,22 @@ class _BatchedInserts:
         self._flushing: asyncio.Task[None] | None = None  # referenced, so the loop cannot drop it
         self._throttled_until = 0.0  # loop time until which rows wait the throttled window
         self._fastest = float("inf")  # the fastest insert so far: what an unthrottled one takes here
+        self._sending_since: list[float] = []  # when each insert still in flight was sent
 
     def window(self) -> float:
-        """How long the next batch stays open: longer while CDF throttles the ledger's inserts."""
-        throttled = asyncio.get_running_loop().time() < self._throttled_until
+        """How long the next batch stays open: longer while CDF throttles the ledger's inserts.
+
+        Throttled: an insert was slow or refused 429 a short while ago, or one in flight has been so
+        long already (the SDK is backing off after a 429): the rows that come meanwhile wait for each
+        other instead of each going out alone while the first is retried.
+        """
+        now = asyncio.get_running_loop().time()
+        oldest = min(self._sending_since, default=now)
+        throttled = now < self._throttled_until or self._is_slow(now - oldest)
         return THROTTLED_WRITE_WINDOW_SECONDS if throttled else WRITE_WINDOW_SECONDS
+
+    def _is_slow(self, seconds: float) -> bool:
+        return seconds >= max(SLOW_INSERT_SECONDS, 3 * self._fastest)
 
     async def put(self, row: dict[str, Any]) -> None:
         loop = asyncio.get_running_loop()
@@ -312,6 +323,7 @@ class _BatchedInserts:
         batch, self._pending, self._flushing = self._pending, [], None
         rows = list({row["key"]: row for row, _ in batch}.values())
         started = loop.time()
+        self._sending_since.append(started)
         try:
             for start in range(0, len(rows), MAX_ROWS_PER_INSERT):
                 await self._send(rows[start : start + MAX_ROWS_PER_INSERT])
@@ -329,11 +341,13 @@ class _BatchedInserts:
             for _, written in batch:
                 if not written.done():
                     written.set_result(None)
+        finally:
+            self._sending_since.remove(started)
 
     def _note_duration(self, seconds: float, *, throttled: bool = False) -> None:
         """Keep the throttled window for a while after an insert that was throttled or slow."""
         self._fastest = min(self._fastest, seconds)
-        if throttled or seconds >= max(SLOW_INSERT_SECONDS, 3 * self._fastest):
+        if throttled or self._is_slow(seconds):
             self._throttled_until = asyncio.get_running_loop().time() + THROTTLED_HOLD_SECONDS
 
 
