@@ -171,7 +171,7 @@ def test_each_retry_gets_one_session_for_the_principal_its_workflow_maps_to(
     assert [r["outcome"] for r in result["results"]] == ["retried"] * 5
     assert session_client_ids(emu) == [SALES_ID, FINANCE_ID, FUNCTION_CLIENT_ID, FUNCTION_CLIENT_ID, SALES_ID]
     retried = [r.path.rsplit("/", 2)[-2] for r in emu.requests_matching("POST", r"/retry$")]
-    assert retried == ids
+    assert sorted(retried) == sorted(ids)  # in any order: a retry waits for its ledger write, the next goes on
     nonces = [r.body["authentication"]["nonce"] for r in emu.requests_matching("POST", r"/retry$")]
     assert len(set(nonces)) == 5
 

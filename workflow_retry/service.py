@@ -8,7 +8,8 @@ reads what the ledger holds for all its IDs at once where the ledger can (:func:
 beside the first executions' reads, and again in bulk once that read has gone stale; an execution read
 before that bulk read has answered lends its concurrency slot meanwhile (:mod:`workflow_retry.slots`).
 Per execution: the execution and its ledger record (from the bulk read, or alone) are read at the same
-time; the attempt is counted while the session is created; then the retry request is sent. The
+time; the attempt is counted while the session is created (the slot lent while the count's batched
+insert is still out after the session); then the retry request is sent. The
 execution's own requests run in its task, the ledger's beside it (:func:`_retry_one`).
 
 In one process an execution is handled by one task at a time (:func:`one_at_a_time`): the records of
@@ -413,7 +414,7 @@ async def _retry_one(
         return _result(execution_id, Outcome.DRY_RUN, decision.reason, execution, attempts)
     if ctx.running is not None and (no_room := await ctx.running.take()) is not None:
         return _result(execution_id, Outcome.DEFERRED, no_room, execution, attempts)
-    return await _retry_counted(execution_id, execution, record, decision, gateway, ctx)
+    return await _retry_counted(execution_id, execution, record, decision, gateway, ctx, slot)
 
 
 async def _discard(task: asyncio.Future[Any]) -> None:
@@ -455,6 +456,7 @@ async def _retry_counted(
     decision: Decision,
     gateway: ExecutionGateway,
     ctx: RetryContext,
+    slot: HeldSlot | None = None,
 ) -> ExecutionResult:
     """Count the attempt (while the session is created), send the retry, and settle the count after."""
     now = ctx.clock()
@@ -474,6 +476,12 @@ async def _retry_counted(
     except BaseException:
         await _discard(taking)
         raise
+    if slot is not None and not taking.done():
+        # Waiting for the batched insert that counts the attempt, not for a request of its own: the slot
+        # starts the next execution meanwhile (a slot held idle leaves a connection idle in the SDK's
+        # pool, which every request then probes: docs/benchmarks.md).
+        async with slot.lent():
+            await asyncio.wait([taking])
     took: AttemptRecord | BaseException | None
     try:
         took = await taking

@@ -2,8 +2,9 @@
 
 A slot is held by the task handling one execution while it sends that execution's requests. While the
 task waits for something that is not its own request (the batch's ledger listing, which a large ledger
-makes several round trips long) it lends its slot out (:meth:`HeldSlot.lent`): the next executions
-are read meanwhile, instead of the whole first wave sitting idle on one listing. A task taking its slot
+makes several round trips long; the batched insert that counts its attempt, once its session is made)
+it lends its slot out (:meth:`HeldSlot.lent`): the next executions are read meanwhile, instead of the
+whole first wave sitting idle on one listing, or a slot idle on each insert. A task taking its slot
 back goes ahead of executions not yet started, so that the executions already read go on first (and a
 deadline cuts executions not yet started, not ones half done). At most twice as many executions wait
 with their slot lent as there are slots: an execution read and waiting holds its answer in memory, so a

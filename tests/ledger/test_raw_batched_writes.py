@@ -11,11 +11,15 @@ from cognite.client import CogniteClient, global_config
 import handler
 from emulator import CdfEmulator, Fault
 from tests.conftest import FUNCTION_CLIENT_ID, FUNCTION_CLIENT_SECRET
-from workflow_retry.cdf import run_on_sdk_loop
+from workflow_retry.cdf import SdkCdfGateway, run_on_sdk_loop
 from workflow_retry.errors import LedgerError
 from workflow_retry.ledger import AttemptRecord
 from workflow_retry.ledger import raw as raw_ledger
 from workflow_retry.ledger.raw import RawLedger
+from workflow_retry.models import Outcome
+from workflow_retry.payloads import parse_payload
+from workflow_retry.service import RetryContext, retry_executions
+from workflow_retry.settings import Settings
 
 SECRETS = {"client-id": FUNCTION_CLIENT_ID, "client-secret": FUNCTION_CLIENT_SECRET}
 TTL = 86_400
@@ -70,6 +74,32 @@ def test_a_batch_of_retries_counts_each_attempt_once(emu: CdfEmulator, client: C
     assert {key: row["attempts"] for key, row in rows.items()} == dict.fromkeys(ids, 1)
     assert all(emu.retry_count(i) == 1 for i in ids)
     assert len(emu.requests_matching("POST", ROWS)) < len(ids)
+
+
+def test_an_execution_waiting_for_its_insert_lends_its_slot(emu: CdfEmulator, client: CogniteClient) -> None:
+    """Once its session is made, an execution waiting for the insert that counts its attempt is not sending a
+    request of its own: its slot starts the next executions, and its retry still waits for the insert."""
+    ids = emu.seed_many(6, workflow_external_id="wf")  # fewer than the read-ahead takes: no listing
+    emu.add_fault(Fault(method="POST", path_regex=ROWS, latency=1.5, times=1))  # the first insert is slow
+    settings = Settings(concurrency=2)
+    ledger = RawLedger(client, "workflow_retry", "attempts", TTL)
+
+    report = run_on_sdk_loop(
+        retry_executions(
+            parse_payload({"executionIds": ids}), SdkCdfGateway(client, None), settings, RetryContext(ledger=ledger)
+        )
+    )
+
+    assert [r.outcome for r in report.results] == [Outcome.RETRIED] * 6
+    [slow, *_] = emu.requests_matching("POST", ROWS)
+    slow_rows = {item["key"] for item in slow.body["items"]}
+    retries = {r.path.rsplit("/", 2)[-2]: r.time for r in emu.requests_matching("POST", r"/retry$")}
+    # The retries counted by the slow insert went out after it answered; the others before it did.
+    assert slow_rows
+    assert all(retries[i] >= slow.time + 1.5 for i in slow_rows)
+    assert all(retries[i] < slow.time + 1.5 for i in set(ids) - slow_rows)
+    assert len(slow_rows) < len(ids)
+    assert emu.max_in_flight <= settings.concurrency + 2  # the executions' requests, and two inserts
 
 
 def _take_spaced(ledger: RawLedger, ids: list[str], gap_seconds: float) -> None:
