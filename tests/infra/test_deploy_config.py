@@ -7,6 +7,7 @@ misspelt variable name or a schedule payload the function refuses would only sho
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +241,23 @@ def test_sam_passes_the_credential_sets_and_lets_the_role_read_their_secrets(sam
         {"Ref": "CredentialSetSecretArns"},
     )
     assert policy["Properties"]["Roles"] == [{"Ref": "RetryFunctionRole"}]
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", None), ("40", 40)])
+def test_sam_sets_retry_max_running_only_when_given(sam, monkeypatch, value, expected):
+    """MaxRunning reaches the function as RETRY_MAX_RUNNING when set; empty, the variable is left out (an
+    empty value would not parse), and the settings read it as not counted."""
+    parameter = sam["Parameters"]["MaxRunning"]
+    assert parameter["Default"] == ""
+    assert re.fullmatch(parameter["AllowedPattern"], value)
+    assert not re.fullmatch(parameter["AllowedPattern"], "51")
+    assert not re.fullmatch(parameter["AllowedPattern"], "0")
+    variables = _sam_resource(sam, "RetryFunction")["Properties"]["Environment"]["Variables"]
+    assert variables["RETRY_MAX_RUNNING"] == {
+        "Fn::If": ["HasMaxRunning", {"Ref": "MaxRunning"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert sam["Conditions"]["HasMaxRunning"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "MaxRunning"}, ""]}]}
+    monkeypatch.delenv("RETRY_MAX_RUNNING", raising=False)
+    if value:
+        monkeypatch.setenv("RETRY_MAX_RUNNING", value)
+    assert settings_from_environment().max_running == expected
