@@ -377,7 +377,7 @@ def test_an_id_the_deadline_cuts_before_its_retry_request_is_not_reached(
     settings = Settings(concurrency=1, deadline_seconds=1.5, request_timeout_seconds=1)
 
     async def while_the_slots_are_taken() -> RetryReport:
-        async with shared_slots(settings.concurrency):
+        async with shared_slots(settings.concurrency).hold():
             return await retry_executions(parse_payload({"executionId": failed}), SdkCdfGateway(client, None), settings)
 
     [result] = run(while_the_slots_are_taken()).results

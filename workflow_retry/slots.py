@@ -68,14 +68,6 @@ class Slots:
         """A slot to take for one execution (``async with``), which the execution can lend out."""
         return HeldSlot(self)
 
-    async def __aenter__(self) -> None:
-        await self.take()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.give()
-
 
 class HeldSlot:
     """One execution's slot: taken on entry, given back on exit, lent out while the task waits on others."""
