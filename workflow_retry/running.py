@@ -27,8 +27,9 @@ import asyncio
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
+from workflow_retry.cdf import CdfGateway
 from workflow_retry.errors import CdfRequestError
 
 COUNT_FRESH_SECONDS = 10.0
@@ -37,18 +38,12 @@ COUNT_FRESH_SECONDS = 10.0
 RUNNING_FILTER: dict[str, Any] = {"status": ["RUNNING"]}
 
 
-class ExecutionLister(Protocol):
-    async def list_executions(
-        self, filter: dict[str, Any], limit: int, cursor: str | None
-    ) -> tuple[list[dict[str, Any]], str | None]: ...
-
-
 class RunningBudget:
     """How many more executions this process may restart while the project stays under ``limit``."""
 
-    def __init__(self, limit: int, lister: ExecutionLister) -> None:
+    def __init__(self, limit: int, gateway: CdfGateway) -> None:
         self.limit = limit
-        self._lister = lister
+        self._gateway = gateway
         self._loop = asyncio.get_running_loop()
         self._count: asyncio.Future[int | CdfRequestError] | None = None
         self._counted_at = 0.0
@@ -74,7 +69,7 @@ class RunningBudget:
 
     async def _count_running(self) -> int | CdfRequestError:
         try:
-            items, _ = await self._lister.list_executions(dict(RUNNING_FILTER), self.limit, None)
+            items, _ = await self._gateway.list_executions(dict(RUNNING_FILTER), self.limit, None)
         except CdfRequestError as exc:
             return exc
         return len(items)
@@ -134,7 +129,7 @@ _budgets_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int,
 
 
 @contextmanager
-def shared_budget(limit: int, lister: ExecutionLister) -> Iterator[RunningBudget]:
+def shared_budget(limit: int, gateway: CdfGateway) -> Iterator[RunningBudget]:
     """The budget of the calls running on this event loop now (the records of an SQS batch share one).
 
     Its count starts now. Held while a call runs: when the last call holding it ends, a count still in
@@ -143,7 +138,7 @@ def shared_budget(limit: int, lister: ExecutionLister) -> Iterator[RunningBudget
     by_limit = _budgets_by_loop.setdefault(asyncio.get_running_loop(), {})
     budget = by_limit.get(limit)
     if budget is None:
-        budget = by_limit[limit] = RunningBudget(limit, lister)
+        budget = by_limit[limit] = RunningBudget(limit, gateway)
     budget.holders += 1
     budget.prefetch()
     try:
