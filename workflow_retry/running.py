@@ -94,7 +94,10 @@ class RunningBudget:
     async def room(self) -> int:
         """How many more executions may be restarted now (0 when the count failed)."""
         running = await self._running()
-        return 0 if isinstance(running, CdfRequestError) else max(0, self.limit - running - self._started)
+        return 0 if isinstance(running, CdfRequestError) else self._left(running)
+
+    def _left(self, running: int) -> int:
+        return max(0, self.limit - running - self._started)
 
     def close(self) -> None:
         """Cancel a count still in flight: no call is left to use it."""
@@ -115,7 +118,7 @@ class RunningBudget:
                 f"not retried now: counting the project's running executions failed ({running.message}); "
                 f"RETRY_MAX_RUNNING is {self.limit}"
             )
-        if running + self._started < self.limit:
+        if self._left(running) > 0:
             return None
         return (
             f"not retried now: the project runs {running} execution(s) and this process restarted "
