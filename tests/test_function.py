@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 import pytest
-from cognite.client import CogniteClient
+from cognite.client import CogniteClient, global_config
 
 import handler
 from emulator import CdfEmulator, Fault
@@ -294,6 +294,21 @@ def test_a_batch_of_100_is_retried_once_each_and_concurrently(
     assert len(sessions(emu)) == 100
     assert all(emu.retry_count(i) == 1 for i in ids)
     assert emu.max_in_flight > 1, "IDs should be processed concurrently"
+
+
+def test_request_bodies_go_uncompressed(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A few hundred bytes each: gzip would cost CPU on every POST of a CPU-bound batch and save nothing.
+    monkeypatch.setattr(global_config, "disable_gzip", False)
+    failed = emu.seed_execution("wf", "1", "FAILED")["id"]
+
+    result = handler.handle({"executionId": failed}, client, SECRETS)
+
+    assert result["results"][0]["outcome"] == "retried"
+    posts = [r for r in emu.requests if r.method == "POST" and not r.path.endswith("/oauth2/token")]
+    assert {r.path.rsplit("/", 1)[-1] for r in posts} >= {"sessions", "retry"}
+    assert [r.headers.get("content-encoding") for r in posts] == [None] * len(posts)
 
 
 def test_duplicated_ids_are_retried_once(emu: CdfEmulator, client: CogniteClient) -> None:

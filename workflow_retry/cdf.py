@@ -191,10 +191,15 @@ def bound_sdk_retries(settings: Settings) -> None:
     ledger write), and the SDK's default pool of 20 connections capped a batch at 10 to 16
     executions whatever the concurrency (docs/benchmarks.md). The SDK reads this when it builds its
     pool, at the first request of the process; a larger pool set by the user is kept.
+
+    And sends request bodies uncompressed: ours are a few hundred bytes (a session, a retry, a batch
+    of ledger rows), which gzip makes no smaller, and gzip's set-up costs 50-60 µs of CPU per POST,
+    2-3% of a bulk call that is CPU-bound (docs/benchmarks.md).
     """
     global_config.max_retries = settings.sdk_max_retries
     global_config.max_retries_connect = min(settings.sdk_max_retries, 3)
     global_config.max_retry_backoff = settings.sdk_max_backoff_seconds
+    global_config.disable_gzip = True
     global_config.max_connection_pool_size = max(
         global_config.max_connection_pool_size, 2 * settings.concurrency + _SPARE_CONNECTIONS
     )

@@ -18,7 +18,11 @@ def token(emu: CdfEmulator) -> str:
     return emu.issue_token(ADMIN_ID)
 
 
-def test_sdk_sends_gzip_and_emulator_reads_it(emu: CdfEmulator, client: CogniteClient) -> None:
+def test_sdk_sends_gzip_and_emulator_reads_it(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK's default; the product turns it off for its process (an earlier test may have run it).
+    monkeypatch.setattr(global_config, "disable_gzip", False)
     emu.seed_execution()
     client.workflows.executions.list(statuses=["failed"])
     recorded = emu.requests_matching("POST", r"/workflows/executions/list$")[-1]
