@@ -327,6 +327,45 @@ def test_a_long_running_workflow_goes_through_its_whole_life_cycle_by_sweeps_alo
     assert len(announced) == 1
 
 
+def test_a_candidate_waiting_for_its_attempts_insert_lends_its_slot_to_the_next_oldest(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in a batch: the attempt is counted by a batched insert while the session is made; an execution
+    waiting for that insert sends nothing of its own, so its slot starts the next candidates meanwhile."""
+    monkeypatch.setenv("RETRY_LEDGER", "raw")
+    monkeypatch.setenv("RETRY_CONCURRENCY", "2")
+    ids = emu.seed_many(6, workflow_external_id="wf", status="FAILED")  # oldest first
+    emu.add_fault(Fault(method="POST", path_regex=r"/raw/dbs/[^/]+/tables/[^/]+/rows$", latency=1.5, times=1))
+
+    result = sweep(client, {"sweep": {"maxRestarts": 6, "lookbackMinutes": 60}})
+
+    assert [(r["executionId"], r["outcome"]) for r in result["results"]] == [(i, "retried") for i in ids]
+    [slow, *_] = emu.requests_matching("POST", r"/raw/dbs/[^/]+/tables/[^/]+/rows$")
+    slow_rows = {item["key"] for item in slow.body["items"]}
+    retries = {r.path.rsplit("/", 2)[-2]: r.time for r in emu.requests_matching("POST", r"/retry$")}
+    # The retries counted by the slow insert went out after it answered; the others before it did.
+    assert slow_rows
+    assert len(slow_rows) < len(ids)
+    assert all(retries[i] >= slow.time + 1.5 for i in slow_rows)
+    assert all(retries[i] < slow.time + 1.5 for i in set(ids) - slow_rows)
+    assert sum(emu.retry_count(i) for i in ids) == 6
+
+
+def test_a_sweep_restarts_no_more_than_its_cap_with_more_candidates_at_work_than_slots(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETRY_LEDGER", "raw")
+    monkeypatch.setenv("RETRY_CONCURRENCY", "2")  # up to 6 executions at work at once, slots lent included
+    ids = emu.seed_many(40, workflow_external_id="wf", status="FAILED")
+    emu.add_fault(Fault(method="POST", path_regex=r"/raw/dbs/[^/]+/tables/[^/]+/rows$", latency=0.3, times=3))
+
+    result = sweep(client, {"sweep": {"maxRestarts": 5, "lookbackMinutes": 60}})
+
+    assert [r["executionId"] for r in result["results"]] == ids[:5]
+    assert sum(emu.retry_count(i) for i in ids) == 5
+    assert result["sweep"]["leftForNextSweep"] == 35
+
+
 def test_executions_given_up_on_do_not_hold_newer_failures_back(
     emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

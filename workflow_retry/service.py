@@ -348,16 +348,24 @@ async def retry_one(
     dry_run: bool,
     context: RetryContext | None = None,
     full_execution: bool = False,
+    slots: Slots | None = None,
 ) -> ExecutionResult:
     """Read the execution and its attempts, decide, count the attempt and retry it with a fresh session.
 
-    One task at a time per execution in this process (:func:`one_at_a_time`). The result carries the
-    compact execution unless ``full_execution``.
+    One task at a time per execution in this process (:func:`one_at_a_time`). With ``slots``, the
+    execution's requests are sent holding one of them, lent out while it waits on others (a duplicate
+    waiting for another task's result holds none). The result carries the compact execution unless
+    ``full_execution``.
     """
     ctx = context or RetryContext()
-    result = await one_at_a_time(
-        execution_id, _mode(dry_run, ctx), lambda: _retry_one(execution_id, gateway, dry_run=dry_run, context=ctx)
-    )
+
+    async def work() -> ExecutionResult:
+        if slots is None:
+            return await _retry_one(execution_id, gateway, dry_run=dry_run, context=ctx)
+        async with slots.hold() as slot:
+            return await _retry_one(execution_id, gateway, dry_run=dry_run, context=ctx, slot=slot)
+
+    result = await one_at_a_time(execution_id, _mode(dry_run, ctx), work)
     return result if full_execution else result.with_compact_execution()
 
 

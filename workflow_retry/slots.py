@@ -20,6 +20,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
 
+LENT_PER_SLOT = 2
+"""At most this many executions per slot wait with their slot lent (each holds its execution in memory)."""
+
 
 class Slots:
     """A semaphore with two queues: tasks taking a lent slot back are served before tasks starting."""
@@ -62,7 +65,11 @@ class Slots:
 
     def may_lend(self) -> bool:
         """Whether one more execution may lend its slot (at most twice as many wait so as there are slots)."""
-        return self.lent < 2 * self._size
+        return self.lent < LENT_PER_SLOT * self._size
+
+    def most_at_once(self) -> int:
+        """How many executions can be at work at once: those holding a slot and those waiting with theirs lent."""
+        return (1 + LENT_PER_SLOT) * self._size
 
     def hold(self) -> HeldSlot:
         """A slot to take for one execution (``async with``), which the execution can lend out."""

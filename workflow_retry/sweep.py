@@ -59,6 +59,7 @@ from workflow_retry.service import (
     log_result,
     reading_ahead,
     retry_one,
+    shared_slots,
 )
 from workflow_retry.settings import Settings
 
@@ -390,13 +391,18 @@ async def _retry_oldest_first(
     """Handle candidates oldest first until ``max_restarts`` restarted: (results in that order, not reached, timed out).
 
     Each candidate goes through :func:`retry_one` (detail, ledger, full policy), so one found not
-    retryable (exhausted, cooling down, terminal errors) leaves its slot to the next oldest.
+    retryable (exhausted, cooling down, terminal errors) leaves its slot to the next oldest. The
+    executions hold the process's shared slots as a batch's do, and there are as many workers as
+    executions can be at work at once: one waiting for its attempt's batched insert lends its slot to
+    the next candidate, as in a batch. A worker takes a candidate only while the restarts under way
+    could still fall short of ``max_restarts``, so no more than that are restarted.
     """
     results: dict[int, ExecutionResult] = {}
     restarted = 0
     in_flight = 0
     position = itertools.count()
     total = min(len(selected), max_restarts)
+    slots = shared_slots(settings.concurrency)
 
     async def worker() -> None:
         nonlocal restarted, in_flight
@@ -411,6 +417,7 @@ async def _retry_oldest_first(
                     dry_run=request.dry_run,
                     context=ctx,
                     full_execution=request.full_execution,
+                    slots=slots,
                 )
             finally:
                 in_flight -= 1
@@ -427,7 +434,7 @@ async def _retry_oldest_first(
             if ctx.running is not None:
                 # Only as many at once as there is room for, so the room goes to the oldest.
                 max_restarts = total = min(max_restarts, await ctx.running.room())
-            await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, max_restarts))))
+            await asyncio.gather(*(worker() for _ in range(min(slots.most_at_once(), max_restarts))))
     except TimeoutError:
         # Work in flight was cancelled; whatever was left in the queue was never started.
         timed_out = True
