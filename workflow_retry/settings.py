@@ -151,7 +151,9 @@ class Settings(EnvironmentSettings):
     sweep_workflows: str = Field(default="", description="Sweep only these workflows (comma-separated, wf[:ver])")
     sweep_statuses: str = Field(default="FAILED,TIMED_OUT", description="Execution statuses a sweep lists")
     sweep_max_restarts: int = Field(default=20, ge=1, le=1000, description="Executions restarted per sweep")
-    sweep_page_size: int = Field(default=100, ge=1, le=1000, description="Executions per list request")
+    sweep_page_size: int = Field(
+        default=1000, ge=1, le=1000, description="Executions per list request (the API's most, as the SDK pages)"
+    )
 
     # Who retried executions run as (docs/identity-and-access.md): workflows mapped to credential sets.
     credentials_map: dict[WorkflowKey, CredentialSetName] = Field(
