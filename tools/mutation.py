@@ -88,6 +88,19 @@ TARGETS: dict[str, Target] = {
         ),
         pytest_args=("-m", "not slow"),
     ),
+    # The concurrency bound and its lending: the unit tests, and the whole calls whose timing shows a lent slot.
+    "slots": Target(
+        ("workflow_retry/slots.py",),
+        (
+            "tests/test_slots.py",
+            "tests/test_service_flow.py",
+            "tests/test_sweep.py",
+            "tests/ledger/test_raw_batched_writes.py",
+            "tests/ledger/test_raw_read_ahead.py",
+        ),
+    ),
+    # RETRY_MAX_RUNNING: the budget's own tests, and the sweeps that stop at the room left.
+    "running": Target(("workflow_retry/running.py",), ("tests/test_running.py", "tests/test_sweep.py")),
     # Not tests/ledger/test_raw_across_processes.py: it starts containers as processes (11 s a mutant);
     # the race it bounds is built from the same functions the in-process tests below run.
     "ledger": Target(
