@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from workflow_retry.slots import Slots
+
+T = TypeVar("T")
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run within 5 s: a slot never handed back shows as a TimeoutError here, not as a hung test."""
+    return asyncio.run(asyncio.wait_for(coroutine, 5))
 
 
 async def _hold(slots: Slots, name: str, order: list[str], seconds: float = 0.01) -> None:
@@ -28,7 +37,7 @@ def test_no_more_tasks_hold_a_slot_at_once_than_there_are_slots() -> None:
         await asyncio.gather(*(work() for _ in range(20)))
         return most
 
-    assert asyncio.run(run()) == 3
+    assert _run(run()) == 3
 
 
 def test_a_lent_slot_is_free_for_a_new_task_and_taken_back_ahead_of_tasks_not_yet_started() -> None:
@@ -52,7 +61,7 @@ def test_a_lent_slot_is_free_for_a_new_task_and_taken_back_ahead_of_tasks_not_ye
         return order
 
     # "third" queued before "first" wanted its slot back, yet "first" goes on before it.
-    assert asyncio.run(run()) == ["first reads", "second", "first goes on", "third"]
+    assert _run(run()) == ["first reads", "second", "first goes on", "third"]
 
 
 def test_a_task_cancelled_while_waiting_or_just_handed_a_slot_does_not_keep_it() -> None:
@@ -69,4 +78,4 @@ def test_a_task_cancelled_while_waiting_or_just_handed_a_slot_does_not_keep_it()
         assert [type(r) for r in results] == [asyncio.CancelledError, asyncio.CancelledError]
         await asyncio.wait_for(slots.take(), timeout=1)  # the slot was passed on, not lost
 
-    asyncio.run(run())
+    _run(run())

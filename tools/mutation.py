@@ -98,9 +98,15 @@ TARGETS: dict[str, Target] = {
             "tests/ledger/test_raw_batched_writes.py",
             "tests/ledger/test_raw_read_ahead.py",
         ),
+        # A mutant that never hands a slot back hangs its test: a minute, not pytest's five, kills it.
+        pytest_args=("-m", "not slow", "--timeout", "60"),
     ),
     # RETRY_MAX_RUNNING: the budget's own tests, and the sweeps that stop at the room left.
-    "running": Target(("workflow_retry/running.py",), ("tests/test_running.py", "tests/test_sweep.py")),
+    "running": Target(
+        ("workflow_retry/running.py",),
+        ("tests/test_running.py", "tests/test_sweep.py"),
+        pytest_args=("-m", "not slow", "--timeout", "60"),
+    ),
     # Not tests/ledger/test_raw_across_processes.py: it starts containers as processes (11 s a mutant);
     # the race it bounds is built from the same functions the in-process tests below run.
     "ledger": Target(
