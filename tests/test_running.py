@@ -182,6 +182,24 @@ def test_calls_at_the_same_time_share_the_room(
     assert throttled(emu) == []
 
 
+def test_room_given_back_while_other_restarts_are_under_way_is_one_unit(
+    emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two at a time: A and B take the room. A's retry is refused, so A gives its unit back while B's
+    # retry is still out: C then takes that unit, and D finds no room (B and C count).
+    monkeypatch.setenv("RETRY_MAX_RUNNING", "2")
+    monkeypatch.setenv("RETRY_CONCURRENCY", "2")
+    monkeypatch.setenv("RETRY_LEDGER", "none")
+    emu.max_running_executions = 2
+    a, b, c, d = emu.seed_many(4, status="FAILED")
+    emu.add_fault(Fault(method="POST", path_regex=rf"/executions/{a}/retry$", statuses=[400], latency=0.2))
+    emu.add_fault(Fault(method="POST", path_regex=rf"/executions/{b}/retry$", latency=1.0, times=1))
+    report = retry(client, [a, b, c, d])
+    assert outcomes(report) == [Outcome.FAILED, Outcome.RETRIED, Outcome.RETRIED, Outcome.DEFERRED]
+    assert emu.running_count == 2
+    assert throttled(emu) == []
+
+
 def test_a_sweep_stops_when_the_room_is_used_and_says_so(
     emu: CdfEmulator, client: CogniteClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

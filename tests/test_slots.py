@@ -79,3 +79,18 @@ def test_a_task_cancelled_while_waiting_or_just_handed_a_slot_does_not_keep_it()
         await asyncio.wait_for(slots.take(), timeout=1)  # the slot was passed on, not lost
 
     _run(run())
+
+
+def test_a_task_cancelled_while_waiting_ends_cancelled_when_a_freed_slot_passed_it_over() -> None:
+    async def run() -> None:
+        slots = Slots(1)
+        await slots.take()
+        waiting = asyncio.create_task(slots.take())
+        await asyncio.sleep(0)  # queued
+        waiting.cancel()  # its place is cancelled at once; the task sees it at its next turn
+        slots.give()  # meanwhile the slot is freed: it passes the cancelled place over, to the pool
+        [result] = await asyncio.gather(waiting, return_exceptions=True)
+        assert type(result) is asyncio.CancelledError
+        await asyncio.wait_for(slots.take(), timeout=1)  # the slot is in the pool, not lost
+
+    _run(run())
