@@ -162,6 +162,25 @@ def test_without_throttling_a_row_waits_only_the_short_window(emu: CdfEmulator, 
     assert len(emu.requests_matching("POST", ROWS)) == 4  # none waited for the next: the retry is not held up
 
 
+def test_no_more_than_two_inserts_are_out_at_once_and_rows_written_meanwhile_go_together(
+    emu: CdfEmulator, never_slow: RawLedger
+) -> None:
+    ledger = never_slow
+    emu.clear_requests()
+    emu.add_fault(Fault(method="POST", path_regex=ROWS, latency=0.3))  # every insert takes 0.3 s
+    ids = [f"exec-{i}" for i in range(8)]
+
+    # 50 ms apart: each row past the short window (2 ms), six of them while two inserts are out.
+    _take_each_after_the_last(ledger, ids, gap_seconds=0.05)
+
+    inserts = emu.requests_matching("POST", ROWS)
+    assert sorted(k for k in emu.raw_rows("db", "t") if k != "warm") == ids  # every row landed
+    assert len(inserts) <= 5  # two alone, then the rest in at most three (eight without the bound)
+    # An insert is out from its arrival for its 0.3 s: never a third beside two.
+    arrivals = sorted(r.time for r in inserts)
+    assert all(sum(1 for a in arrivals if a <= t < a + 0.3) <= 2 for t in arrivals)
+
+
 def test_an_insert_refused_for_another_reason_than_throttling_holds_no_later_row(
     emu: CdfEmulator, never_slow: RawLedger
 ) -> None:
