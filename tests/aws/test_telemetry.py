@@ -167,3 +167,31 @@ def test_a_give_up_is_counted_once_and_an_sqs_batch_sums_its_records(lambda_env:
     assert (first["Retried"], first["GaveUp"], first["Exhausted"]) == (2.0, 0.0, 0.0)
     assert (second["Retried"], second["GaveUp"], second["Exhausted"]) == (0.0, 1.0, 1.0)
     assert emf_lines(lines)[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "WorkflowRetry"
+
+
+# Both entrypoints in one process: the Cognite path's JSON handler on the package logger first, then two
+# containers' telemetry (each a new Powertools Logger, as a fresh app builds one).
+BOTH_PATHS = f"""
+import json
+from awslambdaric.lambda_context import LambdaContext
+from workflow_retry.logs import log_json_to_stdout
+from workflow_retry.aws.telemetry import LambdaTelemetry
+
+log_json_to_stdout()
+answers = []
+for number in range(2):
+    context = LambdaContext(f"request-{{number}}", None, None, 0, "arn:aws:lambda:eu-west-1:1:function:f")
+    answers.append(LambdaTelemetry().invocation(context, lambda event, context: "handled", {{}}))
+print({ANSWERS!r} + json.dumps(answers))
+"""
+
+
+def test_a_second_logger_finds_powertools_handler_when_another_handler_came_first() -> None:
+    # Powertools gives a Logger made after the first the package logger's first handler; once that was
+    # the Cognite path's JSON handler, whose formatter Powertools cannot drive (AttributeError), and the
+    # tests that ran both paths in one process failed by the order they ran in.
+    done = run_in_container(BOTH_PATHS, env={**os.environ, "AWS_DEFAULT_REGION": "eu-west-1"})
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    [answers] = [line[len(ANSWERS) :] for line in done.stdout.splitlines() if line.startswith(ANSWERS)]
+    assert json.loads(answers) == ["handled", "handled"]

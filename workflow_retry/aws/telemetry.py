@@ -55,9 +55,14 @@ class LambdaTelemetry:
 
     def __init__(self) -> None:
         from aws_lambda_powertools import Logger, Metrics  # the Lambda path only (see the module docstring)
+        from aws_lambda_powertools.logging.formatter import BasePowertoolsFormatter
 
-        host_level = logging.getLogger(PACKAGE_LOGGER).level
-        self.logger = Logger(service=PACKAGE_LOGGER, level=host_level or None)
+        package = logging.getLogger(PACKAGE_LOGGER)
+        # A Logger made after the first takes the package logger's first handler as its own. Name the one
+        # that has Powertools' formatter: the first may be another (the Cognite path's JSON handler, in a
+        # process that ran both paths), whose formatter Powertools cannot drive.
+        own = next((h for h in package.handlers if isinstance(h.formatter, BasePowertoolsFormatter)), None)
+        self.logger = Logger(service=PACKAGE_LOGGER, level=package.level or None, logger_handler=own)
         self.metrics = Metrics(
             namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
             service=os.environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE,
