@@ -187,15 +187,16 @@ async def retry_executions(
             if execution_id is None:
                 return _result(requested.shown, Outcome.INVALID, requested.problem or "invalid")
             watched = _RetryRequestWatch(gateway)
-
-            async def work() -> ExecutionResult:
-                async with slots.hold() as slot:  # taken by the handling task only: a waiting duplicate holds none
-                    return await _retry_one(execution_id, watched, dry_run=request.dry_run, context=ctx, slot=slot)
-
             try:
                 async with asyncio.timeout_at(deadline):
-                    result = await one_at_a_time(execution_id, _mode(request.dry_run, ctx), work)
-                return result if request.full_execution else result.with_compact_execution()
+                    return await retry_one(
+                        execution_id,
+                        watched,
+                        dry_run=request.dry_run,
+                        context=ctx,
+                        full_execution=request.full_execution,
+                        slots=slots,
+                    )
             except TimeoutError:
                 message = DEADLINE_IN_FLIGHT_MESSAGE if watched.retry_sent else DEADLINE_MESSAGE
                 return _failed(requested.shown, CdfRequestError(None, message, retryable=True))
