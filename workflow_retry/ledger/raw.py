@@ -300,8 +300,8 @@ class _BatchedInserts:
         self._flushing: asyncio.Task[None] | None = None  # referenced, so the loop cannot drop it
         self._throttled_until = 0.0  # loop time until which rows wait the throttled window
         self._fastest = float("inf")  # the fastest insert so far: what an unthrottled one takes here
-        self._sending_since: list[float] = []  # when each insert still in flight was sent
-        self._answers: list[asyncio.Future[None]] = []  # one per insert in flight, done once it has answered
+        # Each insert in flight: a future done once it has answered -> when it was sent.
+        self._in_flight: dict[asyncio.Future[None], float] = {}
 
     def window(self) -> float:
         """How long the next batch stays open: longer while CDF throttles the ledger's inserts.
@@ -311,7 +311,7 @@ class _BatchedInserts:
         other instead of each going out alone while the first is retried.
         """
         now = asyncio.get_running_loop().time()
-        oldest = min(self._sending_since, default=now)
+        oldest = min(self._in_flight.values(), default=now)
         throttled = now < self._throttled_until or self._is_slow(now - oldest)
         return THROTTLED_WRITE_WINDOW_SECONDS if throttled else WRITE_WINDOW_SECONDS
 
@@ -329,15 +329,14 @@ class _BatchedInserts:
     async def _flush_after_window(self) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(self.window())
-        while len(self._answers) >= MAX_INSERTS_IN_FLIGHT:
+        while len(self._in_flight) >= MAX_INSERTS_IN_FLIGHT:
             # Rows that come meanwhile join this batch: one insert for them once one in flight answers.
-            await asyncio.wait(self._answers, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
         batch, self._pending, self._flushing = self._pending, [], None
         rows = list({row["key"]: row for row, _ in batch}.values())
         started = loop.time()
-        self._sending_since.append(started)
         answered: asyncio.Future[None] = loop.create_future()
-        self._answers.append(answered)
+        self._in_flight[answered] = started
         try:
             for start in range(0, len(rows), MAX_ROWS_PER_INSERT):
                 await self._send(rows[start : start + MAX_ROWS_PER_INSERT])
@@ -356,8 +355,7 @@ class _BatchedInserts:
                 if not written.done():
                     written.set_result(None)
         finally:
-            self._sending_since.remove(started)
-            self._answers.remove(answered)
+            del self._in_flight[answered]
             answered.set_result(None)
 
     def _note_duration(self, seconds: float, *, throttled: bool = False) -> None:
